@@ -1,0 +1,47 @@
+# asam-companion. Recipes call the environment's own Python (make cannot activate an environment).
+# On a fresh clone, `make figures` and `make test` are the whole set-up: both create .venv if missing.
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.DEFAULT_GOAL := help
+.PHONY: help env figures test test-unit test-notebooks model bench lab clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+env: $(STAMP) ## Create the local environment (.venv) from requirements.txt
+	@echo "environment ready: $(PY)"
+
+figures: $(STAMP) ## Run every notebook headless (papermill) and regenerate figures/ and results/
+	$(PY) -m asam_lib.run_notebooks $(NOTEBOOKS)
+
+test: test-unit test-notebooks ## Unit tests, then every notebook under nbval (quick configuration)
+
+test-unit: $(STAMP) ## Unit tests of asam_lib
+	$(PY) -m pytest -q tests
+
+test-notebooks: $(STAMP) ## Run every notebook under nbval (assertions in cells are the checks)
+	TQDM_DISABLE=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(NOTEBOOKS)
+
+model: $(STAMP) ## Retrain the shipped base model from scratch into checkpoints/base
+	$(PY) -m asam_lib.pretrain --out checkpoints/base
+
+bench: $(STAMP) ## Time pretraining and report held-out accuracy and peak memory
+	$(PY) -m asam_lib.bench
+
+lab: $(STAMP) ## Open JupyterLab on the notebooks
+	$(PY) -m jupyter lab notebooks/
+
+clean: ## Remove executed notebooks and caches of Python (keeps .venv and .cache)
+	rm -rf build .pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

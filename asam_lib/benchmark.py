@@ -1,0 +1,106 @@
+"""The embedded benchmark: counterfactual edit requests drawn from the world, exported in the MMEdit
+schema (JSON + PNG files) so that :func:`asam_lib.records.load_records` reads it like real MMEdit data.
+
+Locality items come from two disjoint pools: ``support`` (what an editor may use while editing) and
+``eval`` (what locality is measured on). Text locality pools are disjoint sets of text entities; image
+locality pools are disjoint sets of image entities.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from asam_lib.seeding import numpy_rng
+from asam_lib.world import RELATIONS, World
+
+EVAL_STREAM = "eval"
+
+
+@dataclass(frozen=True)
+class LocalityPools:
+    """Entity indices of the locality pools (text entities and image entities)."""
+
+    text_support: tuple[int, ...]
+    text_eval: tuple[int, ...]
+    image_support: tuple[int, ...]
+    image_eval: tuple[int, ...]
+
+
+def locality_pools(world: World) -> LocalityPools:
+    """Split text and image entities in halves, seeded: support vs evaluation locality pools."""
+    rng = numpy_rng(world.config.seed, "locality-pools")
+    text = rng.permutation(len(world.text_entities)).tolist()
+    image = rng.permutation(len(world.entities)).tolist()
+    t, i = len(text) // 2, len(image) // 2
+    return LocalityPools(tuple(sorted(text[:t])), tuple(sorted(text[t:])), tuple(sorted(image[:i])), tuple(sorted(image[i:])))
+
+
+def image_file(entity: int, index: int, stream: str = EVAL_STREAM) -> str:
+    """Relative path of an exported world image."""
+    return f"images/{stream}/e{entity:03d}_{index:03d}.png"
+
+
+def _pick(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def edit_requests(world: World, task: str = "vqa") -> list[dict]:
+    """One counterfactual MMEdit record per (entity, relation) for ``vqa``, per entity for ``caption``.
+
+    ``src`` is a training phrasing, ``rephrase`` a held-out one; ``image`` and ``image_rephrase`` are
+    held-out images; ``alt`` differs from the true answer ``pred``; locality items come from the
+    evaluation pools. Extra fields ``entity``/``relation`` let the world rebuild the full unit.
+    """
+    pools = locality_pools(world)
+    rng = numpy_rng(world.config.seed, "requests", task)
+    relations = list(RELATIONS) if task == "vqa" else ["caption"]
+    if task not in ("vqa", "caption"):
+        raise ValueError(f"unknown task {task!r}; use 'vqa' or 'caption'")
+    records = []
+    for ent in world.entities:
+        for rel in relations:
+            truth = world.answer(ent, rel)
+            if rel == "caption":
+                alt = _pick(rng, [e.caption for e in world.entities if e.caption != truth])
+            else:
+                alt = _pick(rng, [a for a in world.candidate_answers(rel) if a != truth])
+            loc_ent = world.text_entities[_pick(rng, pools.text_eval)]
+            loc_rel = _pick(rng, list(RELATIONS))
+            m_ent = world.entities[_pick(rng, [i for i in pools.image_eval if i != ent.index])]
+            m_rel = _pick(rng, list(RELATIONS))
+            records.append(
+                {
+                    "src": _pick(rng, world.phrasings(rel, heldout=False)).render(),
+                    "pred": truth,
+                    "alt": alt,
+                    "rephrase": _pick(rng, world.phrasings(rel, heldout=True)).render(),
+                    "image": image_file(ent.index, 0),
+                    "image_rephrase": image_file(ent.index, 1),
+                    "loc": _pick(rng, world.phrasings(loc_rel, heldout=False, text=True)).render(f"the {loc_ent.name}"),
+                    "loc_ans": world.answer(loc_ent, loc_rel),
+                    "m_loc": image_file(m_ent.index, 0),
+                    "m_loc_q": _pick(rng, world.phrasings(m_rel, heldout=False)).render(),
+                    "m_loc_a": world.answer(m_ent, m_rel),
+                    "task": task,
+                    "entity": ent.index,
+                    "relation": rel,
+                }
+            )
+    return records
+
+
+def export_mmedit(world: World, out_dir: str | Path, task: str = "vqa", images_per_entity: int = 2) -> Path:
+    """Write ``{task}.json`` and the PNG files it names under ``out_dir``; return the JSON path."""
+    out_dir = Path(out_dir)
+    for ent in world.entities:
+        for k in range(images_per_entity):
+            path = out_dir / image_file(ent.index, k)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            world.image(ent.index, EVAL_STREAM, k).save(path, format="PNG")
+    json_path = out_dir / f"{task}.json"
+    json_path.write_text(json.dumps(edit_requests(world, task), indent=1) + "\n")
+    return json_path

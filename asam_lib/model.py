@@ -1,0 +1,128 @@
+"""The embedded MLLM: a real ``LlavaForConditionalGeneration`` with a tiny CLIP vision tower and a tiny
+Llama language model, plus its ``LlavaProcessor`` (word-level tokenizer + CLIP image processor).
+
+Nothing here is specific to the tiny size: the same classes, ``save_pretrained`` and ``from_pretrained``
+serve a real LLaVA checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+from asam_lib.tokenizer import IMAGE
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the tiny LLaVA. Defaults reproduce the committed checkpoint."""
+
+    image_size: int = 32
+    patch_size: int = 8
+    vision_hidden: int = 96
+    vision_layers: int = 3
+    vision_heads: int = 4
+    text_hidden: int = 128
+    text_layers: int = 4
+    text_heads: int = 4
+    text_intermediate: int = 512
+    max_positions: int = 160
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def n_image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+def build_processor(tokenizer: PreTrainedTokenizerFast, config: ModelConfig) -> LlavaProcessor:
+    """A ``LlavaProcessor`` whose image processor resizes to ``config.image_size`` (no crop change)."""
+    size = config.image_size
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, do_convert_rgb=True
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=config.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, config: ModelConfig, seed: int = 0) -> LlavaForConditionalGeneration:
+    """A randomly initialised tiny LLaVA (deterministic under ``seed``)."""
+    vision = CLIPVisionConfig(
+        hidden_size=config.vision_hidden,
+        intermediate_size=4 * config.vision_hidden,
+        num_hidden_layers=config.vision_layers,
+        num_attention_heads=config.vision_heads,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        projection_dim=config.vision_hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.text_hidden,
+        intermediate_size=config.text_intermediate,
+        num_hidden_layers=config.text_layers,
+        num_attention_heads=config.text_heads,
+        num_key_value_heads=config.text_heads,
+        max_position_embeddings=config.max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    llava = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+        image_seq_length=config.n_image_tokens,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(llava)
+    model.eval()
+    return model
+
+
+def config_hash(*parts: object) -> str:
+    """A short stable hash of configs (dataclasses or JSON-able objects), for cache keys and results."""
+    def plain(obj: object) -> object:
+        return asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj
+
+    blob = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_model(folder: str | Path) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """Load a saved model and processor exactly like a hub checkpoint (float32, eval mode)."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"no model at {folder}: config.json is missing (run `make model` or pass a model folder)")
+    model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    processor = LlavaProcessor.from_pretrained(folder)
+    model.eval()
+    return model, processor
+
+
+def language_layers(model: LlavaForConditionalGeneration) -> torch.nn.ModuleList:
+    """The decoder blocks of the language model."""
+    return model.model.language_model.layers

@@ -1,0 +1,128 @@
+"""Knowledge units: every input that expresses the same fact as the edit input.
+
+A unit's members are (question, image) pairs tagged by how they differ from the edit input:
+``anchor`` (the edit input itself), ``text`` (a paraphrase, same image), ``image`` (another image of the
+entity, same question) and ``both``. Each member is in the ``support`` split (what an editor may see;
+by default only the anchor) or the ``eval`` split (never seen while editing). Each member carries its
+distance from the anchor: ``text_distance`` (number of template parts that differ; 0-3) and
+``image_distance`` (RMS difference of the render parameters, in units of their ranges).
+
+Generality of an edit is the share of ``eval`` members predicted as the new target; T-Gen, I-Gen and
+TI-Gen are its ``text``, ``image`` and ``both`` slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from asam_lib.records import EditRecord
+from asam_lib.render import param_distance
+from asam_lib.seeding import numpy_rng
+from asam_lib.world import Question, World
+
+KINDS = ("anchor", "text", "image", "both")
+EVAL_STREAM = "eval"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One input of a knowledge unit."""
+
+    question: str
+    image: Image.Image | None = field(repr=False)
+    kind: str
+    split: str
+    text_distance: float
+    image_distance: float
+
+
+@dataclass
+class KnowledgeUnit:
+    """The unit of one edit request: the anchor plus its text / image / both variants."""
+
+    src: str
+    old_answer: str
+    new_answer: str
+    members: list[Member]
+    name: str = ""
+
+    def select(self, kind: str | None = None, split: str | None = None) -> list[Member]:
+        """Members of one kind and/or split (None = any)."""
+        return [m for m in self.members if (kind is None or m.kind == kind) and (split is None or m.split == split)]
+
+    @property
+    def anchor(self) -> Member:
+        return self.select("anchor")[0]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={len(self.select(k))}" for k in KINDS)
+        return f"KnowledgeUnit({self.name or self.src!r}: {self.old_answer!r} -> {self.new_answer!r}; {counts})"
+
+
+def unit_from_record(record: EditRecord) -> KnowledgeUnit:
+    """The four-member unit of an MMEdit record: anchor, text (rephrase), image (image_rephrase), both."""
+    image, other = record.image("image"), record.image("image_rephrase") if record.image_rephrase_path else None
+    members = [Member(record.src, image, "anchor", "support", 0.0, 0.0)]
+    if record.rephrase:
+        members.append(Member(record.rephrase, image, "text", "eval", 1.0, 0.0))
+    if other is not None:
+        members.append(Member(record.src, other, "image", "eval", 0.0, 1.0))
+    if record.rephrase and other is not None:
+        members.append(Member(record.rephrase, other, "both", "eval", 1.0, 1.0))
+    return KnowledgeUnit(record.src, record.pred, record.alt, members, name=f"record {record.index}")
+
+
+def _find_phrasing(world: World, relation: str, text: str) -> Question:
+    for q in world.phrasings(relation):
+        if q.render() == text:
+            return q
+    raise ValueError(f"{text!r} is not a phrasing of relation {relation!r} in this world")
+
+
+def unit_from_world(
+    world: World,
+    record: EditRecord,
+    n_text: int = 16,
+    n_image: int = 16,
+    n_both: int = 32,
+    seed: int = 0,
+) -> KnowledgeUnit:
+    """The large unit of a world edit request (a record exported by :mod:`asam_lib.benchmark`).
+
+    ``text`` members: other phrasings of the relation with the anchor image; ``image`` members: other
+    held-out images of the entity with the anchor question; ``both``: other phrasings with other images.
+    Sizes are capped by ``n_*`` (seeded subsample).
+    """
+    entity, relation = record.extra.get("entity"), record.extra.get("relation")
+    if entity is None or relation is None:
+        raise ValueError(f"record {record.index} has no 'entity'/'relation' fields: use unit_from_record for MMEdit data")
+    rng = numpy_rng(seed, "unit", entity, relation)
+    anchor_q = _find_phrasing(world, relation, record.src)
+    anchor_index = int(record.image_path.rsplit("_", 1)[1].split(".")[0])
+    anchor_params = world.image_params(entity, EVAL_STREAM, anchor_index)
+    anchor_image = world.image(entity, EVAL_STREAM, anchor_index)
+    others_q = [q for q in world.phrasings(relation) if q != anchor_q]
+    image_ids = [k for k in range(anchor_index + 1, anchor_index + 1 + max(n_image, n_both))]
+
+    def pick(pool: list, n: int) -> list:
+        return [pool[i] for i in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))]
+
+    def image_member(k: int):
+        return world.image(entity, EVAL_STREAM, k), param_distance(world.image_params(entity, EVAL_STREAM, k), anchor_params)
+
+    members = [Member(record.src, anchor_image, "anchor", "support", 0.0, 0.0)]
+    for q in pick(others_q, n_text):
+        members.append(Member(q.render(), anchor_image, "text", "eval", float(q.paraphrase_distance(anchor_q)), 0.0))
+    for k in image_ids[:n_image]:
+        img, dist = image_member(k)
+        members.append(Member(record.src, img, "image", "eval", 0.0, dist))
+    for q in pick(others_q, n_both):
+        img, dist = image_member(image_ids[int(rng.integers(len(image_ids)))])
+        members.append(Member(q.render(), img, "both", "eval", float(q.paraphrase_distance(anchor_q)), dist))
+    ent = world.entities[entity]
+    return KnowledgeUnit(record.src, record.pred, record.alt, members, name=f"{ent.caption} / {relation}")
