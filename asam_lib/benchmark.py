@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asam_lib import paths
+from asam_lib.model import config_hash
 from asam_lib.seeding import numpy_rng
 from asam_lib.world import RELATIONS, World
 
@@ -103,4 +105,13 @@ def export_mmedit(world: World, out_dir: str | Path, task: str = "vqa", images_p
             world.image(ent.index, EVAL_STREAM, k).save(path, format="PNG")
     json_path = out_dir / f"{task}.json"
     json_path.write_text(json.dumps(edit_requests(world, task), indent=1) + "\n")
+    return json_path
+
+
+def exported_benchmark(world: World, task: str = "vqa") -> Path:
+    """The world's MMEdit JSON for ``task`` in the cache (exported on first use)."""
+    folder = paths.CACHE / "benchmark" / config_hash(world.config, "benchmark-v1")
+    json_path = folder / f"{task}.json"
+    if not json_path.exists():
+        export_mmedit(world, folder, task)
     return json_path

@@ -126,3 +126,8 @@ def unit_from_world(
         members.append(Member(q.render(), img, "both", "eval", float(q.paraphrase_distance(anchor_q)), dist))
     ent = world.entities[entity]
     return KnowledgeUnit(record.src, record.pred, record.alt, members, name=f"{ent.caption} / {relation}")
+
+
+def member_items(members: list[Member], answer: str) -> list[tuple[str, str, Image.Image | None]]:
+    """``(question, answer, image)`` items of ``members`` for scoring with one answer."""
+    return [(m.question, answer, m.image) for m in members]
