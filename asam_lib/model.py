@@ -122,7 +122,3 @@ def load_model(folder: str | Path) -> tuple[LlavaForConditionalGeneration, Llava
     model.eval()
     return model, processor
 
-
-def language_layers(model: LlavaForConditionalGeneration) -> torch.nn.ModuleList:
-    """The decoder blocks of the language model."""
-    return model.model.language_model.layers

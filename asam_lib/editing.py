@@ -1,0 +1,244 @@
+"""The editor interface: ``editor.edit(model, encoder, request) -> EditHandle`` with exact rollback.
+
+Every intrinsic editor shares one loop (:meth:`Editor.edit`): install trainable parameters at the edit
+layer, then minimise
+
+    L = CE(anchor -> y_new) + lambda_loc * KL(p_edit || p_pre) on locality *support* items
+
+for ``steps`` Adam steps, then fold the change into the model. What differs between editors is only what
+they install (:meth:`Editor.install`) and, for ASAM, extra loss terms (:meth:`Editor.extra_losses`).
+
+Rollback is exact: an editor snapshots every tensor it will change (or keeps the module it replaces) and
+:meth:`EditHandle.restore` puts them back bit for bit. A non-finite loss restores the model before the
+error is raised, so a failed edit never leaves NaN weights behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from asam_lib.architectures import edit_layer_mlp, language_layers
+from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits
+from asam_lib.seeding import torch_generator
+
+
+class EditError(RuntimeError):
+    """An edit that cannot be carried out (the base model is left untouched)."""
+
+
+@dataclass
+class EditRequest:
+    """What an editor is given: the edit input, its new target, and locality support items (which
+    must come from the support pool, never from the items locality is evaluated on)."""
+
+    question: str
+    target: str
+    image: object
+    locality_support: Sequence[Item] = ()
+    name: str = "request"
+
+    @property
+    def anchor_item(self) -> Item:
+        return (self.question, self.target, self.image)
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    """Hyper-parameters shared by the intrinsic editors. Defaults reproduce the committed figures."""
+
+    layer: int = 2  # index of the language-model block whose FFN is edited
+    steps: int = 30  # Adam steps
+    lr: float = 1e-2
+    lambda_loc: float = 1.0  # weight of the KL locality term on support items
+    stop_loss: float = 0.0  # stop early once the anchor CE is below this (0 = run all steps)
+
+
+@dataclass
+class EditHandle:
+    """The result of one edit: call :meth:`restore` to undo it exactly."""
+
+    editor: str
+    request: str
+    steps: int
+    seconds: float
+    losses: list[dict[str, float]] = field(repr=False)
+    _undo: Callable[[], None] = field(repr=False)
+    restored: bool = False
+
+    def restore(self) -> None:
+        """Return the model to the weights it had before this edit (bit-exact)."""
+        if not self.restored:
+            self._undo()
+            self.restored = True
+
+
+@dataclass
+class EditContext:
+    """Tensors an edit reuses at every step. ``anchor``/``locality``: batches; ``*_embeds``: their joint
+    input embeddings ``(B, L, d)`` (fixed, since only the edit layer changes); ``pre_locality``: the
+    unedited model's log-probabilities on the locality answer spans."""
+
+    request: EditRequest
+    anchor: Batch
+    anchor_embeds: torch.Tensor
+    locality: Batch | None
+    locality_embeds: torch.Tensor | None
+    pre_locality: list[torch.Tensor] | None
+    generator: torch.Generator
+
+
+def joint_embeddings(model, batch: Batch) -> torch.Tensor:
+    """The language model's input sequence (projected image tokens + text embeddings): (B, L, d).
+
+    Captured with a pre-hook on the language model, so it is whatever the architecture itself builds.
+    """
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab(_module, args, kwargs):
+        captured["embeds"] = kwargs["inputs_embeds"]
+
+    handle = model.model.language_model.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**batch.model_inputs())
+    finally:
+        handle.remove()
+    return captured["embeds"].detach()
+
+
+def forward_embeds(model, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Logits ``(B, L, V)`` of the model on joint embeddings ``embeds`` with ``batch``'s mask."""
+    return model(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
+
+
+def answer_log_probs(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
+    """Per item, log-probabilities over the vocabulary at the answer-predicting positions."""
+    return [F.log_softmax(lg, -1) for lg in answer_logits(logits, batch)]
+
+
+def target_ce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean cross-entropy of the answer tokens and ``</s>`` (the batch's labels)."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=-100)
+
+
+def locality_kl(post: list[torch.Tensor], pre: list[torch.Tensor]) -> torch.Tensor:
+    """Mean KL(p_edit || p_pre) over the answer-span positions of the locality items."""
+    terms = [F.kl_div(p_pre, p_post, log_target=True, reduction="batchmean") for p_post, p_pre in zip(post, pre)]
+    return torch.stack(terms).mean()
+
+
+def snapshot(tensors: Sequence[torch.Tensor]) -> Callable[[], None]:
+    """An undo function that copies ``tensors`` back to their current values."""
+    saved = [t.detach().clone() for t in tensors]
+
+    def undo() -> None:
+        with torch.no_grad():
+            for t, s in zip(tensors, saved):
+                t.copy_(s)
+
+    return undo
+
+
+class Editor:
+    """Base class of the intrinsic editors (see the module docstring)."""
+
+    name = "editor"
+
+    def __init__(self, config: EditConfig = EditConfig()):
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    # --- what subclasses define --------------------------------------------------------------
+    def install(self, model, context: EditContext) -> tuple[list[torch.nn.Parameter], Callable[[], None], Callable[[], None]]:
+        """Make the edit trainable: return (parameters to train, undo, finalize)."""
+        raise NotImplementedError
+
+    def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
+        """Additional loss terms (ASAM adds its adversarial and rank terms here)."""
+        return {}
+
+    # --- the shared loop ---------------------------------------------------------------------
+    def context(self, model, encoder: PromptEncoder, request: EditRequest, seed: int) -> EditContext:
+        anchor = encoder.batch([request.anchor_item])
+        locality = encoder.batch(list(request.locality_support)) if request.locality_support else None
+        anchor_embeds = joint_embeddings(model, anchor)
+        locality_embeds = pre = None
+        if locality is not None:
+            locality_embeds = joint_embeddings(model, locality)
+            with torch.no_grad():
+                pre = answer_log_probs(forward_embeds(model, locality_embeds, locality), locality)
+        return EditContext(request, anchor, anchor_embeds, locality, locality_embeds, pre, torch_generator(seed, "edit", request.name))
+
+    def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
+        logits = forward_embeds(model, context.anchor_embeds, context.anchor)
+        terms = {"edit": target_ce(logits, context.anchor)}
+        if context.locality is not None and self.config.lambda_loc > 0:
+            post = answer_log_probs(forward_embeds(model, context.locality_embeds, context.locality), context.locality)
+            terms["locality"] = self.config.lambda_loc * locality_kl(post, context.pre_locality)
+        terms.update(self.extra_losses(model, context, step))
+        return terms
+
+    def edit(self, model, encoder: PromptEncoder, request: EditRequest, seed: int = 0) -> EditHandle:
+        """Edit ``model`` in place so that ``request.question`` on its image answers ``request.target``."""
+        start = time.perf_counter()
+        n_layers = len(language_layers(model))
+        if not 0 <= self.config.layer < n_layers:
+            raise EditError(f"{request.name}: edit layer {self.config.layer} is out of range (the model has {n_layers} language layers: 0-{n_layers - 1})")
+        try:
+            context = self.context(model, encoder, request, seed)
+        except ValueError as err:
+            raise EditError(f"{request.name}: {err}") from None
+        frozen = [(p, p.requires_grad) for p in model.parameters()]
+        for p, _ in frozen:
+            p.requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=context.generator)))
+            params, undo, finalize = self.install(model, context)
+        optimiser = torch.optim.Adam(params, lr=self.config.lr)
+        history: list[dict[str, float]] = []
+        try:
+            for step in range(self.config.steps):
+                terms = self.losses(model, context, step)
+                loss = sum(terms.values())
+                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                if bad:
+                    raise EditError(f"{request.name}: non-finite {', '.join(bad)} loss at step {step} ({type(self).__name__}); the model was restored")
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                history.append({k: v.item() for k, v in terms.items()})
+                if terms["edit"].item() < self.config.stop_loss:
+                    break
+            finalize()
+        except BaseException:
+            undo()
+            raise
+        finally:
+            for p, flag in frozen:
+                p.requires_grad_(flag)
+        return EditHandle(self.name, request.name, len(history), time.perf_counter() - start, history, undo)
+
+
+class FTL(Editor):
+    """FT-L: fine-tune the FFN output projection(s) of the edit layer directly."""
+
+    name = "FT-L"
+
+    def __init__(self, config: EditConfig = EditConfig(), modules: tuple[str, ...] = ("down_proj",)):
+        super().__init__(config)
+        self.modules = modules
+
+    def install(self, model, context):
+        mlp = edit_layer_mlp(model, self.config.layer)
+        params = [getattr(mlp, name).weight for name in self.modules]
+        undo = snapshot(params)
+        for p in params:
+            p.requires_grad_(True)
+        return params, undo, lambda: None
