@@ -55,7 +55,7 @@ class EditConfig:
     steps: int = 30  # Adam steps
     lr: float = 1e-2
     lambda_loc: float = 1.0  # weight of the KL locality term on support items
-    stop_loss: float = 0.0  # stop early once the anchor CE is below this (0 = run all steps)
+    stop_loss: float = 0.3  # stop once the anchor CE is below this: the edit has succeeded (0 = run all steps)
 
 
 @dataclass

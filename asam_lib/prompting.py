@@ -92,7 +92,7 @@ class PromptEncoder:
     def batch(self, items: Sequence[Item]) -> Batch:
         """Encode ``items`` into one right-padded :class:`Batch`."""
         rows, starts, lengths, pil, tensors, order = [], [], [], [], [], []
-        for question, answer, image in items:
+        for k, (question, answer, image) in enumerate(items):
             prompt = self.prompt_ids(question, image is not None)
             answer_ids = self.answer_ids(answer)
             rows.append(list(prompt) + list(answer_ids) + [self.tokenizer.eos_token_id])
@@ -101,9 +101,11 @@ class PromptEncoder:
             if isinstance(image, Image.Image):
                 order.append(("pil", len(pil)))
                 pil.append(image)
-            elif image is not None:
+            elif isinstance(image, torch.Tensor) and image.dim() == 3:
                 order.append(("tensor", len(tensors)))
                 tensors.append(image)
+            elif image is not None:
+                raise ValueError(f"item {k} ({question!r}): image is a {type(image).__name__}, expected a PIL image, a (3, H, W) pixel tensor or None")
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)

@@ -13,10 +13,13 @@ TI-Gen are its ``text``, ``image`` and ``both`` slices.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import torch
 
 from PIL import Image
 
+from asam_lib.architectures import edit_layer_mlp
 from asam_lib.records import EditRecord
 from asam_lib.render import param_distance
 from asam_lib.seeding import numpy_rng
@@ -36,6 +39,7 @@ class Member:
     split: str
     text_distance: float
     image_distance: float
+    latent_distance: float = float("nan")  # set by with_latent_distances
 
 
 @dataclass
@@ -131,3 +135,21 @@ def unit_from_world(
 def member_items(members: list[Member], answer: str) -> list[tuple[str, str, Image.Image | None]]:
     """``(question, answer, image)`` items of ``members`` for scoring with one answer."""
     return [(m.question, answer, m.image) for m in members]
+
+
+def with_latent_distances(model, encoder, unit: KnowledgeUnit, layer: int) -> KnowledgeUnit:
+    """A copy of ``unit`` whose members carry ``latent_distance``: the cosine distance between their
+    input to the FFN of ``layer`` and the anchor's, at the answer-predicting position, in ``model``."""
+    batch = encoder.batch(member_items(unit.members, unit.old_answer))
+    captured = {}
+    handle = edit_layer_mlp(model, layer).register_forward_pre_hook(lambda _m, args: captured.setdefault("x", args[0]))
+    try:
+        with torch.no_grad():
+            model(**batch.model_inputs())
+    finally:
+        handle.remove()
+    rows = torch.arange(len(unit.members))
+    states = captured["x"][rows, batch.answer_start - 1]
+    distances = 1 - torch.nn.functional.cosine_similarity(states, states[0:1].expand_as(states), dim=-1)
+    members = [replace(m, latent_distance=float(d)) for m, d in zip(unit.members, distances.clamp_min(0))]
+    return KnowledgeUnit(unit.src, unit.old_answer, unit.new_answer, members, unit.name)

@@ -1,0 +1,183 @@
+"""The edit-and-evaluate harness: choose counterfactual edit cases, run editors, write tidy tables.
+
+A case is an edit request the base model *knew* (it answers ``pred`` on the edit input) with a new target
+``alt`` that differs. Each case carries its knowledge unit, locality *support* items (given to the
+editor) and locality *evaluation* items (only measured); the two come from disjoint entity pools
+(:func:`asam_lib.benchmark.locality_pools`).
+
+Two modes:
+- ``run_single``: every edit starts from the base model and is rolled back exactly afterwards.
+- ``run_sequential``: edits accumulate; after T = 1, 5, 10, ... edits, every earlier edit is re-evaluated.
+
+Results are tidy rows ``(method, config, seed, task, case, metric, protocol, value)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from asam_lib import paths
+from asam_lib.benchmark import exported_benchmark, locality_pools
+from asam_lib.editing import EditRequest, Editor
+from asam_lib.metrics import evaluate_edit, locality_reference
+from asam_lib.model import config_hash
+from asam_lib.prompting import Item, PromptEncoder, score_items
+from asam_lib.records import EditRecord, load_records
+from asam_lib.seeding import numpy_rng
+from asam_lib.units import KnowledgeUnit, unit_from_world, with_latent_distances
+from asam_lib.world import RELATIONS, World
+
+SUPPORT_STREAM = "support"  # images of support-pool entities used while editing
+LOCALITY_STREAM = "eval"
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    """What an experiment edits and measures. Defaults reproduce the committed figures."""
+
+    task: str = "vqa"
+    n_edits: int = 50
+    n_support: int = 4  # locality support items per modality given to the editor
+    n_locality: int = 8  # locality evaluation items per modality
+    unit_text: int = 16
+    unit_image: int = 16
+    unit_both: int = 32
+
+
+@dataclass
+class EditCase:
+    record: EditRecord
+    unit: KnowledgeUnit
+    request: EditRequest
+    locality: list[Item]
+
+    def __repr__(self) -> str:
+        return f"EditCase({self.request.name}: {self.unit.old_answer!r} -> {self.unit.new_answer!r}, {len(self.unit)} unit members)"
+
+
+def _locality_items(world: World, rng: np.random.Generator, text_pool, image_pool, n: int, stream: str, exclude: int) -> list[Item]:
+    relations = list(RELATIONS)
+    items: list[Item] = []
+    for _ in range(n):
+        t = world.text_entities[int(rng.choice(text_pool))]
+        rel = relations[int(rng.integers(len(relations)))]
+        qs = world.phrasings(rel, heldout=False, text=True)
+        items.append((qs[int(rng.integers(len(qs)))].render(f"the {t.name}"), t.facts[rel], None))
+    for _ in range(n):
+        e = world.entities[int(rng.choice([i for i in image_pool if i != exclude]))]
+        rel = relations[int(rng.integers(len(relations)))]
+        qs = world.phrasings(rel, heldout=False)
+        items.append((qs[int(rng.integers(len(qs)))].render(), e.facts[rel], world.image(e.index, stream, int(rng.integers(64)))))
+    return items
+
+
+def known_records(model, encoder: PromptEncoder, records: Sequence[EditRecord]) -> list[EditRecord]:
+    """Records whose edit input the model answers with ``pred`` (exact match): facts it knew."""
+    scores = score_items(model, encoder, [(r.src, r.pred, r.image("image")) for r in records])
+    return [r for r, s in zip(records, scores) if s["exact"] == 1.0 and r.alt != r.pred]
+
+
+def build_cases(model, encoder: PromptEncoder, world: World, config: HarnessConfig, seed: int, layer: int = 2) -> list[EditCase]:
+    """``config.n_edits`` counterfactual cases of known facts, drawn with ``seed``."""
+    records = known_records(model, encoder, load_records(exported_benchmark(world, config.task)))
+    rng = numpy_rng(seed, "cases", config.task)
+    chosen = sorted(rng.choice(len(records), size=min(config.n_edits, len(records)), replace=False).tolist())
+    pools = locality_pools(world)
+    cases = []
+    for i in chosen:
+        record = records[i]
+        unit = unit_from_world(world, record, config.unit_text, config.unit_image, config.unit_both, seed=seed)
+        unit = with_latent_distances(model, encoder, unit, layer)
+        entity = record.extra["entity"]
+        support = _locality_items(world, rng, pools.text_support, pools.image_support, config.n_support, SUPPORT_STREAM, entity)
+        locality = _locality_items(world, rng, pools.text_eval, pools.image_eval, config.n_locality, LOCALITY_STREAM, entity)
+        request = EditRequest(record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}")
+        cases.append(EditCase(record, unit, request, locality))
+    return cases
+
+
+def editor_config(editor: Editor) -> str:
+    """A short hash of everything that configures ``editor``."""
+    return config_hash(type(editor).__name__, {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in vars(editor).items()})
+
+
+def run_single(model, encoder: PromptEncoder, editors: dict[str, Editor], cases: Sequence[EditCase], seed: int, task: str = "vqa", members: list | None = None) -> pd.DataFrame:
+    """Each editor on each case from the base model, rolled back after each edit. Adds a ``seconds``
+    metric (time per edit). ``members``, if a list, receives per-member rows for distance curves."""
+    rows = []
+    references = [locality_reference(model, encoder, c.locality) for c in cases]
+    for method, editor in editors.items():
+        tag = editor_config(editor)
+        for case, reference in zip(tqdm(cases, desc=f"{method} (seed {seed})", leave=False), references):
+            handle = editor.edit(model, encoder, case.request, seed=seed)
+            member_rows: list[dict] = []
+            try:
+                metrics = evaluate_edit(model, encoder, case.unit, reference, member_rows)
+            finally:
+                handle.restore()
+            base = {"method": method, "config": tag, "seed": seed, "task": task, "case": case.request.name}
+            rows += [{**base, **m} for m in metrics]
+            rows.append({**base, "metric": "seconds", "protocol": "wall", "value": handle.seconds})
+            if members is not None:
+                members += [{**base, **m} for m in member_rows]
+    return pd.DataFrame(rows)
+
+
+def run_sequential(model, encoder: PromptEncoder, method: str, editor: Editor, cases: Sequence[EditCase], seed: int, checkpoints: Sequence[int] = (1, 5, 10, 20, 50), task: str = "vqa") -> pd.DataFrame:
+    """Apply the cases' edits one after another (no rollback in between); after ``T`` edits for each
+    ``T`` in ``checkpoints``, re-evaluate every edit made so far. All edits are rolled back at the end."""
+    references = [locality_reference(model, encoder, c.locality) for c in cases]
+    tag = editor_config(editor)
+    handles, rows = [], []
+    try:
+        for t, case in enumerate(tqdm(cases[: max(checkpoints)], desc=f"{method} sequential (seed {seed})", leave=False), start=1):
+            handles.append(editor.edit(model, encoder, case.request, seed=seed))
+            if t not in checkpoints:
+                continue
+            for age, (old, reference) in enumerate(zip(cases[:t], references[:t])):
+                base = {"method": method, "config": tag, "seed": seed, "task": task, "case": old.request.name, "T": t, "edit_index": age}
+                rows += [{**base, **m} for m in evaluate_edit(model, encoder, old.unit, reference)]
+    finally:
+        for handle in reversed(handles):
+            handle.restore()
+    return pd.DataFrame(rows)
+
+
+def ci95(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
+    """Mean and a 95% bootstrap interval of the mean (fixed bootstrap seed)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = rng.choice(v, size=(n_boot, len(v)), replace=True).mean(1)
+    return float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def summarize(results: pd.DataFrame, by: Sequence[str] = ("method", "metric", "protocol")) -> pd.DataFrame:
+    """Per-seed means, then mean and 95% CI across seeds, per ``by`` group."""
+    per_seed = results.groupby([*by, "seed"], as_index=False)["value"].mean()
+    out = []
+    for keys, group in per_seed.groupby(list(by)):
+        mean, lo, hi = ci95(group["value"].tolist())
+        out.append({**dict(zip(by, keys)), "mean": mean, "ci_low": lo, "ci_high": hi, "n_seeds": len(group)})
+    return pd.DataFrame(out)
+
+
+def save_table(table: pd.DataFrame, name: str, folder: Path | None = None) -> Path:
+    """Write ``table`` to ``results/name.csv`` sorted and rounded, so a re-run writes the same bytes."""
+    folder = paths.ensure(folder or paths.RESULTS)
+    path = folder / f"{name}.csv"
+    out = table.copy()
+    for col in out.select_dtypes("float").columns:
+        out[col] = out[col].round(6)
+    out = out.sort_values([c for c in out.columns if c not in ("value", "mean", "ci_low", "ci_high")], kind="stable")
+    out.to_csv(path, index=False)
+    return path

@@ -1,0 +1,109 @@
+"""Edit metrics, each tagged with the protocol that computed it.
+
+Reliability, generality and unit consistency are computed on the new target, teacher-forced, under two
+protocols: ``token_acc`` (share of target tokens that are the argmax) and ``exact`` (all of them are,
+which is the same event as greedy decoding producing the target).
+
+- ``Rel``: the anchor (the edit input itself).
+- ``T-Gen`` / ``I-Gen`` / ``TI-Gen``: the unit's ``eval`` members of kind ``text`` / ``image`` / ``both``.
+- ``Unit``: unit consistency, all ``eval`` members of the unit together.
+
+Locality compares the edited model with the unedited one on unrelated items (text-only for ``T-Loc``,
+other entities' images for ``I-Loc``):
+
+- ``answer_span`` (default): share of the answer-span positions whose argmax token is unchanged.
+- ``easyedit_topk`` (EasyEdit-compatible): element-wise agreement of the top-k token ids at every
+  position of the sequence, k = 1 for text and k = 10 for image locality, as in EasyEdit's multimodal
+  evaluation. It is dominated by prompt and image positions, so it reads higher than ``answer_span``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits, answer_targets
+from asam_lib.units import KnowledgeUnit
+
+GEN_NAMES = {"anchor": "Rel", "text": "T-Gen", "image": "I-Gen", "both": "TI-Gen"}
+EASYEDIT_TOPK = {"T-Loc": 1, "I-Loc": 10}
+
+
+@dataclass
+class LocalityReference:
+    """The unedited model's answers on locality items: per item, the answer-span argmax ``(n,)`` and the
+    top-k ids at every real position ``(L, k)``; ``kind`` is ``T-Loc`` or ``I-Loc``."""
+
+    items: list[Item]
+    kinds: list[str]
+    span_argmax: list[torch.Tensor]
+    topk: list[torch.Tensor]
+
+
+def _logits(model, encoder: PromptEncoder, items: Sequence[Item]):
+    batch = encoder.batch(items)
+    with torch.no_grad():
+        return model(**batch.model_inputs()).logits, batch
+
+
+def _topk_per_item(logits, batch, kinds) -> list[torch.Tensor]:
+    lengths = batch.attention_mask.sum(1).tolist()
+    return [logits[i, : lengths[i]].topk(EASYEDIT_TOPK[k], -1).indices for i, k in enumerate(kinds)]
+
+
+def locality_reference(model, encoder: PromptEncoder, items: Sequence[Item]) -> LocalityReference:
+    """Record the unedited model's behaviour on locality items (call before editing)."""
+    kinds = ["I-Loc" if image is not None else "T-Loc" for _, _, image in items]
+    logits, batch = _logits(model, encoder, items)
+    spans = [lg.argmax(-1) for lg in answer_logits(logits, batch)]
+    return LocalityReference(list(items), kinds, spans, _topk_per_item(logits, batch, kinds))
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def evaluate_edit(
+    model, encoder: PromptEncoder, unit: KnowledgeUnit, reference: LocalityReference | None, member_rows: list | None = None
+) -> list[dict]:
+    """All metrics of the current (edited) model for one unit: rows ``{metric, protocol, value}``.
+
+    If ``member_rows`` is a list, one row per evaluated member (kind, distances, exact) is appended to it,
+    for generality-vs-distance curves."""
+    members = [m for m in unit.members if m.kind == "anchor" or m.split == "eval"]
+    unit_items = [(m.question, unit.new_answer, m.image) for m in members]
+    loc_items = reference.items if reference is not None else []
+    logits, batch = _logits(model, encoder, unit_items + loc_items)
+    preds = [lg.argmax(-1) for lg in answer_logits(logits, batch)]
+    targets = answer_targets(batch)
+    rows = []
+    hits = [(p == t).float() for p, t in zip(preds[: len(members)], targets[: len(members)])]
+    for kind, name in GEN_NAMES.items():
+        chosen = [h for m, h in zip(members, hits) if m.kind == kind]
+        rows.append({"metric": name, "protocol": "token_acc", "value": _mean([h.mean().item() for h in chosen])})
+        rows.append({"metric": name, "protocol": "exact", "value": _mean([float(h.all()) for h in chosen])})
+    if member_rows is not None:
+        for m, h in zip(members, hits):
+            member_rows.append({"kind": m.kind, "text_distance": m.text_distance, "image_distance": m.image_distance,
+                                "latent_distance": m.latent_distance, "exact": float(h.all())})
+    evaluated = [h for m, h in zip(members, hits) if m.kind != "anchor"]
+    rows.append({"metric": "Unit", "protocol": "token_acc", "value": _mean([h.mean().item() for h in evaluated])})
+    rows.append({"metric": "Unit", "protocol": "exact", "value": _mean([float(h.all()) for h in evaluated])})
+    if reference is not None:
+        n = len(members)
+        loc_logits, loc_batch = logits[n:], _slice_batch(batch, n)
+        post_topk = _topk_per_item(loc_logits, loc_batch, reference.kinds)
+        for name in ("T-Loc", "I-Loc"):
+            idx = [i for i, k in enumerate(reference.kinds) if k == name]
+            span = [(preds[n + i] == reference.span_argmax[i]).float().mean().item() for i in idx]
+            topk = [(post_topk[i] == reference.topk[i]).float().mean().item() for i in idx]
+            rows.append({"metric": name, "protocol": "answer_span", "value": _mean(span)})
+            rows.append({"metric": name, "protocol": "easyedit_topk", "value": _mean(topk)})
+    return rows
+
+
+def _slice_batch(batch, start: int):
+    """The items of ``batch`` from ``start`` on (only the fields metrics need)."""
+    return Batch(batch.input_ids[start:], batch.attention_mask[start:], batch.labels[start:], None, batch.answer_start[start:], batch.answer_len[start:])

@@ -1,0 +1,104 @@
+"""Editors: exact rollback, determinism, and clear errors that leave the model untouched."""
+
+import pytest
+import torch
+
+from asam_lib.editing import FTL, EditConfig, EditError, EditRequest
+from asam_lib.lora import LoRA
+from asam_lib.patch import Patch
+
+EDITORS = {"FT-L": FTL, "LoRA": LoRA, "Patch": Patch}
+
+
+def _request(world, target=None, image="default", name="test-request"):
+    entity, text_entity = world.entities[0], world.text_entities[0]
+    question = world.phrasings("home", heldout=False)[0].render()
+    new = target if target is not None else next(a for a in world.candidate_answers("home") if a != entity.facts["home"])
+    support = [(world.phrasings("food", heldout=False, text=True)[0].render(f"the {text_entity.name}"), text_entity.facts["food"], None),
+               (question, world.entities[1].facts["home"], world.image(1, "support", 0))]
+    img = world.image(0, "eval", 0) if image == "default" else image
+    return EditRequest(question, new, img, support, name=name)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same(model, state):
+    now = model.state_dict()
+    assert set(now) == set(state)
+    assert all(torch.equal(now[k], state[k]) for k in state)
+
+
+def _logits(model, encoder, request):
+    batch = encoder.batch([request.anchor_item])
+    with torch.no_grad():
+        return model(**batch.model_inputs()).logits
+
+
+@pytest.mark.parametrize("name", EDITORS)
+def test_an_edit_changes_the_model_and_restore_is_bit_exact(name, small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    before = _state(model)
+    request = _request(small_world)
+    logits_before = _logits(model, tiny_encoder, request)
+    handle = EDITORS[name](EditConfig(layer=1, steps=5, lr=0.05, stop_loss=0.0)).edit(model, tiny_encoder, request)
+    assert handle.steps == 5 and len(handle.losses) == 5
+    assert not torch.equal(_logits(model, tiny_encoder, request), logits_before)
+    handle.restore()
+    _assert_same(model, before)
+    assert all(p.requires_grad for p in model.parameters())
+    assert torch.equal(_logits(model, tiny_encoder, request), logits_before)
+
+
+@pytest.mark.parametrize("name", EDITORS)
+def test_sequential_edits_roll_back_in_reverse(name, small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    before = _state(model)
+    editor = EDITORS[name](EditConfig(layer=1, steps=3, stop_loss=0.0))
+    first = editor.edit(model, tiny_encoder, _request(small_world, name="first"))
+    second = editor.edit(model, tiny_encoder, _request(small_world, target=small_world.entities[2].facts["home"], name="second"))
+    second.restore()
+    first.restore()
+    _assert_same(model, before)
+
+
+@pytest.mark.parametrize("name", EDITORS)
+def test_the_same_seed_gives_the_same_edit(name, small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    editor, request = EDITORS[name](EditConfig(layer=1, steps=4, stop_loss=0.0)), _request(small_world)
+    results = []
+    for _ in range(2):
+        handle = editor.edit(model, tiny_encoder, request, seed=3)
+        results.append(_logits(model, tiny_encoder, request))
+        handle.restore()
+    assert torch.equal(results[0], results[1])
+
+
+class _NaNEditor(FTL):
+    def extra_losses(self, model, context, step):
+        return {"poison": torch.tensor(float("nan"))} if step == 2 else {}
+
+
+def test_a_nan_loss_raises_and_leaves_the_base_weights_untouched(small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    before = _state(model)
+    with pytest.raises(EditError, match="test-request: non-finite poison loss at step 2"):
+        _NaNEditor(EditConfig(layer=1, steps=5, stop_loss=0.0)).edit(model, tiny_encoder, _request(small_world))
+    _assert_same(model, before)
+
+
+@pytest.mark.parametrize(
+    "kwargs, config, message",
+    [
+        ({"target": " "}, EditConfig(layer=1), "test-request: answer ' ' tokenises to nothing"),
+        ({"image": "photo.jpg"}, EditConfig(layer=1), "test-request: item 0 .* image is a str"),
+        ({}, EditConfig(layer=7), "test-request: edit layer 7 is out of range"),
+    ],
+)
+def test_bad_requests_name_the_request_and_the_cause(kwargs, config, message, small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    before = _state(model)
+    with pytest.raises(EditError, match=message):
+        Patch(config).edit(model, tiny_encoder, _request(small_world, **kwargs))
+    _assert_same(model, before)
