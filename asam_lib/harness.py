@@ -20,7 +20,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from asam_lib import paths

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from asam_lib.architectures import edit_layer_mlp, language_layers
-from asam_lib.editing import EditConfig, EditContext, Editor
+from asam_lib.editing import EditConfig, Editor
 
 
 class PatchedMLP(torch.nn.Module):
