@@ -10,6 +10,14 @@ Modules, one idea each:
     model      the tiny LLaVA (CLIP vision tower + Llama) and its processor
     prompting  prompts, batches with answer masks, teacher-forced predictions
     pretrain   the deterministic pretraining curriculum and the model cache
+    benchmark  counterfactual edit requests of the world, locality pools, MMEdit export
+    units      knowledge units and their members' distances from the edit input
+    architectures  where the language blocks and FFNs are, per supported architecture
+    hooks      module hooks that always remove themselves
+    editing    the editor interface, the shared edit loop, FT-L
+    lora, patch    the LoRA and Patch (T-Patcher) editors
+    metrics    Rel, T-Gen, I-Gen, TI-Gen, unit consistency, T-Loc, I-Loc with their protocols
+    harness    edit cases, single and sequential runs, tidy tables, confidence intervals
     plots      one plotting style for every figure
 """
 

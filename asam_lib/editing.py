@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from asam_lib.architectures import edit_layer_mlp, language_layers
+from asam_lib.hooks import module_input
 from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits
 from asam_lib.seeding import torch_generator
 
@@ -97,18 +98,7 @@ def joint_embeddings(model, batch: Batch) -> torch.Tensor:
 
     Captured with a pre-hook on the language model, so it is whatever the architecture itself builds.
     """
-    captured: dict[str, torch.Tensor] = {}
-
-    def grab(_module, args, kwargs):
-        captured["embeds"] = kwargs["inputs_embeds"]
-
-    handle = model.model.language_model.register_forward_pre_hook(grab, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**batch.model_inputs())
-    finally:
-        handle.remove()
-    return captured["embeds"].detach()
+    return module_input(model.model.language_model, lambda: model(**batch.model_inputs()), keyword="inputs_embeds")
 
 
 def forward_embeds(model, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:

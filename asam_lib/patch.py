@@ -25,6 +25,7 @@ import torch
 
 from asam_lib.architectures import edit_layer_mlp, language_layers
 from asam_lib.editing import EditConfig, Editor
+from asam_lib.hooks import module_input
 
 
 class PatchedMLP(torch.nn.Module):
@@ -51,15 +52,7 @@ class PatchedMLP(torch.nn.Module):
 
 def ffn_inputs(model, embeds: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
     """The input of the FFN of ``layer`` for joint embeddings ``embeds``: (B, L, d)."""
-    captured = {}
-    mlp = edit_layer_mlp(model, layer)
-    handle = mlp.register_forward_pre_hook(lambda _m, args: captured.setdefault("x", args[0].detach()))
-    try:
-        with torch.no_grad():
-            model(inputs_embeds=embeds, attention_mask=attention_mask)
-    finally:
-        handle.remove()
-    return captured["x"]
+    return module_input(edit_layer_mlp(model, layer), lambda: model(inputs_embeds=embeds, attention_mask=attention_mask))
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,6 @@ def pretrain(
 ) -> Path:
     """Pretrain the base model from scratch and save it (model, processor, ``asam_meta.json``)."""
     seed_everything(pretrain_config.seed)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     world = World(world_config)
     tokenizer = build_tokenizer(world.all_words())
     processor = build_processor(tokenizer, model_config)

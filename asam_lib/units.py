@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from asam_lib.architectures import edit_layer_mlp
+from asam_lib.hooks import module_input
 from asam_lib.records import EditRecord
 from asam_lib.render import param_distance
 from asam_lib.seeding import numpy_rng
@@ -141,15 +142,8 @@ def with_latent_distances(model, encoder, unit: KnowledgeUnit, layer: int) -> Kn
     """A copy of ``unit`` whose members carry ``latent_distance``: the cosine distance between their
     input to the FFN of ``layer`` and the anchor's, at the answer-predicting position, in ``model``."""
     batch = encoder.batch(member_items(unit.members, unit.old_answer))
-    captured = {}
-    handle = edit_layer_mlp(model, layer).register_forward_pre_hook(lambda _m, args: captured.setdefault("x", args[0]))
-    try:
-        with torch.no_grad():
-            model(**batch.model_inputs())
-    finally:
-        handle.remove()
-    rows = torch.arange(len(unit.members))
-    states = captured["x"][rows, batch.answer_start - 1]
+    inputs = module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs()))
+    states = inputs[torch.arange(len(unit.members)), batch.answer_start - 1]
     distances = 1 - torch.nn.functional.cosine_similarity(states, states[0:1].expand_as(states), dim=-1)
     members = [replace(m, latent_distance=float(d)) for m, d in zip(unit.members, distances.clamp_min(0))]
     return KnowledgeUnit(unit.src, unit.old_answer, unit.new_answer, members, unit.name)
