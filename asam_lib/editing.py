@@ -34,14 +34,16 @@ class EditError(RuntimeError):
 
 @dataclass
 class EditRequest:
-    """What an editor is given: the edit input, its new target, and locality support items (which
-    must come from the support pool, never from the items locality is evaluated on)."""
+    """What an editor is given: the edit input, its new target, locality support items and memory items
+    (inputs an intrinsic patch must stay silent on, T-Patcher's memory). Both must come from the support
+    pool, never from the items locality is evaluated on."""
 
     question: str
     target: str
     image: object
     locality_support: Sequence[Item] = ()
     name: str = "request"
+    memory: Sequence[Item] = ()
 
     @property
     def anchor_item(self) -> Item:
@@ -91,6 +93,7 @@ class EditContext:
     locality_embeds: torch.Tensor | None
     pre_locality: list[torch.Tensor] | None
     generator: torch.Generator
+    encoder: PromptEncoder
 
 
 def joint_embeddings(model, batch: Batch) -> torch.Tensor:
@@ -147,7 +150,7 @@ class Editor:
 
     # --- what subclasses define --------------------------------------------------------------
     def install(self, model, context: EditContext) -> tuple[list[torch.nn.Parameter], Callable[[], None], Callable[[], None]]:
-        """Make the edit trainable: return (parameters to train, undo, finalize)."""
+        """Make the edit trainable: return (parameters to train or optimiser parameter groups, undo, finalize)."""
         raise NotImplementedError
 
     def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
@@ -164,7 +167,7 @@ class Editor:
             locality_embeds = joint_embeddings(model, locality)
             with torch.no_grad():
                 pre = answer_log_probs(forward_embeds(model, locality_embeds, locality), locality)
-        return EditContext(request, anchor, anchor_embeds, locality, locality_embeds, pre, torch_generator(seed, "edit", request.name))
+        return EditContext(request, anchor, anchor_embeds, locality, locality_embeds, pre, torch_generator(seed, "edit", request.name), encoder)
 
     def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         logits = forward_embeds(model, context.anchor_embeds, context.anchor)

@@ -45,6 +45,7 @@ class HarnessConfig:
     n_edits: int = 50
     n_support: int = 4  # locality support items per modality given to the editor
     n_locality: int = 8  # locality evaluation items per modality
+    n_memory: int = 32  # memory items per modality (support pool) an intrinsic patch must stay silent on
     unit_text: int = 16
     unit_image: int = 16
     unit_both: int = 32
@@ -97,7 +98,9 @@ def build_cases(model, encoder: PromptEncoder, world: World, config: HarnessConf
         entity = record.extra["entity"]
         support = _locality_items(world, rng, pools.text_support, pools.image_support, config.n_support, SUPPORT_STREAM, entity)
         locality = _locality_items(world, rng, pools.text_eval, pools.image_eval, config.n_locality, LOCALITY_STREAM, entity)
-        request = EditRequest(record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}")
+        memory_rng = numpy_rng(seed, "memory", config.task, record.index)
+        memory = _locality_items(world, memory_rng, pools.text_support, pools.image_support, config.n_memory, SUPPORT_STREAM, entity)
+        request = EditRequest(record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}", memory=memory)
         cases.append(EditCase(record, unit, request, locality))
     return cases
 

@@ -1,20 +1,26 @@
 """Patch: intrinsic key-value memory added to the FFN of the edit layer (T-Patcher, UniKE's intrinsic
 branch).
 
-``n`` new neurons are appended to the FFN of layer l: new keys are rows of ``gate_proj``/``up_proj``, new
-values are columns of ``down_proj``. For a Llama-style gated FFN the patched block computes
+``n`` new neurons are appended to the FFN of language block l. As in T-Patcher, each neuron has a key
+``k`` with a bias ``b`` and a value ``v``; the patched block computes
 
-    FFN'(x) = FFN(x) + V · ( act(K_g x) * (K_u x) ),      K_g, K_u: (n, d),  V: (d, n)
+    FFN'(x) = FFN(x) + V · relu(K x + b),      K: (n, d),  b: (n,),  V: (d, n)
 
-Besides the shared edit and locality losses, T-Patcher's two margin losses keep the patch selective:
-an activation loss (the new neurons fire on the edit input, activation >= ``act_margin``) and a memory loss
-(they stay silent, |activation| <= ``mem_margin``, on every position of the locality support items, whose
-FFN inputs are computed once since they do not depend on the patch).
+The bias is what makes a patch *selective*: a neuron fires only on hidden states on the edit input's side
+of a hyperplane. Keys start on the line from the memory centre ``m`` (mean FFN input at the
+answer-predicting position of the locality support items) to the edit input's hidden state ``h``:
 
-Keys start at the edit input's hidden state h (at the answer-predicting position) scaled to
-``h / |h|^2`` (T-Patcher), so the new neurons fire on the edit input, with a little seeded noise to break
-the symmetry; values start at zero, so the patch is an exact no-op before training. Only the patch is
-trained. Rollback puts the original FFN module back.
+    K x + b = a_edit · ((x - m)·(h - m) / |h - m|^2 - tau) / (1 - tau)
+
+so a neuron fires with activation ``a_edit`` on ``h``, is silent on ``m``, and starts firing a fraction
+``tau`` of the way from ``m`` to ``h``. [Reconstruction: T-Patcher initialises the key from ``h`` and
+learns selectivity with its margin losses; the closed-form start above gives that selectivity from step 0,
+and ``tau`` is exposed as a parameter.] A little seeded noise on the keys breaks the symmetry between
+neurons; values start at zero, so the patch is an exact no-op before training. Only the patch is trained.
+
+T-Patcher's two margin losses are available: an activation loss (the neurons fire on the edit input,
+activation >= ``act_margin``) and a memory loss (they stay below ``mem_margin`` on the memory states).
+Rollback puts the original FFN module back.
 """
 
 from __future__ import annotations
@@ -26,25 +32,23 @@ import torch
 from asam_lib.architectures import edit_layer_mlp, language_layers
 from asam_lib.editing import EditConfig, Editor
 from asam_lib.hooks import module_input
+from asam_lib.prompting import Batch
 
 
 class PatchedMLP(torch.nn.Module):
-    """A Llama-style FFN with ``n`` extra key-value neurons (see the module docstring)."""
+    """An FFN with ``n`` extra key-value neurons (see the module docstring)."""
 
-    def __init__(self, mlp: torch.nn.Module, key: torch.Tensor, n: int, gate_scale: float, noise: float):
+    def __init__(self, mlp: torch.nn.Module, key: torch.Tensor, bias: torch.Tensor, n: int, noise: float):
         super().__init__()
         self.mlp = mlp
-        self.act_fn = mlp.act_fn
-        d = key.shape[-1]
-        unit = key / key.pow(2).sum().clamp_min(1e-12)
-        jitter = noise * torch.randn(n, d) * unit.norm()
-        self.key_gate = torch.nn.Parameter(gate_scale * unit.expand(n, d) + jitter)
-        self.key_up = torch.nn.Parameter(unit.expand(n, d) + jitter)
-        self.value = torch.nn.Parameter(torch.zeros(d, n))
+        jitter = noise * torch.randn(n, key.shape[-1]) * key.norm() / key.shape[-1] ** 0.5
+        self.key = torch.nn.Parameter(key.expand(n, -1) + jitter)
+        self.bias = torch.nn.Parameter(bias.expand(n).clone())
+        self.value = torch.nn.Parameter(torch.zeros(key.shape[-1], n))
 
     def neuron_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the new neurons: (..., n)."""
-        return self.act_fn(x @ self.key_gate.T) * (x @ self.key_up.T)
+        return torch.relu(x @ self.key.T + self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x) + self.neuron_activations(x) @ self.value.T
@@ -55,17 +59,53 @@ def ffn_inputs(model, embeds: torch.Tensor, attention_mask: torch.Tensor, layer:
     return module_input(edit_layer_mlp(model, layer), lambda: model(inputs_embeds=embeds, attention_mask=attention_mask))
 
 
+def answer_positions(states: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``states`` (B, L, d) at each item's answer-predicting position (the last prompt token): (B, d)."""
+    return states[torch.arange(len(batch)), batch.answer_start - 1]
+
+
+def selective_key(edit_x: torch.Tensor, memory_x: torch.Tensor, activation: float, threshold: float, shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key ``k`` (d,) and bias ``b`` () of a neuron that fires ``activation`` on ``edit_x`` (d,), is silent on
+    the memory centre ``m`` and starts firing a fraction ``threshold`` of the way from ``m`` to ``edit_x``
+    along the discriminant direction ``w = C^-1 (edit_x - m)``, ``C`` the memory states' covariance
+    shrunk towards a multiple of the identity (``shrinkage`` = 1: ``w = edit_x - m``)."""
+    centre = memory_x.mean(0)
+    direction = edit_x - centre
+    if shrinkage < 1.0 and len(memory_x) > 1:
+        cov = torch.cov(memory_x.T)
+        cov = (1.0 - shrinkage) * cov + shrinkage * cov.diagonal().mean() * torch.eye(len(centre))
+        direction = torch.linalg.solve(cov, direction)
+    key = activation / ((1.0 - threshold) * (direction @ (edit_x - centre))) * direction
+    bias = -(key @ centre) - activation * threshold / (1.0 - threshold)
+    return key, bias
+
+
+def memory_states(model, context, layer: int) -> torch.Tensor:
+    """FFN inputs at the answer-predicting positions of the request's memory items (else its locality
+    support items, else every position of the edit input): (M, d)."""
+    if context.request.memory:
+        batch = context.encoder.batch(list(context.request.memory))
+        return answer_positions(module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs())), batch)
+    if context.locality is not None:
+        return answer_positions(ffn_inputs(model, context.locality_embeds, context.locality.attention_mask, layer), context.locality)
+    anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor.attention_mask, layer)
+    return anchor_x[0, context.anchor.attention_mask[0].bool()]
+
+
 @dataclass(frozen=True)
 class PatchSettings:
     """Patch-specific knobs."""
 
     n_neurons: int = 4
-    gate_scale: float = 3.0  # initial gate pre-activation on the edit input (act(3) ~ 2.9 for SiLU)
-    key_noise: float = 0.05  # relative seeded noise on the keys
+    activation: float = 1.0  # initial activation of each neuron on the edit input
+    threshold: float = 0.5  # tau: where, from the memory centre (0) to the edit input (1), neurons start firing
+    shrinkage: float = 0.1  # covariance shrinkage of the key direction (1 = plain edit_x - memory centre)
+    key_lr_scale: float = 0.1  # learning rate of keys and biases, relative to the values' (EditConfig.lr)
+    key_noise: float = 0.05  # seeded noise on the keys, relative to the key norm
     lambda_act: float = 0.0  # weight of the activation loss: new neurons must fire on the edit input ...
     act_margin: float = 1.0  # ... with activation >= act_margin
-    lambda_mem: float = 0.0  # weight of the memory loss: they must stay silent on memory inputs ...
-    mem_margin: float = 0.1  # ... with |activation| <= mem_margin
+    lambda_mem: float = 0.0  # weight of the memory loss: they must stay silent on the memory states ...
+    mem_margin: float = 0.0  # ... with activation <= mem_margin
 
 
 class Patch(Editor):
@@ -82,27 +122,25 @@ class Patch(Editor):
         original = block.mlp
         layer = self.config.layer
         anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor.attention_mask, layer)
-        self._edit_x = anchor_x[0, int(context.anchor.answer_start[0]) - 1 : int(context.anchor.answer_start[0]) - 1 + int(context.anchor.answer_len[0])]
-        self._memory_x = None
-        if context.locality is not None:
-            loc_x = ffn_inputs(model, context.locality_embeds, context.locality.attention_mask, layer)
-            self._memory_x = loc_x[context.locality.attention_mask.bool()]
-        key = self._edit_x[0]
+        self._edit_x = answer_positions(anchor_x, context.anchor)
+        self._memory_x = memory_states(model, context, layer)
         s = self.settings
-        patched = PatchedMLP(original, key, s.n_neurons, s.gate_scale, s.key_noise)
+        key, bias = selective_key(self._edit_x[0], self._memory_x, s.activation, s.threshold, s.shrinkage)
+        patched = PatchedMLP(original, key, bias, s.n_neurons, s.key_noise)
         block.mlp = patched
         self._patch = patched
 
         def undo() -> None:
             block.mlp = original
 
-        return [patched.key_gate, patched.key_up, patched.value], undo, lambda: None
+        keys = {"params": [patched.key, patched.bias], "lr": self.config.lr * s.key_lr_scale}
+        return [keys, {"params": [patched.value]}], undo, lambda: None
 
     def extra_losses(self, model, context, step):
         s, patch = self.settings, self._patch
         terms = {}
         if s.lambda_act > 0:
             terms["activation"] = s.lambda_act * torch.relu(s.act_margin - patch.neuron_activations(self._edit_x)).mean()
-        if s.lambda_mem > 0 and self._memory_x is not None:
-            terms["memory"] = s.lambda_mem * torch.relu(patch.neuron_activations(self._memory_x).abs() - s.mem_margin).mean()
+        if s.lambda_mem > 0:
+            terms["memory"] = s.lambda_mem * torch.relu(patch.neuron_activations(self._memory_x) - s.mem_margin).mean()
         return terms
