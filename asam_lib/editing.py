@@ -1,7 +1,7 @@
 """The editor interface: ``editor.edit(model, encoder, request) -> EditHandle`` with exact rollback.
 
 Every intrinsic editor shares one loop (:meth:`Editor.edit`): install trainable parameters at the edit
-layer, then minimise
+layer (:meth:`Editor.install` returns an :class:`Installed`), then minimise
 
     L = CE(anchor -> y_new) + lambda_loc * KL(p_edit || p_pre) on locality *support* items
 
@@ -11,6 +11,10 @@ they install (:meth:`Editor.install`) and, for ASAM, extra loss terms (:meth:`Ed
 Rollback is exact: an editor snapshots every tensor it will change (or keeps the module it replaces) and
 :meth:`EditHandle.restore` puts them back bit for bit. A non-finite loss restores the model before the
 error is raised, so a failed edit never leaves NaN weights behind.
+
+Every edit also knows the *unedited* values of what it changed (``originals``: parameter name -> tensor),
+so :func:`unedited_forward` runs the unedited model without touching the weights (LAR's coherence term
+needs both models at once).
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ class EditConfig:
 
 @dataclass
 class EditHandle:
-    """The result of one edit: call :meth:`restore` to undo it exactly."""
+    """The result of one edit: call :meth:`restore` to undo it exactly. ``originals``: the unedited values
+    of the parameters the edit changed (see :func:`unedited_forward`)."""
 
     editor: str
     request: str
@@ -71,6 +76,7 @@ class EditHandle:
     seconds: float
     losses: list[dict[str, float]] = field(repr=False)
     _undo: Callable[[], None] = field(repr=False)
+    originals: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     restored: bool = False
 
     def restore(self) -> None:
@@ -94,6 +100,20 @@ class EditContext:
     pre_locality: list[torch.Tensor] | None
     generator: torch.Generator
     encoder: PromptEncoder
+    state: dict = field(default_factory=dict)  # per-edit tensors an editor keeps between steps
+
+
+@dataclass
+class Installed:
+    """What :meth:`Editor.install` returns. ``params``: tensors to train (or optimiser parameter groups);
+    ``undo``: restores the model exactly; ``originals``: parameter name -> its unedited value while
+    training; ``finalize``: folds the trained change into the model after training and returns the
+    originals from then on (None: unchanged)."""
+
+    params: list
+    undo: Callable[[], None]
+    originals: dict[str, torch.Tensor]
+    finalize: Callable[[], dict[str, torch.Tensor] | None] = lambda: None
 
 
 def joint_embeddings(model, batch: Batch) -> torch.Tensor:
@@ -125,8 +145,9 @@ def locality_kl(post: list[torch.Tensor], pre: list[torch.Tensor]) -> torch.Tens
     return torch.stack(terms).mean()
 
 
-def snapshot(tensors: Sequence[torch.Tensor]) -> Callable[[], None]:
-    """An undo function that copies ``tensors`` back to their current values."""
+def snapshot(model, tensors: Sequence[torch.Tensor]) -> tuple[Callable[[], None], dict[str, torch.Tensor]]:
+    """An undo function that copies ``tensors`` (parameters of ``model``) back to their current values,
+    and those values by parameter name."""
     saved = [t.detach().clone() for t in tensors]
 
     def undo() -> None:
@@ -134,7 +155,32 @@ def snapshot(tensors: Sequence[torch.Tensor]) -> Callable[[], None]:
             for t, s in zip(tensors, saved):
                 t.copy_(s)
 
-    return undo
+    return undo, dict(zip(parameter_names(model, tensors), saved))
+
+
+def parameter_names(model, tensors: Sequence[torch.Tensor]) -> list[str]:
+    """The qualified names of ``tensors`` among ``model``'s parameters."""
+    names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+    missing = [i for i, t in enumerate(tensors) if id(t) not in names]
+    if missing:
+        raise ValueError(f"tensors {missing} are not parameters of the model")
+    return [names[id(t)] for t in tensors]
+
+
+def unedited_forward(model, originals: dict[str, torch.Tensor]) -> Callable[[torch.Tensor, Batch], torch.Tensor]:
+    """A forward ``(embeds, batch) -> logits`` of the *unedited* model: ``model`` with the parameters in
+    ``originals`` replaced by their unedited values (``torch.func.functional_call``; weights untouched)."""
+
+    def forward(embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
+        inputs = {"inputs_embeds": embeds, "attention_mask": batch.attention_mask}
+        return torch.func.functional_call(model, originals, args=(), kwargs=inputs).logits
+
+    return forward
+
+
+def edited_forward(model) -> Callable[[torch.Tensor, Batch], torch.Tensor]:
+    """A forward ``(embeds, batch) -> logits`` of the model as it is."""
+    return lambda embeds, batch: forward_embeds(model, embeds, batch)
 
 
 class Editor:
@@ -149,8 +195,8 @@ class Editor:
         return f"{type(self).__name__}({self.config})"
 
     # --- what subclasses define --------------------------------------------------------------
-    def install(self, model, context: EditContext) -> tuple[list[torch.nn.Parameter], Callable[[], None], Callable[[], None]]:
-        """Make the edit trainable: return (parameters to train or optimiser parameter groups, undo, finalize)."""
+    def install(self, model, context: EditContext) -> Installed:
+        """Make the edit trainable (see :class:`Installed`)."""
         raise NotImplementedError
 
     def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
@@ -193,8 +239,9 @@ class Editor:
             p.requires_grad_(False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=context.generator)))
-            params, undo, finalize = self.install(model, context)
-        optimiser = torch.optim.Adam(params, lr=self.config.lr)
+            installed = self.install(model, context)
+        context.state["originals"] = installed.originals
+        optimiser = torch.optim.Adam(installed.params, lr=self.config.lr)
         history: list[dict[str, float]] = []
         try:
             for step in range(self.config.steps):
@@ -209,14 +256,14 @@ class Editor:
                 history.append({k: v.item() for k, v in terms.items()})
                 if terms["edit"].item() < self.config.stop_loss:
                     break
-            finalize()
+            originals = installed.finalize() or installed.originals
         except BaseException:
-            undo()
+            installed.undo()
             raise
         finally:
             for p, flag in frozen:
                 p.requires_grad_(flag)
-        return EditHandle(self.name, request.name, len(history), time.perf_counter() - start, history, undo)
+        return EditHandle(self.name, request.name, len(history), time.perf_counter() - start, history, installed.undo, originals)
 
 
 class FTL(Editor):
@@ -231,7 +278,7 @@ class FTL(Editor):
     def install(self, model, context):
         mlp = edit_layer_mlp(model, self.config.layer)
         params = [getattr(mlp, name).weight for name in self.modules]
-        undo = snapshot(params)
+        undo, originals = snapshot(model, params)
         for p in params:
             p.requires_grad_(True)
-        return params, undo, lambda: None
+        return Installed(params, undo, originals)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from peft import LoraConfig
 from peft.tuners.lora import Linear as LoraLinear
 
 from asam_lib.architectures import edit_layer_mlp
-from asam_lib.editing import EditConfig, Editor, snapshot
+from asam_lib.editing import EditConfig, Editor, Installed, parameter_names, snapshot
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class LoRA(Editor):
         s = self.settings
         lora_config = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=0.0, target_modules=list(s.modules))
         bases = {name: getattr(mlp, name) for name in s.modules}
-        undo_weights = snapshot([b.weight for b in bases.values()])
+        undo_weights, merged_originals = snapshot(model, [b.weight for b in bases.values()])
         wrapped = {name: LoraLinear(base, "edit", lora_config, r=s.rank, lora_alpha=s.alpha) for name, base in bases.items()}
         for name, module in wrapped.items():
             setattr(mlp, name, module)
@@ -51,9 +52,12 @@ class LoRA(Editor):
             unwrap()
             undo_weights()
 
-        def finalize() -> None:
+        def finalize() -> dict:
             for module in wrapped.values():
                 module.merge()
             unwrap()
+            return merged_originals
 
-        return params, undo, finalize
+        lora_b = [p for m in wrapped.values() for n, p in m.named_parameters() if "lora_B" in n]
+        training_originals = dict(zip(parameter_names(model, lora_b), [torch.zeros_like(p) for p in lora_b]))
+        return Installed(params, undo, training_originals, finalize)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from asam_lib.architectures import edit_layer_mlp, language_layers
-from asam_lib.editing import EditConfig, Editor
+from asam_lib.editing import EditConfig, Editor, Installed, parameter_names
 from asam_lib.hooks import module_input
 from asam_lib.prompting import Batch
 
@@ -122,25 +122,26 @@ class Patch(Editor):
         original = block.mlp
         layer = self.config.layer
         anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor.attention_mask, layer)
-        self._edit_x = answer_positions(anchor_x, context.anchor)
-        self._memory_x = memory_states(model, context, layer)
+        edit_x = answer_positions(anchor_x, context.anchor)
+        memory_x = memory_states(model, context, layer)
         s = self.settings
-        key, bias = selective_key(self._edit_x[0], self._memory_x, s.activation, s.threshold, s.shrinkage)
+        key, bias = selective_key(edit_x[0], memory_x, s.activation, s.threshold, s.shrinkage)
         patched = PatchedMLP(original, key, bias, s.n_neurons, s.key_noise)
         block.mlp = patched
-        self._patch = patched
+        context.state.update(patch=patched, edit_x=edit_x, memory_x=memory_x)
 
         def undo() -> None:
             block.mlp = original
 
         keys = {"params": [patched.key, patched.bias], "lr": self.config.lr * s.key_lr_scale}
-        return [keys, {"params": [patched.value]}], undo, lambda: None
+        originals = {parameter_names(model, [patched.value])[0]: torch.zeros_like(patched.value)}
+        return Installed([keys, {"params": [patched.value]}], undo, originals)
 
     def extra_losses(self, model, context, step):
-        s, patch = self.settings, self._patch
+        s, state = self.settings, context.state
         terms = {}
         if s.lambda_act > 0:
-            terms["activation"] = s.lambda_act * torch.relu(s.act_margin - patch.neuron_activations(self._edit_x)).mean()
+            terms["activation"] = s.lambda_act * torch.relu(s.act_margin - state["patch"].neuron_activations(state["edit_x"])).mean()
         if s.lambda_mem > 0:
-            terms["memory"] = s.lambda_mem * torch.relu(patch.neuron_activations(self._memory_x) - s.mem_margin).mean()
+            terms["memory"] = s.lambda_mem * torch.relu(state["patch"].neuron_activations(state["memory_x"]) - s.mem_margin).mean()
         return terms
