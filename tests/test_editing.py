@@ -3,21 +3,12 @@
 import pytest
 import torch
 
-from asam_lib.editing import FTL, EditConfig, EditError, EditRequest
+from asam_lib.editing import FTL, EditConfig, EditError, EditRequest, forward_embeds, joint_embeddings, unedited_forward
 from asam_lib.lora import LoRA
 from asam_lib.patch import Patch
+from conftest import make_request
 
 EDITORS = {"FT-L": FTL, "LoRA": LoRA, "Patch": Patch}
-
-
-def _request(world, target=None, image="default", name="test-request"):
-    entity, text_entity = world.entities[0], world.text_entities[0]
-    question = world.phrasings("home", heldout=False)[0].render()
-    new = target if target is not None else next(a for a in world.candidate_answers("home") if a != entity.facts["home"])
-    support = [(world.phrasings("food", heldout=False, text=True)[0].render(f"the {text_entity.name}"), text_entity.facts["food"], None),
-               (question, world.entities[1].facts["home"], world.image(1, "support", 0))]
-    img = world.image(0, "eval", 0) if image == "default" else image
-    return EditRequest(question, new, img, support, name=name)
 
 
 def _state(model):
@@ -40,7 +31,7 @@ def _logits(model, encoder, request):
 def test_an_edit_changes_the_model_and_restore_is_bit_exact(name, small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
     before = _state(model)
-    request = _request(small_world)
+    request = make_request(small_world)
     logits_before = _logits(model, tiny_encoder, request)
     handle = EDITORS[name](EditConfig(layer=1, steps=5, lr=0.05, stop_loss=0.0)).edit(model, tiny_encoder, request)
     assert handle.steps == 5 and len(handle.losses) == 5
@@ -56,8 +47,8 @@ def test_sequential_edits_roll_back_in_reverse(name, small_world, tiny_parts, ti
     model, _ = tiny_parts
     before = _state(model)
     editor = EDITORS[name](EditConfig(layer=1, steps=3, stop_loss=0.0))
-    first = editor.edit(model, tiny_encoder, _request(small_world, name="first"))
-    second = editor.edit(model, tiny_encoder, _request(small_world, target=small_world.entities[2].facts["home"], name="second"))
+    first = editor.edit(model, tiny_encoder, make_request(small_world, name="first"))
+    second = editor.edit(model, tiny_encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second"))
     second.restore()
     first.restore()
     _assert_same(model, before)
@@ -66,7 +57,7 @@ def test_sequential_edits_roll_back_in_reverse(name, small_world, tiny_parts, ti
 @pytest.mark.parametrize("name", EDITORS)
 def test_the_same_seed_gives_the_same_edit(name, small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
-    editor, request = EDITORS[name](EditConfig(layer=1, steps=4, stop_loss=0.0)), _request(small_world)
+    editor, request = EDITORS[name](EditConfig(layer=1, steps=4, stop_loss=0.0)), make_request(small_world)
     results = []
     for _ in range(2):
         handle = editor.edit(model, tiny_encoder, request, seed=3)
@@ -84,7 +75,7 @@ def test_a_nan_loss_raises_and_leaves_the_base_weights_untouched(small_world, ti
     model, _ = tiny_parts
     before = _state(model)
     with pytest.raises(EditError, match="test-request: non-finite poison loss at step 2"):
-        _NaNEditor(EditConfig(layer=1, steps=5, stop_loss=0.0)).edit(model, tiny_encoder, _request(small_world))
+        _NaNEditor(EditConfig(layer=1, steps=5, stop_loss=0.0)).edit(model, tiny_encoder, make_request(small_world))
     _assert_same(model, before)
 
 
@@ -100,5 +91,24 @@ def test_bad_requests_name_the_request_and_the_cause(kwargs, config, message, sm
     model, _ = tiny_parts
     before = _state(model)
     with pytest.raises(EditError, match=message):
-        Patch(config).edit(model, tiny_encoder, _request(small_world, **kwargs))
+        Patch(config).edit(model, tiny_encoder, make_request(small_world, **kwargs))
     _assert_same(model, before)
+
+
+@pytest.mark.parametrize("name", EDITORS)
+def test_unedited_forward_runs_the_unedited_model_without_touching_the_weights(name, small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    request = make_request(small_world)
+    batch = tiny_encoder.batch([request.anchor_item])
+    embeds = joint_embeddings(model, batch)
+    with torch.no_grad():
+        clean = forward_embeds(model, embeds, batch)
+    handle = EDITORS[name](EditConfig(layer=1, steps=5, lr=0.05, stop_loss=0.0)).edit(model, tiny_encoder, request)
+    edited_state = _state(model)
+    try:
+        with torch.no_grad():
+            assert not torch.equal(forward_embeds(model, embeds, batch), clean)
+            assert torch.allclose(unedited_forward(model, handle.originals)(embeds, batch), clean, atol=1e-5)
+        _assert_same(model, edited_state)
+    finally:
+        handle.restore()

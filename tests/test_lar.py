@@ -1,0 +1,99 @@
+"""LAR: bounds, determinism, the coherence penalty, one batched pass per step, and hooks that clean up."""
+
+import pytest
+import torch
+
+from asam_lib.editing import FTL, EditConfig, edited_forward, joint_embeddings, unedited_forward
+from asam_lib.lar import LARConfig, added_to_block_output, adversarial_variants, noise_variants, role_mask, image_token_id, variant_diagnostics
+from asam_lib.seeding import torch_generator
+from conftest import make_request
+
+
+@pytest.fixture
+def edited(small_world, tiny_parts, tiny_encoder):
+    """(model, forwards, anchor embeddings, batch) with an FT-L edit in place; rolled back afterwards."""
+    model, _ = tiny_parts
+    request = make_request(small_world)
+    handle = FTL(EditConfig(layer=1, steps=5, lr=0.05, stop_loss=0.0)).edit(model, tiny_encoder, request)
+    batch = tiny_encoder.batch([request.anchor_item])
+    yield model, edited_forward(model), unedited_forward(model, handle.originals), joint_embeddings(model, batch), batch
+    handle.restore()
+
+
+def _variants(edited, seed=0, **config):
+    model, post, pre, embeds, batch = edited
+    return adversarial_variants(model, post, pre, embeds, batch, LARConfig(**config), torch_generator(seed, "lar"))
+
+
+@pytest.mark.parametrize("roles", ["image", "question", "both"])
+@pytest.mark.parametrize("block", [None, 0])
+def test_every_variant_respects_its_bound_and_role_mask(edited, roles, block):
+    variants = _variants(edited, eps=0.4, roles=roles, block=block, steps=3)
+    norms = variants.delta.norm(dim=-1)
+    assert (norms <= variants.radius[None] * (1 + 1e-5) + 1e-7).all()
+    assert (variants.delta[:, ~variants.mask] == 0).all()
+    assert norms[:, variants.mask].min() > 0
+    model, _, _, embeds, batch = edited
+    mask = role_mask(batch, image_token_id(model), roles)
+    is_image = batch.input_ids[0] == image_token_id(model)
+    assert torch.equal(variants.mask, mask)
+    assert (mask & is_image).any() == (roles != "question") and (mask & ~is_image).any() == (roles != "image")
+    assert not mask[int(batch.answer_start[0]) :].any()
+
+
+def test_the_same_seed_gives_the_same_variants(edited):
+    first, again, other = _variants(edited, seed=0), _variants(edited, seed=0), _variants(edited, seed=1)
+    assert torch.equal(first.latents, again.latents)
+    assert not torch.equal(first.latents, other.latents)
+
+
+def test_ascent_raises_the_edit_loss_over_the_random_start(edited):
+    variants = _variants(edited, eps=0.5, steps=5, mu=0.0)
+    assert variants.history[-1]["edit_loss"] > variants.history[0]["edit_loss"]
+
+
+def test_the_coherence_penalty_lowers_the_kl_to_the_unedited_model(edited):
+    kl = lambda mu: sum(_variants(edited, seed=s, eps=1.0, steps=5, mu=mu).history[-1]["coherence_kl"] for s in range(3))  # noqa: E731
+    assert kl(mu=20.0) < 0.8 * kl(mu=0.0)
+
+
+def test_k_variants_cost_one_batched_pass_per_model_and_step(edited):
+    model = edited[0]
+    calls = []
+    handle = model.model.language_model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["inputs_embeds"].shape[0]), with_kwargs=True)
+    try:
+        _variants(edited, k=6, steps=3)
+    finally:
+        handle.remove()
+    assert calls[1:] == [6] * (2 * 3 + 2)  # after the clean reference: edited + unedited per step, then a final check
+
+
+def test_noise_variants_sit_on_the_bound(edited):
+    model, _, _, embeds, batch = edited
+    variants = noise_variants(model, embeds, batch, LARConfig(eps=0.2), torch_generator(0, "noise"))
+    norms = variants.delta.norm(dim=-1)[:, variants.mask]
+    assert torch.allclose(norms, variants.radius[variants.mask].expand_as(norms), rtol=1e-5)
+
+
+def test_diagnostics_are_shares_and_finite(edited):
+    model, post, pre, embeds, batch = edited
+    report = variant_diagnostics(model, post, pre, embeds, batch, _variants(edited))
+    assert 0 <= report["coherence"] <= 1 and 0 <= report["edit_success"] <= 1
+    assert all(torch.isfinite(torch.tensor(v)) for v in report.values())
+
+
+def test_a_block_hook_is_removed_and_the_model_unchanged_after_an_exception(tiny_parts):
+    model, _ = tiny_parts
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="inside"):
+        with added_to_block_output(model, 0, torch.zeros(1)):
+            raise RuntimeError("inside the context")
+    assert all(not block._forward_hooks for block in model.model.language_model.layers)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="roles"):
+        LARConfig(roles="audio")
+    with pytest.raises(ValueError, match="k >= 1"):
+        LARConfig(k=0)
