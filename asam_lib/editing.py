@@ -203,6 +203,10 @@ class Editor:
         """Additional loss terms (ASAM adds its adversarial and rank terms here)."""
         return {}
 
+    def done(self, terms: dict[str, torch.Tensor]) -> bool:
+        """Stop early once the edit has succeeded: the anchor's CE is below ``stop_loss``."""
+        return terms["edit"].item() < self.config.stop_loss
+
     # --- the shared loop ---------------------------------------------------------------------
     def context(self, model, encoder: PromptEncoder, request: EditRequest, seed: int) -> EditContext:
         anchor = encoder.batch([request.anchor_item])
@@ -215,12 +219,17 @@ class Editor:
                 pre = answer_log_probs(forward_embeds(model, locality_embeds, locality), locality)
         return EditContext(request, anchor, anchor_embeds, locality, locality_embeds, pre, torch_generator(seed, "edit", request.name), encoder)
 
+    def locality_losses(self, model, context: EditContext) -> dict[str, torch.Tensor]:
+        """The KL locality term on the support items (none without support items or with lambda_loc = 0)."""
+        if context.locality is None or self.config.lambda_loc <= 0:
+            return {}
+        post = answer_log_probs(forward_embeds(model, context.locality_embeds, context.locality), context.locality)
+        return {"locality": self.config.lambda_loc * locality_kl(post, context.pre_locality)}
+
     def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         logits = forward_embeds(model, context.anchor_embeds, context.anchor)
         terms = {"edit": target_ce(logits, context.anchor)}
-        if context.locality is not None and self.config.lambda_loc > 0:
-            post = answer_log_probs(forward_embeds(model, context.locality_embeds, context.locality), context.locality)
-            terms["locality"] = self.config.lambda_loc * locality_kl(post, context.pre_locality)
+        terms.update(self.locality_losses(model, context))
         terms.update(self.extra_losses(model, context, step))
         return terms
 
@@ -254,7 +263,7 @@ class Editor:
                 loss.backward()
                 optimiser.step()
                 history.append({k: v.item() for k, v in terms.items()})
-                if terms["edit"].item() < self.config.stop_loss:
+                if self.done(terms):
                     break
             originals = installed.finalize() or installed.originals
         except BaseException:

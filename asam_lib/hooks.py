@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -32,3 +33,19 @@ def module_input(module: torch.nn.Module, run: Callable[[], Any], keyword: str |
     if "x" not in captured:
         raise RuntimeError(f"{type(module).__name__} was not called during the forward pass")
     return captured["x"].detach()
+
+
+@contextmanager
+def module_output(module: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Inside the context, ``captured["y"]`` is the last output of ``module`` (its first element when the
+    module returns a tuple), with its autograd graph. The hook is removed on exit, even on an exception."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab(_module, _args, output):
+        captured["y"] = output[0] if isinstance(output, tuple) else output
+
+    handle = module.register_forward_hook(grab)
+    try:
+        yield captured
+    finally:
+        handle.remove()

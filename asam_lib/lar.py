@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from asam_lib.architectures import language_layers
+from asam_lib.hooks import module_output
 from asam_lib.prompting import Batch
 
 ROLES = ("image", "question", "both")
@@ -52,7 +53,7 @@ class LARConfig:
     alpha: float = 0.5  # step size, as a fraction of the radius
     mu: float = 1.0  # weight of the coherence penalty
     roles: str = "both"  # which positions may move: "image", "question" or "both"
-    refresh: int = 5  # during an ASAM edit, recompute the variants every this many editing steps
+    refresh: int = 10  # during an ASAM edit, recompute the variants every this many editing steps
     block: int | None = None  # None: perturb the joint input embeddings; b: the hidden state after block b
 
     def __post_init__(self):
@@ -162,18 +163,9 @@ def added_to_block_output(model, block: int, delta: torch.Tensor) -> Iterator[No
 
 def block_output(model, embeds: torch.Tensor, batch: Batch, block: int) -> torch.Tensor:
     """The hidden state after language block ``block`` for joint embeddings ``embeds``: (B, L, d)."""
-    captured = {}
-
-    def grab(_module, _args, output):
-        captured["h"] = (output[0] if isinstance(output, tuple) else output).detach()
-
-    handle = language_layers(model)[block].register_forward_hook(grab)
-    try:
-        with torch.no_grad():
-            model(inputs_embeds=embeds, attention_mask=batch.attention_mask)
-    finally:
-        handle.remove()
-    return captured["h"]
+    with module_output(language_layers(model)[block]) as captured, torch.no_grad():
+        model(inputs_embeds=embeds, attention_mask=batch.attention_mask)
+    return captured["y"].detach()
 
 
 def forward_variants(model, forward: Forward, anchor_embeds: torch.Tensor, delta: torch.Tensor, rows: Batch, block: int | None) -> torch.Tensor:

@@ -1,0 +1,97 @@
+"""The ASAM editor: a base intrinsic editor + LAR variants + RCSL + asymmetric gradient flow.
+
+ASAM edits with the base editor's parameters (Patch by default, FT-L selectable) and its loop, but
+minimises (design section 7)
+
+    L = CE(anchor -> y_new) + lambda_adv * mean_k CE(variant_k -> y_new) + lambda_rank * L_rank(H)
+        + lambda_loc * KL(p_edit || p_pre) on locality support items  (+ the base editor's own terms)
+
+- the K variants come from LAR (:mod:`asam_lib.lar`) against the *current* edited model, refreshed every
+  ``LARConfig.refresh`` editing steps so they chase the edit; the "no LAR" ablation uses random variants of
+  the same norm (:func:`asam_lib.lar.noise_variants`);
+- H stacks the edit layer's output at the answer-predicting position for the anchor and its variants,
+  computed in the same batched forward as the CE terms; the anchor row is detached (asymmetric flow,
+  switchable in :class:`asam_lib.rcsl.RCSLConfig`).
+
+Rollback, the NaN guard and the sequential mode are the base editor's (the loop is shared).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from asam_lib.architectures import language_layers
+from asam_lib.editing import Editor, EditContext, edited_forward, unedited_forward
+from asam_lib.hooks import module_output
+from asam_lib.lar import LARConfig, adversarial_variants, answer_ce, forward_variants, noise_variants, repeat_batch
+from asam_lib.patch import Patch
+from asam_lib.rcsl import RCSLConfig, rcsl_loss
+
+VARIANT_SOURCES = ("lar", "noise")
+
+
+@dataclass(frozen=True)
+class ASAMSettings:
+    """Weights of ASAM's terms and the ablation switches. Defaults reproduce the committed figures."""
+
+    lambda_adv: float = 1.0  # weight of the variants' CE
+    lambda_rank: float = 1.0  # weight of L_rank (0 = the "no RCSL" ablation)
+    variants: str = "lar"  # "lar", or "noise" for the "no LAR" ablation
+    stop_on_variants: bool = True  # stop early only once the variants' CE is below stop_loss too
+
+    def __post_init__(self):
+        if self.variants not in VARIANT_SOURCES:
+            raise ValueError(f"ASAMSettings.variants = {self.variants!r}; choose one of {VARIANT_SOURCES}")
+
+
+class ASAM(Editor):
+    """ASAM on top of ``base`` (see the module docstring)."""
+
+    name = "ASAM"
+
+    def __init__(self, base: Editor | None = None, lar: LARConfig = LARConfig(), rcsl: RCSLConfig = RCSLConfig(),
+                 settings: ASAMSettings = ASAMSettings()):
+        self.base = base if base is not None else Patch()
+        super().__init__(self.base.config)
+        if lar.block is not None and lar.block >= self.config.layer:
+            raise ValueError(f"LARConfig.block = {lar.block} must be below the edit layer {self.config.layer}: variants must pass through the edit")
+        self.lar, self.rcsl, self.settings = lar, rcsl, settings
+
+    def __repr__(self) -> str:
+        return f"ASAM(base={self.base!r}, {self.lar}, {self.rcsl}, {self.settings})"
+
+    def install(self, model, context: EditContext):
+        return self.base.install(model, context)
+
+    def variants(self, model, context: EditContext):
+        """Fresh variants of the edit input against the current edited model."""
+        if self.settings.variants == "noise":
+            return noise_variants(model, context.anchor_embeds, context.anchor, self.lar, context.generator)
+        unedited = unedited_forward(model, context.state["originals"])
+        return adversarial_variants(model, edited_forward(model), unedited, context.anchor_embeds, context.anchor, self.lar, context.generator)
+
+    def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
+        if step % self.lar.refresh == 0:
+            context.state["variants"] = self.variants(model, context)
+        delta = context.state["variants"].delta
+        delta = torch.cat([torch.zeros_like(delta[:1]), delta])  # row 0: the anchor itself
+        rows = repeat_batch(context.anchor, len(delta))
+        s = self.settings
+        with module_output(language_layers(model)[self.config.layer]) as captured:
+            ce = answer_ce(forward_variants(model, edited_forward(model), context.anchor_embeds, delta, rows, self.lar.block), rows)
+        terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}
+        if s.lambda_rank > 0:
+            position = int(context.anchor.answer_start[0]) - 1
+            H = captured["y"][:, position]
+            terms["rank"] = s.lambda_rank * rcsl_loss(H[0], H[1:], self.rcsl)
+        terms.update(self.locality_losses(model, context))
+        terms.update(self.base.extra_losses(model, context, step))
+        return terms
+
+    def done(self, terms: dict[str, torch.Tensor]) -> bool:
+        stop = self.config.stop_loss
+        if self.settings.stop_on_variants and self.settings.lambda_adv > 0:
+            return terms["edit"].item() < stop and terms["adversarial"].item() / self.settings.lambda_adv < stop
+        return terms["edit"].item() < stop
