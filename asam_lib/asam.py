@@ -27,6 +27,7 @@ from asam_lib.editing import Editor, EditContext, edited_forward, unedited_forwa
 from asam_lib.hooks import module_output
 from asam_lib.lar import LARConfig, adversarial_variants, answer_ce, forward_variants, noise_variants, repeat_batch
 from asam_lib.patch import Patch
+from asam_lib.prompting import Batch
 from asam_lib.rcsl import RCSLConfig, rcsl_loss
 
 VARIANT_SOURCES = ("lar", "noise")
@@ -44,6 +45,18 @@ class ASAMSettings:
     def __post_init__(self):
         if self.variants not in VARIANT_SOURCES:
             raise ValueError(f"ASAMSettings.variants = {self.variants!r}; choose one of {VARIANT_SOURCES}")
+
+
+def edit_layer_representations(model, layer: int, anchor_embeds: torch.Tensor, batch: Batch, delta: torch.Tensor,
+                               block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batched forward of the anchor and its K variants (perturbations ``delta`` (K, L, d), see
+    :func:`asam_lib.lar.forward_variants`): the CE of the new target per row, (K+1,), and H (K+1, d), the
+    output of language block ``layer`` at the answer-predicting position (row 0: the anchor)."""
+    delta = torch.cat([torch.zeros_like(delta[:1]), delta])
+    rows = repeat_batch(batch, len(delta))
+    with module_output(language_layers(model)[layer]) as captured:
+        ce = answer_ce(forward_variants(model, edited_forward(model), anchor_embeds, delta, rows, block), rows)
+    return ce, captured["y"][:, int(batch.answer_start[0]) - 1]
 
 
 class ASAM(Editor):
@@ -75,16 +88,10 @@ class ASAM(Editor):
     def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         if step % self.lar.refresh == 0:
             context.state["variants"] = self.variants(model, context)
-        delta = context.state["variants"].delta
-        delta = torch.cat([torch.zeros_like(delta[:1]), delta])  # row 0: the anchor itself
-        rows = repeat_batch(context.anchor, len(delta))
+        ce, H = edit_layer_representations(model, self.config.layer, context.anchor_embeds, context.anchor, context.state["variants"].delta, self.lar.block)
         s = self.settings
-        with module_output(language_layers(model)[self.config.layer]) as captured:
-            ce = answer_ce(forward_variants(model, edited_forward(model), context.anchor_embeds, delta, rows, self.lar.block), rows)
         terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}
         if s.lambda_rank > 0:
-            position = int(context.anchor.answer_start[0]) - 1
-            H = captured["y"][:, position]
             terms["rank"] = s.lambda_rank * rcsl_loss(H[0], H[1:], self.rcsl)
         terms.update(self.locality_losses(model, context))
         terms.update(self.base.extra_losses(model, context, step))
