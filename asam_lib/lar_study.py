@@ -1,0 +1,144 @@
+"""Experiments on LAR variants for notebook 02: where variants sit among the unit's members, how coherence
+and diversity change with the radius, and whether an edit's failure on its variants predicts its failure
+on the real held-out members of its knowledge unit.
+
+Every function returns a tidy ``pandas.DataFrame``; plotting lives in the notebook.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from asam_lib.architectures import edit_layer_mlp
+from asam_lib.editing import Editor, edited_forward, joint_embeddings, unedited_forward
+from asam_lib.harness import EditCase
+from asam_lib.hooks import module_input
+from asam_lib.lar import LARConfig, Variants, adversarial_variants, forward_variants, noise_variants, repeat_batch, variant_diagnostics
+from asam_lib.metrics import evaluate_edit
+from asam_lib.prompting import PromptEncoder
+from asam_lib.seeding import torch_generator
+from asam_lib.units import member_items
+
+
+def member_states(model, encoder: PromptEncoder, items: Sequence, layer: int) -> torch.Tensor:
+    """Input of the FFN of ``layer`` at the answer-predicting position of each item: (N, d)."""
+    batch = encoder.batch(list(items))
+    states = module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs()))
+    return states[torch.arange(len(batch)), batch.answer_start - 1]
+
+
+def variant_states(model, anchor_embeds: torch.Tensor, batch, variants: Variants, layer: int) -> torch.Tensor:
+    """The same representation for the K variants of the edit input: (K, d)."""
+    rows = repeat_batch(batch, len(variants))
+    run = lambda: forward_variants(model, edited_forward(model), anchor_embeds, variants.delta, rows, variants.block)  # noqa: E731
+    states = module_input(edit_layer_mlp(model, layer), run)
+    return states[:, int(batch.answer_start[0]) - 1]
+
+
+def pca_2d(points: torch.Tensor) -> np.ndarray:
+    """The first two principal coordinates of ``points`` (N, d), signs fixed (largest |loading| positive)."""
+    centred = points.double() - points.double().mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    axes = vh[:2] * torch.sign(vh[:2].gather(1, vh[:2].abs().argmax(1, keepdim=True)))
+    return (centred @ axes.T).numpy()
+
+
+def latent_map(model, encoder: PromptEncoder, case: EditCase, variants: dict[str, Variants], layer: int, others: Sequence = ()) -> pd.DataFrame:
+    """2-D PCA of the edit layer's input at the answer-predicting position for the unit's members
+    (``kind``: anchor / text / image / both), each set of ``variants`` (kind = its key) and ``others``
+    (items about other entities, kind "other entity"). Columns: kind, pc1, pc2."""
+    unit = case.unit
+    anchor_batch = encoder.batch([case.request.anchor_item])
+    anchor_embeds = joint_embeddings(model, anchor_batch)
+    blocks, kinds = [member_states(model, encoder, member_items(unit.members, unit.old_answer), layer)], [m.kind for m in unit.members]
+    for name, v in variants.items():
+        blocks.append(variant_states(model, anchor_embeds, anchor_batch, v, layer))
+        kinds += [name] * len(v)
+    if others:
+        blocks.append(member_states(model, encoder, others, layer))
+        kinds += ["other entity"] * len(others)
+    xy = pca_2d(torch.cat(blocks))
+    return pd.DataFrame({"kind": kinds, "pc1": xy[:, 0], "pc2": xy[:, 1]})
+
+
+def eps_sweep(model, encoder: PromptEncoder, cases: Sequence[EditCase], editor: Editor, eps_values: Sequence[float],
+              config: LARConfig, seed: int) -> pd.DataFrame:
+    """For each case, edit with ``editor`` once, then compute LAR variants at each radius in
+    ``eps_values`` (other fields from ``config``) and their diagnostics. One row per (case, eps)."""
+    rows = []
+    for case in tqdm(cases, desc="eps sweep", leave=False):
+        batch = encoder.batch([case.request.anchor_item])
+        embeds = joint_embeddings(model, batch)
+        handle = editor.edit(model, encoder, case.request, seed=seed)
+        try:
+            post, pre = edited_forward(model), unedited_forward(model, handle.originals)
+            for eps in eps_values:
+                lar = LARConfig(**{**config.__dict__, "eps": eps})
+                for source in ("LAR", "noise"):
+                    generator = torch_generator(seed, "eps-sweep", source, case.request.name, eps)
+                    v = (adversarial_variants(model, post, pre, embeds, batch, lar, generator) if source == "LAR"
+                         else noise_variants(model, embeds, batch, lar, generator))
+                    rows.append({"case": case.request.name, "eps": eps, "variants": source, **variant_diagnostics(model, post, pre, embeds, batch, v)})
+        finally:
+            handle.restore()
+    return pd.DataFrame(rows)
+
+
+def predictive_study(model, encoder: PromptEncoder, cases: Sequence[EditCase], editors: dict[str, Editor], config: LARConfig,
+                     seed: int) -> pd.DataFrame:
+    """For every editor and case: edit, then measure (a) the edit on K LAR variants and on K random
+    variants of the same radius and (b) the edit on the unit's real held-out members. One row per
+    (method, case) with ``lar_failure`` / ``noise_failure`` (share of variants not answering the new
+    target), ``lar_loss`` / ``noise_loss`` (their mean CE), and the unit's exact-match metrics."""
+    rows = []
+    for method, editor in editors.items():
+        for case in tqdm(cases, desc=f"{method} variants vs unit", leave=False):
+            batch = encoder.batch([case.request.anchor_item])
+            embeds = joint_embeddings(model, batch)
+            handle = editor.edit(model, encoder, case.request, seed=seed)
+            try:
+                post, pre = edited_forward(model), unedited_forward(model, handle.originals)
+                lar = adversarial_variants(model, post, pre, embeds, batch, config, torch_generator(seed, "predict", case.request.name))
+                noise = noise_variants(model, embeds, batch, config, torch_generator(seed, "predict-noise", case.request.name))
+                lar_report = variant_diagnostics(model, post, pre, embeds, batch, lar)
+                noise_report = variant_diagnostics(model, post, pre, embeds, batch, noise)
+                metrics = {m["metric"]: m["value"] for m in evaluate_edit(model, encoder, case.unit, None) if m["protocol"] == "exact"}
+            finally:
+                handle.restore()
+            rows.append({
+                "method": method, "case": case.request.name, "seed": seed,
+                "lar_failure": 1 - lar_report["edit_success"], "lar_loss": lar_report["edit_loss"], "lar_coherence": lar_report["coherence"],
+                "noise_failure": 1 - noise_report["edit_success"], "noise_loss": noise_report["edit_loss"],
+                **metrics,
+            })
+    return pd.DataFrame(rows)
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney; ties count half).
+    NaN when one class is empty."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def roc_curve(scores: Sequence[float], labels: Sequence[bool]) -> pd.DataFrame:
+    """False and true positive rates at every threshold of ``scores`` (columns fpr, tpr)."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    thresholds = np.r_[np.inf, np.unique(s)[::-1]]
+    tpr = [(s[y] >= t).mean() if y.any() else np.nan for t in thresholds]
+    fpr = [(s[~y] >= t).mean() if (~y).any() else np.nan for t in thresholds]
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr})
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    return float(pd.Series(list(x)).rank().corr(pd.Series(list(y)).rank()))
