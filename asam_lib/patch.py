@@ -8,12 +8,15 @@ branch).
 
 The bias is what makes a patch *selective*: a neuron fires only on hidden states on the edit input's side
 of a hyperplane. Keys start on the line from the memory centre ``m`` (mean FFN input at the
-answer-predicting position of the locality support items) to the edit input's hidden state ``h``:
+answer-predicting position of the memory items) to the edit input's hidden state ``h`` at an
+answer-predicting position (neuron i takes answer position i mod the answer's length, so every token of a
+multi-token target has neurons that fire on it):
 
-    K x + b = a_edit · ((x - m)·(h - m) / |h - m|^2 - tau) / (1 - tau)
+    K x + b = a_edit · ((x - m)·w / ((h - m)·w) - tau) / (1 - tau),     w = C^-1 (h - m)
 
-so a neuron fires with activation ``a_edit`` on ``h``, is silent on ``m``, and starts firing a fraction
-``tau`` of the way from ``m`` to ``h``. [Reconstruction: T-Patcher initialises the key from ``h`` and
+(``C``: the memory states' covariance, shrunk towards the identity), so a neuron fires with activation
+``a_edit`` on ``h``, is silent on ``m``, and starts firing a fraction ``tau`` of the way from ``m`` to
+``h`` along the direction that best separates ``h`` from the memory. [Reconstruction: T-Patcher initialises the key from ``h`` and
 learns selectivity with its margin losses; the closed-form start above gives that selectivity from step 0,
 and ``tau`` is exposed as a parameter.] A little seeded noise on the keys breaks the symmetry between
 neurons; values start at zero, so the patch is an exact no-op before training. Only the patch is trained.
@@ -38,13 +41,14 @@ from asam_lib.prompting import Batch
 class PatchedMLP(torch.nn.Module):
     """An FFN with ``n`` extra key-value neurons (see the module docstring)."""
 
-    def __init__(self, mlp: torch.nn.Module, key: torch.Tensor, bias: torch.Tensor, n: int, noise: float):
+    def __init__(self, mlp: torch.nn.Module, keys: torch.Tensor, biases: torch.Tensor, noise: float):
         super().__init__()
         self.mlp = mlp
-        jitter = noise * torch.randn(n, key.shape[-1]) * key.norm() / key.shape[-1] ** 0.5
-        self.key = torch.nn.Parameter(key.expand(n, -1) + jitter)
-        self.bias = torch.nn.Parameter(bias.expand(n).clone())
-        self.value = torch.nn.Parameter(torch.zeros(key.shape[-1], n))
+        n, d = keys.shape
+        jitter = noise * torch.randn(n, d) * keys.norm(dim=-1, keepdim=True) / d**0.5
+        self.key = torch.nn.Parameter(keys + jitter)
+        self.bias = torch.nn.Parameter(biases.clone())
+        self.value = torch.nn.Parameter(torch.zeros(d, n))
 
     def neuron_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the new neurons: (..., n)."""
@@ -122,11 +126,12 @@ class Patch(Editor):
         original = block.mlp
         layer = self.config.layer
         anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor.attention_mask, layer)
-        edit_x = answer_positions(anchor_x, context.anchor)
+        start, length = int(context.anchor.answer_start[0]), int(context.anchor.answer_len[0])
+        edit_x = anchor_x[0, start - 1 : start - 1 + length]  # every position that predicts an answer token
         memory_x = memory_states(model, context, layer)
         s = self.settings
-        key, bias = selective_key(edit_x[0], memory_x, s.activation, s.threshold, s.shrinkage)
-        patched = PatchedMLP(original, key, bias, s.n_neurons, s.key_noise)
+        starts = [selective_key(edit_x[i % length], memory_x, s.activation, s.threshold, s.shrinkage) for i in range(s.n_neurons)]
+        patched = PatchedMLP(original, torch.stack([k for k, _ in starts]), torch.stack([b for _, b in starts]), s.key_noise)
         block.mlp = patched
         context.state.update(patch=patched, edit_x=edit_x, memory_x=memory_x)
 
