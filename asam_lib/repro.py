@@ -48,7 +48,7 @@ def library_fingerprint() -> dict:
     return {
         "asam_lib_version": _version("asam-lib"),
         "asam_lib_source_sha256": digest.hexdigest(),
-        "python": ".".join(map(str, sys.version_info[:3])),
+        "python": ".".join(map(str, sys.version_info[:2])),  # the micro version is not pinned
         "packages": {name: _version(name) for name in PACKAGES},
     }
 

@@ -5,7 +5,8 @@ the full-run parameters of ``notebooks/figures.yaml`` (the notebooks' own defaul
 configuration that nbval runs). Executed copies go to ``build/executed/``, never into ``notebooks/``;
 figures and results are written by the notebooks themselves. A failing notebook stops the run with the
 notebook and the cell named; at the end a table says, per notebook, how many figures and tables it
-wrote, how many files changed bytes, and how long it took.
+wrote, how many files are new or changed bytes, and how long it took (after ``make figures`` on a clean
+checkout, nothing should have changed).
 
 ``--quick`` runs the quick configuration instead (only ``save_figures`` is set, so the files are written):
 ``make check-repro`` uses it. ``--checked-outputs`` runs the quick configuration and stores, in the
@@ -117,18 +118,19 @@ def main(argv: list[str] | None = None) -> None:
         before, started = _snapshot(), time.time_ns()
         _, seconds = run(nb.resolve(), QUICK_PARAMETERS if args.quick else full_run_parameters(nb), args.executed)
         after = _snapshot()
-        written = _written_since(started)
-        changed = sorted(f for f, h in after.items() if before.get(f) != h)
-        rows.append((nb.name, written, changed, seconds))
-    print(f"\n{'notebook':32s} {'figures':>7s} {'tables':>6s} {'changed':>7s} {'seconds':>7s}")
-    for name, written, changed, seconds in rows:
+        new = sorted(f for f in after if f not in before)
+        changed = sorted(f for f, h in after.items() if f in before and before[f] != h)
+        rows.append((nb.name, _written_since(started), new, changed, seconds))
+    print(f"\n{'notebook':32s} {'figures':>7s} {'tables':>6s} {'new':>5s} {'changed':>7s} {'seconds':>7s}")
+    for name, written, new, changed, seconds in rows:
         figures = sum(p.suffix == ".png" for p in written)
         tables = sum(p.suffix == ".csv" for p in written)
-        print(f"{name:32s} {figures:7d} {tables:6d} {len(changed):7d} {seconds:7.0f}")
-    print(f"{'total':32s} {'':7s} {'':6s} {sum(len(r[2]) for r in rows):7d} {sum(r[3] for r in rows):7.0f}")
-    print(f"\nfigures in {paths.FIGURES}, tables in {paths.RESULTS}; "
-          "'changed' counts files (PNG, PDF, JSON sidecars, CSV) whose bytes differ from before the run")
-    for name, _, changed, _ in rows:
+        print(f"{name:32s} {figures:7d} {tables:6d} {len(new):5d} {len(changed):7d} {seconds:7.0f}")
+    print(f"{'total':32s} {'':7s} {'':6s} {sum(len(r[2]) for r in rows):5d} {sum(len(r[3]) for r in rows):7d} "
+          f"{sum(r[4] for r in rows):7.0f}")
+    print(f"\nfigures (PNG + PDF + JSON sidecar) in {paths.FIGURES}, tables in {paths.RESULTS}; "
+          "new / changed: files that did not exist / whose bytes differ from before the run")
+    for name, _, _, changed, _ in rows:
         for f in changed:
             print(f"  changed by {name}: {f}")
 
