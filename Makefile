@@ -5,9 +5,10 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+QUIET     := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help env figures test test-unit test-notebooks model bench lab clean
+.PHONY: help env figures check-repro checked-outputs test test-unit test-notebooks test-browser model bench lab clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -23,15 +24,25 @@ env: $(STAMP) ## Create the local environment (.venv) from requirements.txt
 	@echo "environment ready: $(PY)"
 
 figures: $(STAMP) ## Run every notebook headless (papermill) and regenerate figures/ and results/
-	$(PY) -m asam_lib.run_notebooks $(NOTEBOOKS)
+	$(QUIET) $(PY) -m asam_lib.run_notebooks $(NOTEBOOKS)
+
+check-repro: $(STAMP) ## Run every notebook's quick configuration twice into build/ and compare sha256 of all files
+	$(QUIET) $(PY) -m asam_lib.repro $(NOTEBOOKS)
+
+checked-outputs: $(STAMP) ## Store in the notebooks the outputs nbval compares (cells marked # NBVAL_CHECK_OUTPUT)
+	$(QUIET) $(PY) -m asam_lib.run_notebooks --checked-outputs $(NOTEBOOKS)
 
 test: test-unit test-notebooks ## Unit tests, then every notebook under nbval (quick configuration)
 
 test-unit: $(STAMP) ## Unit tests of asam_lib
 	$(PY) -m pytest -q tests
 
-test-notebooks: $(STAMP) ## Run every notebook under nbval (assertions in cells are the checks)
-	TQDM_DISABLE=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(NOTEBOOKS)
+test-notebooks: $(STAMP) ## Run every notebook under nbval: assertions, and the outputs of # NBVAL_CHECK_OUTPUT cells
+	$(QUIET) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
+		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(NOTEBOOKS)
+
+test-browser: $(STAMP) ## Open notebook 01 in JupyterLab in headless Chromium; screenshot to build/ (not in make test)
+	$(PY) -m asam_lib.browser_check notebooks/01_knowledge_units.ipynb
 
 model: $(STAMP) ## Retrain the shipped base model from scratch into checkpoints/base
 	$(PY) -m asam_lib.pretrain --out checkpoints/base

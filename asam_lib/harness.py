@@ -20,13 +20,13 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from asam_lib import paths
 from asam_lib.benchmark import exported_benchmark, locality_pools
 from asam_lib.editing import EditRequest, Editor
 from asam_lib.metrics import evaluate_edit, locality_reference
 from asam_lib.model import config_hash
+from asam_lib.progress import tqdm
 from asam_lib.prompting import Item, PromptEncoder, score_items
 from asam_lib.records import EditRecord, load_records
 from asam_lib.seeding import numpy_rng

@@ -1,12 +1,18 @@
 """One plotting style for every figure: a seaborn theme, one colour per method, deterministic files.
 
-Figures are saved as PNG and PDF with fixed metadata, so a re-run writes the same bytes.
+Figures are saved as PNG and PDF with fixed metadata, so a re-run writes the same bytes. Once a notebook
+has declared its provenance (``plots.provenance("01_knowledge_units", globals())`` in its setup cell), each
+saved figure gets a sidecar ``<name>.json``: the notebook, the values of its ``parameters`` cell and their
+content hash, a hash of the notebook's code, the library fingerprint and the hashes of the PNG and PDF.
+Sidecars hold no timestamps and no absolute paths, so they are as reproducible as the figures.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -15,7 +21,7 @@ import numpy as np
 import seaborn as sns
 from PIL import Image
 
-from asam_lib import paths
+from asam_lib import paths, repro
 
 METHOD_COLOURS = {
     "base": "#7f7f7f",
@@ -33,12 +39,52 @@ def set_style() -> None:
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "svg.hashsalt": "asam", "pdf.compression": 6})
 
 
+_provenance: dict | None = None  # set by provenance(), read by save()
+
+
+def provenance(notebook: str, namespace: Mapping[str, object]) -> dict:
+    """Declare that the figures saved from now on come from ``notebook`` run with its current parameters.
+
+    ``notebook`` is the stem of a file in notebooks/; the names assigned in its cell tagged ``parameters``
+    are looked up in ``namespace`` (pass ``globals()``), so papermill's overrides are what gets recorded.
+    """
+    global _provenance
+    path = paths.NOTEBOOKS / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"provenance: notebook {notebook!r} -> {path} not found (give the file's stem)")
+    cells = json.loads(path.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"provenance: {path.name} has {len(tagged)} cells tagged 'parameters', expected 1")
+    names = [t.id for node in ast.parse("".join(tagged[0]["source"])).body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)]
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise KeyError(f"provenance: parameters {missing} of {path.name} are not defined (pass globals())")
+    parameters = {n: namespace[n] for n in names}
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    _provenance = {
+        "notebook": path.relative_to(paths.REPO_ROOT).as_posix(),
+        "notebook_code_sha256": repro.content_hash(code),
+        "parameters": parameters,
+        "parameters_sha256": repro.content_hash(parameters),
+        **repro.library_fingerprint(),
+    }
+    return _provenance
+
+
 def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
-    """Save ``fig`` as ``name``.png and ``name``.pdf (fixed metadata) under ``folder`` (default figures/)."""
+    """Save ``fig`` as ``name``.png and ``name``.pdf (fixed metadata) under ``folder`` (default figures/).
+
+    After :func:`provenance`, also writes the sidecar ``name``.json.
+    """
     folder = paths.ensure(folder or paths.FIGURES)
-    png = folder / f"{name}.png"
+    png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
     fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(folder / f"{name}.pdf", bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None})
+    fig.savefig(pdf, bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None})
+    if _provenance is not None:
+        sidecar = {"figure": name, "files": {p.name: repro.sha256_file(p) for p in (png, pdf)}, **_provenance}
+        (folder / f"{name}.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
     return png
 
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from asam_lib import paths
 from asam_lib.model import ModelConfig, build_model, build_processor, config_hash, load_model
+from asam_lib.progress import tqdm
 from asam_lib.prompting import PromptEncoder, score_items
 from asam_lib.render import COLOURS, PATTERNS, SHAPES
 from asam_lib.seeding import numpy_rng, seed_everything

@@ -1,25 +1,39 @@
 """Run the numbered notebooks headless with papermill: ``python -m asam_lib.run_notebooks NB...``.
 
-Each notebook runs with kernel ``python3``, absolute paths, a per-cell timeout and the full-run
-parameters of ``notebooks/figures.yaml`` (the notebooks' own defaults are the quick configuration that
-nbval runs). Executed copies go to ``build/executed/``; figures and results are written by the notebooks
-themselves. A failing notebook stops the run with the notebook and the cell named; at the end a summary
-table says what ran and how long it took.
+Each notebook runs with kernel ``python3``, absolute paths, a per-cell timeout, no progress bars, and
+the full-run parameters of ``notebooks/figures.yaml`` (the notebooks' own defaults are the quick
+configuration that nbval runs). Executed copies go to ``build/executed/``, never into ``notebooks/``;
+figures and results are written by the notebooks themselves. A failing notebook stops the run with the
+notebook and the cell named; at the end a table says, per notebook, how many figures and tables it
+wrote, how many files are new or changed bytes, and how long it took (after ``make figures`` on a clean
+checkout, nothing should have changed).
+
+``--quick`` runs the quick configuration instead (only ``save_figures`` is set, so the files are written):
+``make check-repro`` uses it. ``--checked-outputs`` runs the quick configuration and stores, in the
+notebook itself, the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (text only, no images) and no
+other output: these are the outputs nbval compares (see the README).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+import nbformat
 import papermill as pm
 import yaml
 
 from asam_lib import paths
+from asam_lib.repro import digest_folder
 
 CELL_TIMEOUT_S = 1800
+QUICK_PARAMETERS = {"save_figures": True}
+QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # no progress bars in kernels we start
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "application/pdf")
 
 
 def full_run_parameters(notebook: Path) -> dict:
@@ -28,15 +42,16 @@ def full_run_parameters(notebook: Path) -> dict:
     return dict(config.get(notebook.stem, {}))
 
 
-def run(notebook: Path) -> float:
-    """Execute one notebook; return its wall time in seconds."""
-    out = paths.ensure(paths.BUILD / "executed") / notebook.name
+def run(notebook: Path, parameters: dict, executed: Path) -> tuple[Path, float]:
+    """Execute one notebook with ``parameters``; return the executed copy (under ``executed``) and seconds."""
+    os.environ.update(QUIET_ENV)  # the kernel inherits this process's environment
+    out = paths.ensure(executed) / notebook.name
     start = time.perf_counter()
     try:
         pm.execute_notebook(
             str(notebook),
             str(out),
-            parameters=full_run_parameters(notebook),
+            parameters=parameters,
             kernel_name="python3",
             cwd=str(paths.NOTEBOOKS),
             execution_timeout=CELL_TIMEOUT_S,
@@ -47,23 +62,83 @@ def run(notebook: Path) -> float:
             f"\n{notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
             f"The partly executed notebook is {out}."
         ) from None
-    return time.perf_counter() - start
+    return out, time.perf_counter() - start
+
+
+def store_checked_outputs(notebook: Path, executed: Path) -> int:
+    """Keep in ``notebook`` the outputs of ``executed`` for the marked cells only; return how many cells.
+
+    Images are dropped (nbval does not compare them); every other cell is stored without output.
+    """
+    source = nbformat.read(notebook, as_version=4)
+    ran = {cell.id: cell for cell in nbformat.read(executed, as_version=4).cells}
+    marked = 0
+    for cell in source.cells:
+        if cell.cell_type != "code":
+            continue
+        if CHECK_MARK in cell.source:
+            marked += 1
+            cell.execution_count = ran[cell.id].execution_count
+            cell.outputs = [_text_only(o) for o in ran[cell.id].outputs if _text_only(o) is not None]
+        else:
+            cell.execution_count, cell.outputs = None, []
+    notebook.write_text(nbformat.writes(source) + "\n")
+    return marked
+
+
+def _text_only(output: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+    """``output`` without image data and metadata (None if nothing is left)."""
+    if "data" not in output:
+        return output
+    data = {k: v for k, v in output.data.items() if k not in IMAGE_TYPES}
+    return nbformat.from_dict({**output, "data": data, "metadata": {}}) if data else None
+
+
+def _snapshot() -> dict[str, str]:
+    """Hashes of the files under figures/ and results/ (wherever ASAM_FIGURES / ASAM_RESULTS point)."""
+    return {f"{folder.name}/{p}": h for folder in (paths.FIGURES, paths.RESULTS) for p, h in digest_folder(folder).items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the notebooks' quick configuration, writing files")
+    mode.add_argument("--checked-outputs", action="store_true", help="store the outputs nbval compares")
+    parser.add_argument("--executed", type=Path, default=paths.BUILD / "executed", help="where executed copies go")
     args = parser.parse_args(argv)
-    timings = []
+    if args.checked_outputs:
+        for nb in args.notebooks:
+            out, seconds = run(nb.resolve(), {}, paths.BUILD / "checked-outputs")
+            print(f"{nb.name}: outputs of {store_checked_outputs(nb, out)} marked cells stored ({seconds:.0f} s)")
+        return
+    rows = []
     for nb in args.notebooks:
         print(f"running {nb.name} ...", flush=True)
-        timings.append((nb.name, run(nb.resolve())))
-    figures = sorted(p.name for p in paths.FIGURES.glob("*.png"))
-    print("\nnotebook                         seconds")
-    for name, seconds in timings:
-        print(f"{name:32s} {seconds:7.0f}")
-    print(f"{'total':32s} {sum(s for _, s in timings):7.0f}")
-    print(f"\n{len(figures)} figures in {paths.FIGURES}: {', '.join(figures)}")
+        before, started = _snapshot(), time.time_ns()
+        _, seconds = run(nb.resolve(), QUICK_PARAMETERS if args.quick else full_run_parameters(nb), args.executed)
+        after = _snapshot()
+        new = sorted(f for f in after if f not in before)
+        changed = sorted(f for f, h in after.items() if f in before and before[f] != h)
+        rows.append((nb.name, _written_since(started), new, changed, seconds))
+    print(f"\n{'notebook':32s} {'figures':>7s} {'tables':>6s} {'new':>5s} {'changed':>7s} {'seconds':>7s}")
+    for name, written, new, changed, seconds in rows:
+        figures = sum(p.suffix == ".png" for p in written)
+        tables = sum(p.suffix == ".csv" for p in written)
+        print(f"{name:32s} {figures:7d} {tables:6d} {len(new):5d} {len(changed):7d} {seconds:7.0f}")
+    print(f"{'total':32s} {'':7s} {'':6s} {sum(len(r[2]) for r in rows):5d} {sum(len(r[3]) for r in rows):7d} "
+          f"{sum(r[4] for r in rows):7.0f}")
+    print(f"\nfigures (PNG + PDF + JSON sidecar) in {paths.FIGURES}, tables in {paths.RESULTS}; "
+          "new / changed: files that did not exist / whose bytes differ from before the run")
+    for name, _, _, changed, _ in rows:
+        for f in changed:
+            print(f"  changed by {name}: {f}")
+
+
+def _written_since(start_ns: int) -> list[Path]:
+    """Files under figures/ and results/ modified since ``start_ns`` (time.time_ns())."""
+    return sorted(p for folder in (paths.FIGURES, paths.RESULTS) if folder.exists()
+                  for p in folder.rglob("*") if p.is_file() and p.stat().st_mtime_ns >= start_ns)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,145 @@
+"""Reproducibility you can check: content hashes, and the pipeline run twice with its files compared.
+
+``python -m asam_lib.repro NB...`` (``make check-repro``) runs every notebook twice in its quick
+configuration, writing figures and result tables into ``build/check-repro/run-1`` and ``run-2`` (through
+``ASAM_FIGURES`` / ``ASAM_RESULTS``, so the committed ``figures/`` and ``results/`` are not touched), then
+compares the sha256 of every file produced and fails on any difference. Each notebook runs in a fresh
+kernel, so the second run shares nothing in memory with the first.
+
+The hashes here are content hashes (no paths, no timestamps, no git): the same content gives the same
+hash on any machine and in any checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from asam_lib import paths
+
+PACKAGES = ("matplotlib", "numpy", "pandas", "seaborn", "torch", "transformers")  # what changes figure bytes
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def content_hash(value: object) -> str:
+    """Hex sha256 of ``value`` as canonical JSON (sorted keys, no whitespace): the same for equal values."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def library_fingerprint() -> dict:
+    """Version of asam_lib, a hash of its source files, and the versions of the packages that shape figures."""
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return {
+        "asam_lib_version": _version("asam-lib"),
+        "asam_lib_source_sha256": digest.hexdigest(),
+        "python": ".".join(map(str, sys.version_info[:2])),  # the micro version is not pinned
+        "packages": {name: _version(name) for name in PACKAGES},
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def digest_folder(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``folder`` (empty if it does not exist)."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One file in two runs: its hash in each (None when absent) and whether they agree."""
+
+    path: str
+    first: str | None
+    second: str | None
+
+    @property
+    def status(self) -> str:
+        if self.first is None:
+            return "only in run 2"
+        if self.second is None:
+            return "only in run 1"
+        return "identical" if self.first == self.second else "DIFFERS"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "identical"
+
+
+def compare(first: dict[str, str], second: dict[str, str]) -> list[Comparison]:
+    """Compare two ``{path: sha256}`` maps file by file (the union of their paths, sorted)."""
+    return [Comparison(p, first.get(p), second.get(p)) for p in sorted(first.keys() | second.keys())]
+
+
+def format_table(rows: list[Comparison]) -> str:
+    """A plain-text table: file, the first 12 hex digits of each hash, status."""
+    width = max([len("file")] + [len(r.path) for r in rows])
+    lines = [f"{'file':{width}s}  {'run 1':12s}  {'run 2':12s}  status"]
+    for r in rows:
+        lines.append(f"{r.path:{width}s}  {(r.first or '-')[:12]:12s}  {(r.second or '-')[:12]:12s}  {r.status}")
+    return "\n".join(lines)
+
+
+def run_pipeline(notebooks: list[Path], out: Path) -> float:
+    """Run the notebooks' quick configuration with figures and results redirected under ``out``; seconds."""
+    env = dict(os.environ, ASAM_FIGURES=str(out / "figures"), ASAM_RESULTS=str(out / "results"))
+    command = [sys.executable, "-m", "asam_lib.run_notebooks", "--quick", "--executed", str(out / "executed")]
+    start = time.perf_counter()
+    subprocess.run(command + [str(nb) for nb in notebooks], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def produced_files(out: Path) -> dict[str, str]:
+    """Hashes of what a run wrote (figures/ and results/; the executed notebooks hold timings, so not them)."""
+    return {f"{sub}/{path}": sha for sub in ("figures", "results") for path, sha in digest_folder(out / sub).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=paths.BUILD / "check-repro", help="where the two runs write")
+    args = parser.parse_args(argv)
+    shutil.rmtree(args.out, ignore_errors=True)
+    hashes, seconds = [], []
+    for k in (1, 2):
+        print(f"\n=== run {k} of 2 ===", flush=True)
+        seconds.append(run_pipeline(args.notebooks, args.out / f"run-{k}"))
+        hashes.append(produced_files(args.out / f"run-{k}"))
+    rows = compare(*hashes)
+    print("\n" + format_table(rows))
+    bad = [r for r in rows if not r.ok]
+    print(f"\n{len(rows)} files, {len(rows) - len(bad)} identical, {len(bad)} not; runs took "
+          f"{seconds[0]:.0f} s and {seconds[1]:.0f} s (files under {args.out})")
+    if not rows:
+        print("FAIL: the runs produced no files (do the notebooks honour save_figures?)")
+        return 1
+    if bad:
+        print("FAIL: a re-run did not write the same bytes: " + ", ".join(r.path for r in bad))
+        return 1
+    print("OK: every produced file is byte-identical across the two runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
