@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from asam_lib.progress import tqdm
 
 from asam_lib.architectures import edit_layer_mlp
 from asam_lib.editing import Editor, edited_forward, joint_embeddings, unedited_forward
