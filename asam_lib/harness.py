@@ -112,7 +112,7 @@ def editor_config(editor: Editor) -> str:
 
 def run_single(model, encoder: PromptEncoder, editors: dict[str, Editor], cases: Sequence[EditCase], seed: int, task: str = "vqa", members: list | None = None) -> pd.DataFrame:
     """Each editor on each case from the base model, rolled back after each edit. Adds a ``seconds``
-    metric (time per edit). ``members``, if a list, receives per-member rows for distance curves."""
+    metric (time per edit) and a ``steps`` metric (optimiser steps the edit took). ``members``, if a list, receives per-member rows for distance curves."""
     rows = []
     references = [locality_reference(model, encoder, c.locality) for c in cases]
     for method, editor in editors.items():
@@ -127,6 +127,7 @@ def run_single(model, encoder: PromptEncoder, editors: dict[str, Editor], cases:
             base = {"method": method, "config": tag, "seed": seed, "task": task, "case": case.request.name}
             rows += [{**base, **m} for m in metrics]
             rows.append({**base, "metric": "seconds", "protocol": "wall", "value": handle.seconds})
+            rows.append({**base, "metric": "steps", "protocol": "count", "value": float(handle.steps)})
             if members is not None:
                 members += [{**base, **m} for m in member_rows]
     return pd.DataFrame(rows)

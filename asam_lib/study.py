@@ -1,0 +1,199 @@
+"""The edit-and-evaluate study of notebook 04, run as independent jobs on worker processes.
+
+A :class:`Job` is one (mode, task, seed, editors, edit count): single edits with rollback, or a sequential
+run. Jobs are independent, so :func:`run_jobs` spreads them over processes (one torch thread each: on a
+small model, two single-threaded processes finish sooner than one process with two threads). Each worker
+loads the base model and builds the edit cases once per (task, seed, count) and returns tidy rows; the
+results do not depend on which worker ran a job or in which order.
+
+Wall-clock times are not reproducible, so they are split off into their own table
+(:func:`split_timings`), written under ``build/`` rather than ``results/``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from asam_lib import paths
+from asam_lib.editing import Editor
+from asam_lib.harness import HarnessConfig, build_cases, run_sequential, run_single
+from asam_lib.progress import tqdm
+
+TIMING_METRICS = ("seconds",)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work. ``editors``: method name -> editor; ``mode``: "single" or "sequential";
+    ``group``: a label copied into every row (e.g. "main", "ablation", "sensitivity")."""
+
+    group: str
+    task: str
+    seed: int
+    n_edits: int
+    editors: dict[str, Editor] = field(hash=False)
+    mode: str = "single"
+    checkpoints: tuple[int, ...] = (1, 5, 10, 20, 50)
+    model_folder: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Job({self.group}, {self.mode}, {self.task}, seed {self.seed}, {self.n_edits} edits, {list(self.editors)})"
+
+
+@lru_cache(maxsize=2)
+def _model(folder: str | None):
+    from asam_lib.model import load_model
+    from asam_lib.pretrain import base_model_folder
+    from asam_lib.prompting import PromptEncoder
+
+    model, processor = load_model(folder or base_model_folder())
+    return model, PromptEncoder(processor)
+
+
+@lru_cache(maxsize=8)
+def _cases(folder: str | None, task: str, seed: int, n_edits: int):
+    from asam_lib.world import World
+
+    model, encoder = _model(folder)
+    return build_cases(model, encoder, World(), HarnessConfig(task=task, n_edits=n_edits), seed=seed)
+
+
+def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run one job in this process: (metric rows, per-member rows), each tagged with ``job.group``."""
+    model, encoder = _model(job.model_folder)
+    cases = _cases(job.model_folder, job.task, job.seed, job.n_edits)
+    members: list[dict] = []
+    if job.mode == "single":
+        rows = run_single(model, encoder, job.editors, cases, seed=job.seed, task=job.task, members=members)
+    elif job.mode == "sequential":
+        frames = [run_sequential(model, encoder, name, editor, cases, seed=job.seed, checkpoints=job.checkpoints, task=job.task)
+                  for name, editor in job.editors.items()]
+        rows = pd.concat(frames, ignore_index=True)
+    else:
+        raise ValueError(f"{job}: unknown mode {job.mode!r} (single or sequential)")
+    return rows.assign(group=job.group), pd.DataFrame(members).assign(group=job.group)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    os.environ["TQDM_DISABLE"] = "1"
+
+
+def run_jobs(jobs: list[Job], workers: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run ``jobs`` on ``workers`` processes (1: in this process); concatenated rows in job order."""
+    if workers <= 1:
+        outputs = [run_job(job) for job in tqdm(jobs, desc="jobs")]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+            futures = [pool.submit(run_job, job) for job in jobs]
+            outputs = [f.result() for f in tqdm(futures, desc="jobs")]
+    rows = pd.concat([o[0] for o in outputs], ignore_index=True)
+    members = pd.concat([o[1] for o in outputs], ignore_index=True)
+    return rows, members
+
+
+def split_timings(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reproducible rows, wall-clock rows)."""
+    timing = rows.metric.isin(TIMING_METRICS)
+    return rows[~timing].reset_index(drop=True), rows[timing].reset_index(drop=True)
+
+
+def save_timings(table: pd.DataFrame, name: str) -> Path:
+    """Write wall-clock rows to ``build/timings/name.csv`` (not compared between runs, not committed)."""
+    path = paths.ensure(paths.BUILD / "timings") / f"{name}.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+# --- the study's editors ---------------------------------------------------------------------------
+
+def baseline_editors() -> dict[str, Editor]:
+    """The three intrinsic baselines and ASAM (on Patch) with their default settings."""
+    from asam_lib.asam import ASAM
+    from asam_lib.editing import FTL
+    from asam_lib.lora import LoRA
+    from asam_lib.patch import Patch
+
+    return {"FT-L": FTL(), "LoRA": LoRA(), "Patch": Patch(), "ASAM": ASAM()}
+
+
+def ablation_editors() -> dict[str, Editor]:
+    """ASAM and its ablations (design section 7): no LAR (random variants of the same norm), no RCSL, no
+    asymmetry, each alternative RCSL objective, and ASAM on FT-L instead of Patch."""
+    from asam_lib.asam import ASAM, ASAMSettings
+    from asam_lib.editing import FTL
+    from asam_lib.rcsl import RCSLConfig
+
+    return {
+        "ASAM": ASAM(),
+        "without LAR": ASAM(settings=ASAMSettings(variants="noise")),
+        "without RCSL": ASAM(settings=ASAMSettings(lambda_rank=0.0)),
+        "without asymmetry": ASAM(rcsl=RCSLConfig(asymmetric=False)),
+        "RCSL tail_sum": ASAM(rcsl=RCSLConfig(objective="tail_sum")),
+        "RCSL nuclear": ASAM(rcsl=RCSLConfig(objective="nuclear")),
+        "ASAM on FT-L": ASAM(FTL()),
+    }
+
+
+def sensitivity_editors(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(0.1, 1.0, 10.0), steps=(2, 4, 8), layers=(1, 2, 3)) -> dict[str, Editor]:
+    """ASAM with one knob changed at a time (name "knob=value"), and Patch at each edit layer
+    ("Patch layer=l") as the reference for the layer sweep."""
+    from dataclasses import replace
+
+    from asam_lib.asam import ASAM, ASAMSettings
+    from asam_lib.editing import EditConfig
+    from asam_lib.lar import LARConfig
+    from asam_lib.patch import Patch
+
+    lar, patch_config = LARConfig(), Patch().config
+    editors: dict[str, Editor] = {}
+    editors.update({f"eps={v}": ASAM(lar=replace(lar, eps=v)) for v in eps})
+    editors.update({f"K={v}": ASAM(lar=replace(lar, k=v)) for v in k})
+    editors.update({f"lambda_rank={v}": ASAM(settings=ASAMSettings(lambda_rank=v)) for v in lambda_rank})
+    editors.update({f"T={v}": ASAM(lar=replace(lar, steps=v)) for v in steps})
+    for layer in layers:
+        config = EditConfig(**{**patch_config.__dict__, "layer": layer})
+        editors[f"layer={layer}"] = ASAM(Patch(config))
+        editors[f"Patch layer={layer}"] = Patch(config)
+    return editors
+
+
+def knob(name: str) -> tuple[str, str]:
+    """("eps", "0.1") from "eps=0.1"; ("Patch layer", "2") from "Patch layer=2"."""
+    key, _, value = name.partition("=")
+    return key, value
+
+
+# --- summaries --------------------------------------------------------------------------------------
+
+GEN_METRICS = ("T-Gen", "I-Gen", "TI-Gen")
+
+
+def gap_closure(summary: pd.DataFrame, method: str, base: str, by: tuple[str, ...] = ("task",)) -> pd.DataFrame:
+    """Share of ``base``'s generality gap (1 - Gen) that ``method`` closes, per generality metric (NaN when
+    the base has no gap). ``summary``: rows (``by``..., method, metric, mean) of the exact protocol."""
+    pivot = summary.pivot_table(index=[*by, "metric"], columns="method", values="mean")
+    pivot = pivot[pivot.index.get_level_values("metric").isin(GEN_METRICS)]
+    gap = 1 - pivot[base]
+    closed = (pivot[method] - pivot[base]) / gap.where(gap > 0)
+    return pd.DataFrame({f"{base} gap": gap, f"{method} gap": 1 - pivot[method], "share closed": closed}).reset_index()
+
+
+def distance_curve(members: pd.DataFrame, column: str, edges: list[float]) -> pd.DataFrame:
+    """Share of evaluated members on the new answer per distance bin of ``column`` (fixed ``edges``; values
+    outside them count in the outer bins), per method and seed: columns method, seed, bin, exact, n."""
+    evaluated = members[members.kind != "anchor"].copy()
+    labels = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    values = evaluated[column].clip(edges[0], edges[-1])  # the outer edges may be rounded inwards
+    evaluated["bin"] = pd.cut(values, edges, labels=labels, include_lowest=True)
+    out = evaluated.groupby(["method", "seed", "bin"], observed=True).exact.agg(["mean", "size"]).reset_index()
+    return out.rename(columns={"mean": "exact", "size": "n"})
