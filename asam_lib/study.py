@@ -144,7 +144,7 @@ def ablation_editors() -> dict[str, Editor]:
     }
 
 
-def sensitivity_editors(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(0.1, 1.0, 10.0), steps=(2, 4, 8), layers=(1, 2, 3)) -> dict[str, Editor]:
+def sensitivity_editors(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)) -> dict[str, Editor]:
     """ASAM with one knob changed at a time (name "knob=value"), and Patch at each edit layer
     ("Patch layer=l") as the reference for the layer sweep."""
     from dataclasses import replace
