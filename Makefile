@@ -23,8 +23,9 @@ $(STAMP): requirements.txt pyproject.toml
 env: $(STAMP) ## Create the local environment (.venv) from requirements.txt
 	@echo "environment ready: $(PY)"
 
-figures: $(STAMP) ## Run every notebook headless (papermill) and regenerate figures/ and results/
+figures: $(STAMP) ## Run every notebook headless (papermill), regenerate figures/ and results/, then the README's tables
 	$(QUIET) $(PY) -m asam_lib.run_notebooks $(NOTEBOOKS)
+	$(PY) -m asam_lib.readme_tables
 
 check-repro: $(STAMP) ## Run every notebook's quick configuration twice into build/ and compare sha256 of all files
 	$(QUIET) $(PY) -m asam_lib.repro $(NOTEBOOKS)

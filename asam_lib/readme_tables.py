@@ -1,0 +1,113 @@
+"""Write the README's result tables from the tables in ``results/`` (``make figures`` runs this last).
+
+The README marks each generated block with ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->``; this
+module replaces what is between the markers and leaves everything else alone, so no number in those
+blocks is typed by hand. A table that does not exist yet is reported, not invented.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from asam_lib import paths
+
+METRICS = ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]
+METHODS = ["FT-L", "LoRA", "Patch", "ASAM"]
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``table`` (index dropped; cells as strings)."""
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def _cell(row) -> str:
+    return f"{row['mean']:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+
+
+def main_table(results: Path) -> str:
+    summary = pd.read_csv(results / "04_main_summary.csv")
+    summary["cell"] = summary.apply(_cell, axis=1)
+    blocks = []
+    for task, group in summary.groupby("task", sort=False):
+        pivot = group.pivot(index="method", columns="metric", values="cell").reindex(METHODS)[METRICS].reset_index()
+        n = int(group.n_seeds.max())
+        blocks.append(f"**{task.upper()}** (mean [95% CI] over {n} seeds)\n\n" + markdown(pivot))
+    return "\n\n".join(blocks)
+
+
+def targets_table(results: Path) -> str:
+    checks = pd.read_csv(results / "04_targets.csv")
+    checks["met"] = checks.met.map({True: "yes", False: "**no**"})
+    return markdown(checks[["task", "target", "measured", "met"]])
+
+
+def ablation_table(results: Path) -> str:
+    table = pd.read_csv(results / "04_ablations.csv")
+    table[METRICS] = table[METRICS].map("{:.3f}".format)
+    return markdown(table[["method", *METRICS]])
+
+
+def sequential_table(results: Path) -> str:
+    table = pd.read_csv(results / "04_sequential_summary.csv")
+    table = table[table["T"] == table["T"].max()].set_index("method").reindex(METHODS).reset_index()
+    table[METRICS] = table[METRICS].map("{:.3f}".format)
+    table["T"] = table["T"].astype(int)
+    return markdown(table[["method", "T", *METRICS]])
+
+
+def predictive_table(results: Path) -> str:
+    table = pd.read_csv(results / "02_predictive_summary.csv")
+    table = table.rename(columns={"spearman_loss_vs_unit": "Spearman (variant loss, unit consistency)",
+                                  "auc_loss_for_miss": "AUC (variant loss -> misses a member)", "n_missing": "edits missing a member"})
+    for col in table.columns[-2:]:
+        table[col] = table[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
+    return markdown(table)
+
+
+def baseline_table(results: Path) -> str:
+    summary = pd.read_csv(results / "01_baselines.csv")
+    summary["cell"] = summary.apply(_cell, axis=1)
+    pivot = summary.pivot(index="method", columns="metric", values="cell").reindex(METHODS[:3])[METRICS].reset_index()
+    return markdown(pivot)
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "baselines": baseline_table,
+    "predictive": predictive_table,
+    "main": main_table,
+    "targets": targets_table,
+    "ablations": ablation_table,
+    "sequential": sequential_table,
+}
+
+
+def update(readme: Path, results: Path) -> list[str]:
+    """Rewrite every marked block of ``readme`` whose table exists; return the names of the blocks written."""
+    text = readme.read_text()
+    written = []
+    for name, render in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
+        if not pattern.search(text):
+            continue
+        try:
+            block = render(results)
+        except FileNotFoundError as err:
+            print(f"README block {name!r} left as it is: {err.filename} does not exist yet", file=sys.stderr)
+            continue
+        text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+        written.append(name)
+    readme.write_text(text)
+    return written
+
+
+if __name__ == "__main__":
+    names = update(paths.REPO_ROOT / "README.md", paths.RESULTS)
+    print(f"README tables written from {paths.RESULTS.name}/: {', '.join(names) or 'none'}")

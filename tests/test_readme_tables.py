@@ -1,0 +1,18 @@
+"""README tables are written from results/ between markers, and only there."""
+
+import pandas as pd
+
+from asam_lib.readme_tables import update
+
+
+def test_marked_blocks_are_rewritten_from_the_results_and_the_rest_is_kept(tmp_path):
+    rows = [{"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
+            for m in ["FT-L", "LoRA", "Patch"] for k in ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]]
+    pd.DataFrame(rows).to_csv(tmp_path / "01_baselines.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:baselines -->\nold numbers\n<!-- /results:baselines -->\n"
+                      "<!-- results:main -->\nkept\n<!-- /results:main -->\nend\n")
+    assert update(readme, tmp_path) == ["baselines"]
+    text = readme.read_text()
+    assert "old numbers" not in text and "| FT-L | 0.500 [0.400, 0.600] |" in text
+    assert text.startswith("intro\n") and text.endswith("<!-- results:main -->\nkept\n<!-- /results:main -->\nend\n")
