@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 QUIET     := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help env figures check-repro checked-outputs test test-unit test-notebooks test-browser model bench lab clean
+.PHONY: help env figures check-repro checked-outputs test test-unit test-notebooks test-browser model bench bench-edits lab clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -49,7 +49,10 @@ model: $(STAMP) ## Retrain the shipped base model from scratch into checkpoints/
 	$(PY) -m asam_lib.pretrain --out checkpoints/base
 
 bench: $(STAMP) ## Time pretraining and report held-out accuracy and peak memory
-	$(PY) -m asam_lib.bench
+	$(PY) -m asam_lib.bench pretraining
+
+bench-edits: $(STAMP) ## Time an edit of every method (one thread) and a LAR call as K and T grow
+	$(QUIET) $(PY) -m asam_lib.bench edits
 
 lab: $(STAMP) ## Open JupyterLab on the notebooks
 	$(PY) -m jupyter lab notebooks/
