@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
-from asam_lib.architectures import edit_layer_mlp, language_layers
-from asam_lib.editing import EditConfig, Editor
+from asam_lib.architectures import edit_layer_mlp, replace_edit_layer_mlp
+from asam_lib.editing import EditConfig, Editor, forward_embeds
 from asam_lib.hooks import module_input
+from asam_lib.prompting import Batch
 
 
 class PatchedMLP(torch.nn.Module):
@@ -37,10 +38,10 @@ class PatchedMLP(torch.nn.Module):
         self.act_fn = mlp.act_fn
         d = key.shape[-1]
         unit = key / key.pow(2).sum().clamp_min(1e-12)
-        jitter = noise * torch.randn(n, d) * unit.norm()
+        jitter = noise * torch.randn(n, d).to(key) * unit.norm()
         self.key_gate = torch.nn.Parameter(gate_scale * unit.expand(n, d) + jitter)
         self.key_up = torch.nn.Parameter(unit.expand(n, d) + jitter)
-        self.value = torch.nn.Parameter(torch.zeros(d, n))
+        self.value = torch.nn.Parameter(torch.zeros(d, n).to(key))
 
     def neuron_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the new neurons: (..., n)."""
@@ -50,9 +51,9 @@ class PatchedMLP(torch.nn.Module):
         return self.mlp(x) + self.neuron_activations(x) @ self.value.T
 
 
-def ffn_inputs(model, embeds: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
-    """The input of the FFN of ``layer`` for joint embeddings ``embeds``: (B, L, d)."""
-    return module_input(edit_layer_mlp(model, layer), lambda: model(inputs_embeds=embeds, attention_mask=attention_mask))
+def ffn_inputs(model, embeds: torch.Tensor, batch: Batch, layer: int) -> torch.Tensor:
+    """The input of the FFN of ``layer`` for ``batch``'s joint embeddings ``embeds``: (B, L, d)."""
+    return module_input(edit_layer_mlp(model, layer), lambda: forward_embeds(model, embeds, batch))
 
 
 @dataclass(frozen=True)
@@ -78,23 +79,21 @@ class Patch(Editor):
         self.settings = settings
 
     def install(self, model, context):
-        block = language_layers(model)[self.config.layer]
-        original = block.mlp
         layer = self.config.layer
-        anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor.attention_mask, layer)
+        anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
         self._edit_x = anchor_x[0, int(context.anchor.answer_start[0]) - 1 : int(context.anchor.answer_start[0]) - 1 + int(context.anchor.answer_len[0])]
         self._memory_x = None
         if context.locality is not None:
-            loc_x = ffn_inputs(model, context.locality_embeds, context.locality.attention_mask, layer)
+            loc_x = ffn_inputs(model, context.locality_embeds, context.locality, layer)
             self._memory_x = loc_x[context.locality.attention_mask.bool()]
         key = self._edit_x[0]
         s = self.settings
-        patched = PatchedMLP(original, key, s.n_neurons, s.gate_scale, s.key_noise)
-        block.mlp = patched
+        patched = PatchedMLP(edit_layer_mlp(model, layer), key, s.n_neurons, s.gate_scale, s.key_noise)
+        original = replace_edit_layer_mlp(model, layer, patched)
         self._patch = patched
 
         def undo() -> None:
-            block.mlp = original
+            replace_edit_layer_mlp(model, layer, original)
 
         return [patched.key_gate, patched.key_up, patched.value], undo, lambda: None
 
