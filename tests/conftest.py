@@ -1,4 +1,5 @@
-"""Shared fixtures: a small world and a tiny, randomly initialised model (fast, no checkpoint)."""
+"""Shared fixtures: a small world, a tiny randomly initialised embedded model, and tiny random models of
+every supported real architecture (fast, no checkpoint)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from asam_lib.model import ModelConfig, build_model, build_processor
 from asam_lib.prompting import PromptEncoder
 from asam_lib.tokenizer import build_tokenizer
 from asam_lib.world import World, WorldConfig
+from tiny_models import BUILDERS, TinyModel, build
 
 torch.set_num_threads(1)
 
@@ -29,3 +31,9 @@ def tiny_parts(small_world):
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_parts) -> PromptEncoder:
     return PromptEncoder(tiny_parts[1])
+
+
+@pytest.fixture(scope="session", params=list(BUILDERS))
+def tiny_arch(request, small_world) -> TinyModel:
+    """A tiny random model of each supported architecture, with its processor and chat template."""
+    return build(request.param, small_world.all_words())
