@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from asam_lib.architectures import UnsupportedArchitecture
-from asam_lib.model import load_pretrained
+from asam_lib.model import CheckpointError, checkpoint_architecture, load_pretrained
 from asam_lib.prompting import PromptEncoder
 from asam_lib.records import RecordError, load_records
-from asam_lib.study import EDITORS, StudyConfig, StudyError, run_study
+from asam_lib.study import EDITORS, StudyConfig, StudyError, check_manifest, run_study
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--layer", type=int, default=None, help="language layer to edit (default: the middle one)")
     s.add_argument("--steps", type=int, default=None, help="optimiser steps per edit (default: each editor's own)")
+    s.add_argument("--lr", type=float, default=None, help="learning rate of every editor (default: each editor's own)")
     s.add_argument("--n-support", type=int, default=4, help="records whose locality items are given to the editor")
     s.add_argument("--known-only", action="store_true", help="edit only records the model answers with their 'pred'")
     s.add_argument("--sequential", type=_ints, default=(), help="also run sequential editing, re-evaluating after T edits, e.g. 1,5,10")
@@ -46,13 +47,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def study(args: argparse.Namespace) -> None:
-    records = load_records(args.data, args.image_root, args.task)
-    model, processor = load_pretrained(args.model, dtype=args.dtype, device_map=args.device_map)
     config = StudyConfig(methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), task=args.task, n_edits=args.n_edits,
-                         seed=args.seed, layer=args.layer, steps=args.steps, n_support=args.n_support, known_only=args.known_only,
+                         seed=args.seed, layer=args.layer, steps=args.steps, lr=args.lr, n_support=args.n_support, known_only=args.known_only,
                          sequential=args.sequential)
     image_root = args.image_root or args.data.parent
     identity = {"model": str(args.model.resolve()), "data": str(args.data.resolve()), "image_root": str(image_root.resolve())}
+    checkpoint_architecture(args.model)  # every input is checked before the model loads
+    records = load_records(args.data, args.image_root, args.task)
+    check_manifest(args.out, {**identity, "task": config.task})
+    model, processor = load_pretrained(args.model, dtype=args.dtype, device_map=args.device_map)
     summary = run_study(model, PromptEncoder(processor, device=model.device), records, config, args.out, identity)
     print(summary.to_string(index=False))
     print(f"tables written to {args.out}")
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         study(args)
-    except (FileNotFoundError, RecordError, UnsupportedArchitecture, StudyError) as err:
+    except (FileNotFoundError, CheckpointError, RecordError, UnsupportedArchitecture, StudyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -127,15 +127,12 @@ def load_model(folder: str | Path) -> tuple[LlavaForConditionalGeneration, Llava
 
 
 
-def load_pretrained(folder: str | Path, dtype: str | torch.dtype = "float32", device_map: str | dict | None = None):
-    """``(model, processor)`` of any supported checkpoint in a local folder (a hub snapshot, e.g. of
-    ``llava-hf/llava-1.5-7b-hf`` or ``Qwen/Qwen2-VL-7B-Instruct``), in eval mode.
+class CheckpointError(ValueError):
+    """A checkpoint folder whose config.json cannot be read."""
 
-    The class comes from ``config.json``'s ``architectures`` and must be in
-    :data:`asam_lib.architectures.ARCHITECTURES`. ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"``
-    or ``"auto"`` (the checkpoint's own); ``device_map``: passed to ``from_pretrained`` (``"auto"`` spreads
-    a large model over the GPUs; None keeps it on the CPU).
-    """
+
+def checkpoint_architecture(folder: str | Path) -> str:
+    """The supported model class named by ``folder/config.json`` (read without loading any weights)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no model folder at {folder} (pass the folder of a downloaded checkpoint, the one holding config.json)")
@@ -145,11 +142,23 @@ def load_pretrained(folder: str | Path, dtype: str | torch.dtype = "float32", de
     try:
         names = json.loads(config_path.read_text()).get("architectures") or []
     except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path} is not valid JSON ({err}): re-download the checkpoint") from None
+        raise CheckpointError(f"{config_path} is not valid JSON ({err}): re-download the checkpoint") from None
     known = [n for n in names if n in ARCHITECTURES]
     if not known:
         raise UnsupportedArchitecture(", ".join(names) or "none named", f"config.json of {folder}")
-    model_class = getattr(transformers, known[0])
+    return known[0]
+
+
+def load_pretrained(folder: str | Path, dtype: str | torch.dtype = "float32", device_map: str | dict | None = None):
+    """``(model, processor)`` of any supported checkpoint in a local folder (a hub snapshot, e.g. of
+    ``llava-hf/llava-1.5-7b-hf`` or ``Qwen/Qwen2-VL-7B-Instruct``), in eval mode.
+
+    The class comes from ``config.json``'s ``architectures`` and must be in
+    :data:`asam_lib.architectures.ARCHITECTURES`. ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"``
+    or ``"auto"`` (the checkpoint's own); ``device_map``: passed to ``from_pretrained`` (``"auto"`` spreads
+    a large model over the GPUs; None keeps it on the CPU).
+    """
+    model_class = getattr(transformers, checkpoint_architecture(folder))
     dtype = dtype if isinstance(dtype, torch.dtype) or dtype == "auto" else getattr(torch, dtype)
     model = model_class.from_pretrained(folder, dtype=dtype, device_map=device_map)
     model.eval()

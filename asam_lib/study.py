@@ -46,8 +46,8 @@ class StudyError(RuntimeError):
 @dataclass(frozen=True)
 class StudyConfig:
     """What a study edits. ``n_edits=None`` edits every record; ``layer=None`` edits the middle language
-    layer; ``steps=None`` keeps each editor's default; ``sequential`` lists the T at which a sequential
-    run re-evaluates (empty: single edits only)."""
+    layer; ``steps``/``lr`` = None keep each editor's default (chosen for the embedded model);
+    ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only)."""
 
     methods: tuple[str, ...] = ("FT-L", "LoRA", "Patch")
     task: str = "vqa"
@@ -55,16 +55,19 @@ class StudyConfig:
     seed: int = 0
     layer: int | None = None
     steps: int | None = None
+    lr: float | None = None
     n_support: int = 4
     known_only: bool = False
     sequential: tuple[int, ...] = ()
 
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in EDITORS]
+        if unknown or not self.methods:
+            raise StudyError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(EDITORS)}")
+
 
 def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
     """One editor per method, at the study's edit layer."""
-    unknown = [m for m in config.methods if m not in EDITORS]
-    if unknown:
-        raise StudyError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(EDITORS)}")
     n_layers = len(language_layers(model))
     layer = n_layers // 2 if config.layer is None else config.layer
     if not 0 <= layer < n_layers:
@@ -72,7 +75,8 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
     editors = {}
     for method in config.methods:
         editor = EDITORS[method]()
-        changes = {"layer": layer} | ({"steps": config.steps} if config.steps is not None else {})
+        changes = {"layer": layer, "steps": config.steps, "lr": config.lr}
+        changes = {k: v for k, v in changes.items() if v is not None}
         editor.config = replace(editor.config, **changes)
         editors[method] = editor
     return editors
@@ -140,17 +144,13 @@ class Progress:
 
 
 def check_manifest(out: Path, identity: dict) -> None:
-    """Refuse to mix studies: ``out/study.json`` must name the same model, data and task (written on
-    first use)."""
-    path = out / "study.json"
+    """Refuse to mix studies: an existing ``out/study.json`` must name the same model, data and task."""
+    path = Path(out) / "study.json"
     if path.exists():
         before = json.loads(path.read_text())
         if before != identity:
             changed = ", ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in identity.items() if before.get(k) != v)
             raise StudyError(f"{out} holds a study of other inputs ({changed}); pass a new --out or delete {out}")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(identity, indent=1) + "\n")
 
 
 def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], config: StudyConfig, out: str | Path, identity: dict) -> pd.DataFrame:
@@ -158,14 +158,17 @@ def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], conf
 
     ``identity`` names the model and data (kept in ``out/study.json``). Runs with other seeds into the
     same folder add up: the tables hold every seed finished so far with the current editor configs."""
-    out = Path(out)
-    check_manifest(out, {**identity, "task": config.task})
+    out, identity = Path(out), {**identity, "task": config.task}
+    check_manifest(out, identity)
     editors = build_editors(model, config)
     if config.known_only:
         records = known_records(model, encoder, records)
     edited, pool = choose_records(records, config.n_edits, config.seed)
     if not edited:
         raise StudyError("no records to edit (with --known-only: the model answers none of them with their 'pred')")
+    if not (out / "study.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "study.json").write_text(json.dumps(identity, indent=1) + "\n")
     rows: list[dict] = []
     sequential_rows: list[dict] = []
     for method, editor in editors.items():

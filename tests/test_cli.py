@@ -106,6 +106,7 @@ def _snapshot(folder):
         ("no data", "error: no MMEdit file at"),
         ("malformed data", r"error: .*malformed.json: record 1: field 'alt': missing"),
         ("another model", "error: .* holds a study of other inputs \\(model:"),
+        ("unknown method", "error: unknown method\\(s\\) ROME; choose from FT-L, LoRA, Patch"),
     ],
 )
 def test_bad_inputs_give_one_clear_line_and_keep_partial_results(case, message, assets, uninterrupted, tmp_path, capsys):
@@ -139,7 +140,13 @@ def test_bad_inputs_give_one_clear_line_and_keep_partial_results(case, message, 
         for f in assets[0].iterdir():
             (tmp_path / "copy" / f.name).write_bytes(f.read_bytes())
         model = tmp_path / "copy"
-    assert _study((model, data), out) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    extra = ("--methods", "FT-L,ROME") if case == "unknown method" else ()
+    assert _study((model, data), out, *extra) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and re.match(message, err[0]), err
     assert _snapshot(out) == before
+
+
+def test_a_failed_start_leaves_no_output_folder(assets, tmp_path):
+    assert _study((tmp_path / "nowhere", assets[1]), tmp_path / "out") == 2
+    assert not (tmp_path / "out").exists()
