@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from asam_lib.architectures import language_layers
-from asam_lib.editing import EditConfig, EditError, EditRequest, Editor, FTL
+from asam_lib.editing import FTL, EditError, EditRequest, Editor
 from asam_lib.harness import EditCase, edit_and_evaluate, editor_config, known_records, run_sequential, save_table, summarize
 from asam_lib.lora import LoRA
 from asam_lib.metrics import locality_reference
