@@ -7,17 +7,22 @@ Modules, one idea each:
     world      entities, facts, question templates, splits, MMEdit export
     records    MMEdit-schema edit requests: loading and validation
     tokenizer  the word-level tokenizer of the embedded model
-    model      the tiny LLaVA (CLIP vision tower + Llama) and its processor
+    model      the tiny LLaVA (CLIP vision tower + Llama) and its processor; load_pretrained for real checkpoints
     prompting  prompts, batches with answer masks, teacher-forced predictions
     pretrain   the deterministic pretraining curriculum and the model cache
     benchmark  counterfactual edit requests of the world, locality pools, MMEdit export
     units      knowledge units and their members' distances from the edit input
-    architectures  where the language blocks and FFNs are, per supported architecture
+    architectures  the registry of supported architectures: language model, blocks, FFNs, image tokens
     hooks      module hooks that always remove themselves
     editing    the editor interface, the shared edit loop, FT-L
     lora, patch    the LoRA and Patch (T-Patcher) editors
+    lar, rcsl, asam    LAR variants, the RCSL objective, the ASAM editor
     metrics    Rel, T-Gen, I-Gen, TI-Gen, unit consistency, T-Loc, I-Loc with their protocols
     harness    edit cases, single and sequential runs, tidy tables, confidence intervals
+    study      notebook 04's jobs on worker processes
+    lar_study  notebook 02's experiments on LAR variants
+    mmedit_study  a resumable study on any supported checkpoint and an MMEdit-format file
+    cli        the command line: ``python -m asam_lib study ...``
     plots      one plotting style for every figure
 """
 

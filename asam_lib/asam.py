@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from asam_lib.architectures import language_layers
-from asam_lib.editing import Editor, EditContext, edited_forward, unedited_forward
+from asam_lib.editing import EditConfig, Editor, EditContext, edited_forward, unedited_forward
 from asam_lib.hooks import module_output
 from asam_lib.lar import LARConfig, adversarial_variants, answer_ce, forward_variants, noise_variants, repeat_batch
 from asam_lib.patch import Patch
@@ -64,9 +64,10 @@ class ASAM(Editor):
 
     name = "ASAM"
 
-    def __init__(self, base: Editor | None = None, lar: LARConfig = LARConfig(), rcsl: RCSLConfig = RCSLConfig(),
+    def __init__(self, base: Editor | EditConfig | None = None, lar: LARConfig = LARConfig(), rcsl: RCSLConfig = RCSLConfig(),
                  settings: ASAMSettings = ASAMSettings()):
-        self.base = base if base is not None else Patch()
+        """``base``: the intrinsic editor ASAM trains (default Patch); an ``EditConfig`` means Patch with it."""
+        self.base = Patch(base) if isinstance(base, EditConfig) else base if base is not None else Patch()
         super().__init__(self.base.config)
         if lar.block is not None and lar.block >= self.config.layer:
             raise ValueError(f"LARConfig.block = {lar.block} must be below the edit layer {self.config.layer}: variants must pass through the edit")

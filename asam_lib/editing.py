@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from asam_lib.architectures import edit_layer_mlp, language_layers
+from asam_lib.architectures import architecture, edit_layer_mlp, language_layers, language_model
 from asam_lib.hooks import module_input
 from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits
 from asam_lib.seeding import torch_generator
@@ -121,12 +121,15 @@ def joint_embeddings(model, batch: Batch) -> torch.Tensor:
 
     Captured with a pre-hook on the language model, so it is whatever the architecture itself builds.
     """
-    return module_input(model.model.language_model, lambda: model(**batch.model_inputs()), keyword="inputs_embeds")
+    return module_input(language_model(model), lambda: model(**batch.model_inputs()), keyword="inputs_embeds")
 
 
 def forward_embeds(model, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Logits ``(B, L, V)`` of the model on joint embeddings ``embeds`` with ``batch``'s mask."""
-    return model(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
+    """Logits ``(B, L, V)`` of the model on joint embeddings ``embeds`` with ``batch``'s mask, plus what
+    the architecture needs besides (Qwen2-VL: its M-RoPE positions), so that
+    ``forward_embeds(model, joint_embeddings(model, batch), batch)`` equals ``model(**batch.model_inputs())``."""
+    extra = architecture(model).embeds_inputs(model, batch)
+    return model(inputs_embeds=embeds, attention_mask=batch.attention_mask, **extra).logits
 
 
 def answer_log_probs(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
@@ -172,7 +175,7 @@ def unedited_forward(model, originals: dict[str, torch.Tensor]) -> Callable[[tor
     ``originals`` replaced by their unedited values (``torch.func.functional_call``; weights untouched)."""
 
     def forward(embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
-        inputs = {"inputs_embeds": embeds, "attention_mask": batch.attention_mask}
+        inputs = {"inputs_embeds": embeds, "attention_mask": batch.attention_mask, **architecture(model).embeds_inputs(model, batch)}
         return torch.func.functional_call(model, originals, args=(), kwargs=inputs).logits
 
     return forward

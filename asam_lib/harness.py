@@ -110,26 +110,30 @@ def editor_config(editor: Editor) -> str:
     return config_hash(type(editor).__name__, {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in vars(editor).items()})
 
 
+def edit_and_evaluate(model, encoder: PromptEncoder, method: str, editor: Editor, case: EditCase, reference, seed: int, task: str = "vqa", members: list | None = None) -> list[dict]:
+    """Tidy rows of one edit from the current model, rolled back afterwards: every metric plus a
+    ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a list, receives per-member rows."""
+    handle = editor.edit(model, encoder, case.request, seed=seed)
+    member_rows: list[dict] = []
+    try:
+        metrics = evaluate_edit(model, encoder, case.unit, reference, member_rows)
+    finally:
+        handle.restore()
+    base = {"method": method, "config": editor_config(editor), "seed": seed, "task": task, "case": case.request.name}
+    if members is not None:
+        members += [{**base, **m} for m in member_rows]
+    return [{**base, **m} for m in metrics] + [{**base, "metric": "seconds", "protocol": "wall", "value": handle.seconds},
+                                               {**base, "metric": "steps", "protocol": "count", "value": float(handle.steps)}]
+
+
 def run_single(model, encoder: PromptEncoder, editors: dict[str, Editor], cases: Sequence[EditCase], seed: int, task: str = "vqa", members: list | None = None) -> pd.DataFrame:
     """Each editor on each case from the base model, rolled back after each edit. Adds a ``seconds``
     metric (time per edit) and a ``steps`` metric (optimiser steps the edit took). ``members``, if a list, receives per-member rows for distance curves."""
     rows = []
     references = [locality_reference(model, encoder, c.locality) for c in cases]
     for method, editor in editors.items():
-        tag = editor_config(editor)
         for case, reference in zip(tqdm(cases, desc=f"{method} (seed {seed})", leave=False), references):
-            handle = editor.edit(model, encoder, case.request, seed=seed)
-            member_rows: list[dict] = []
-            try:
-                metrics = evaluate_edit(model, encoder, case.unit, reference, member_rows)
-            finally:
-                handle.restore()
-            base = {"method": method, "config": tag, "seed": seed, "task": task, "case": case.request.name}
-            rows += [{**base, **m} for m in metrics]
-            rows.append({**base, "metric": "seconds", "protocol": "wall", "value": handle.seconds})
-            rows.append({**base, "metric": "steps", "protocol": "count", "value": float(handle.steps)})
-            if members is not None:
-                members += [{**base, **m} for m in member_rows]
+            rows += edit_and_evaluate(model, encoder, method, editor, case, reference, seed, task, members)
     return pd.DataFrame(rows)
 
 

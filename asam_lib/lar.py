@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from asam_lib.architectures import language_layers
+from asam_lib.editing import forward_embeds
 from asam_lib.hooks import module_output
 from asam_lib.prompting import Batch
 
@@ -164,7 +165,7 @@ def added_to_block_output(model, block: int, delta: torch.Tensor) -> Iterator[No
 def block_output(model, embeds: torch.Tensor, batch: Batch, block: int) -> torch.Tensor:
     """The hidden state after language block ``block`` for joint embeddings ``embeds``: (B, L, d)."""
     with module_output(language_layers(model)[block]) as captured, torch.no_grad():
-        model(inputs_embeds=embeds, attention_mask=batch.attention_mask)
+        forward_embeds(model, embeds, batch)
     return captured["y"].detach()
 
 

@@ -2,7 +2,7 @@
 Llama language model, plus its ``LlavaProcessor`` (word-level tokenizer + CLIP image processor).
 
 Nothing here is specific to the tiny size: the same classes, ``save_pretrained`` and ``from_pretrained``
-serve a real LLaVA checkpoint.
+serve a real LLaVA checkpoint; :func:`load_pretrained` loads any supported architecture from a folder.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import (
+    AutoProcessor,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
     LlamaConfig,
@@ -23,6 +25,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from asam_lib.architectures import ARCHITECTURES, UnsupportedArchitecture
 from asam_lib.tokenizer import IMAGE
 
 
@@ -122,3 +125,41 @@ def load_model(folder: str | Path) -> tuple[LlavaForConditionalGeneration, Llava
     model.eval()
     return model, processor
 
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder whose config.json cannot be read."""
+
+
+def checkpoint_architecture(folder: str | Path) -> str:
+    """The supported model class named by ``folder/config.json`` (read without loading any weights)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no model folder at {folder} (pass the folder of a downloaded checkpoint, the one holding config.json)")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no config.json: it is not a saved model (pass the checkpoint folder itself, not its parent)")
+    try:
+        names = json.loads(config_path.read_text()).get("architectures") or []
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_path} is not valid JSON ({err}): re-download the checkpoint") from None
+    known = [n for n in names if n in ARCHITECTURES]
+    if not known:
+        raise UnsupportedArchitecture(", ".join(names) or "none named", f"config.json of {folder}")
+    return known[0]
+
+
+def load_pretrained(folder: str | Path, dtype: str | torch.dtype = "float32", device_map: str | dict | None = None):
+    """``(model, processor)`` of any supported checkpoint in a local folder (a hub snapshot, e.g. of
+    ``llava-hf/llava-1.5-7b-hf`` or ``Qwen/Qwen2-VL-7B-Instruct``), in eval mode.
+
+    The class comes from ``config.json``'s ``architectures`` and must be in
+    :data:`asam_lib.architectures.ARCHITECTURES`. ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"``
+    or ``"auto"`` (the checkpoint's own); ``device_map``: passed to ``from_pretrained`` (``"auto"`` spreads
+    a large model over the GPUs; None keeps it on the CPU).
+    """
+    model_class = getattr(transformers, checkpoint_architecture(folder))
+    dtype = dtype if isinstance(dtype, torch.dtype) or dtype == "auto" else getattr(torch, dtype)
+    model = model_class.from_pretrained(folder, dtype=dtype, device_map=device_map)
+    model.eval()
+    return model, AutoProcessor.from_pretrained(folder)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from asam_lib.architectures import edit_layer_mlp, language_layers
-from asam_lib.editing import EditConfig, Editor, Installed, parameter_names
+from asam_lib.architectures import edit_layer_mlp, replace_edit_layer_mlp
+from asam_lib.editing import EditConfig, Editor, Installed, forward_embeds, parameter_names
 from asam_lib.hooks import module_input
 from asam_lib.prompting import Batch
 
@@ -45,10 +45,10 @@ class PatchedMLP(torch.nn.Module):
         super().__init__()
         self.mlp = mlp
         n, d = keys.shape
-        jitter = noise * torch.randn(n, d) * keys.norm(dim=-1, keepdim=True) / d**0.5
+        jitter = noise * torch.randn(n, d).to(keys) * keys.norm(dim=-1, keepdim=True) / d**0.5
         self.key = torch.nn.Parameter(keys + jitter)
         self.bias = torch.nn.Parameter(biases.clone())
-        self.value = torch.nn.Parameter(torch.zeros(d, n))
+        self.value = torch.nn.Parameter(torch.zeros(d, n).to(keys))
 
     def neuron_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the new neurons: (..., n)."""
@@ -58,9 +58,9 @@ class PatchedMLP(torch.nn.Module):
         return self.mlp(x) + self.neuron_activations(x) @ self.value.T
 
 
-def ffn_inputs(model, embeds: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
-    """The input of the FFN of ``layer`` for joint embeddings ``embeds``: (B, L, d)."""
-    return module_input(edit_layer_mlp(model, layer), lambda: model(inputs_embeds=embeds, attention_mask=attention_mask))
+def ffn_inputs(model, embeds: torch.Tensor, batch: Batch, layer: int) -> torch.Tensor:
+    """The input of the FFN of ``layer`` for ``batch``'s joint embeddings ``embeds``: (B, L, d)."""
+    return module_input(edit_layer_mlp(model, layer), lambda: forward_embeds(model, embeds, batch))
 
 
 def answer_positions(states: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -77,7 +77,7 @@ def selective_key(edit_x: torch.Tensor, memory_x: torch.Tensor, activation: floa
     direction = edit_x - centre
     if shrinkage < 1.0 and len(memory_x) > 1:
         cov = torch.cov(memory_x.T)
-        cov = (1.0 - shrinkage) * cov + shrinkage * cov.diagonal().mean() * torch.eye(len(centre))
+        cov = (1.0 - shrinkage) * cov + shrinkage * cov.diagonal().mean() * torch.eye(len(centre)).to(cov)
         direction = torch.linalg.solve(cov, direction)
     key = activation / ((1.0 - threshold) * (direction @ (edit_x - centre))) * direction
     bias = -(key @ centre) - activation * threshold / (1.0 - threshold)
@@ -91,8 +91,8 @@ def memory_states(model, context, layer: int) -> torch.Tensor:
         batch = context.encoder.batch(list(context.request.memory))
         return answer_positions(module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs())), batch)
     if context.locality is not None:
-        return answer_positions(ffn_inputs(model, context.locality_embeds, context.locality.attention_mask, layer), context.locality)
-    anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor.attention_mask, layer)
+        return answer_positions(ffn_inputs(model, context.locality_embeds, context.locality, layer), context.locality)
+    anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
     return anchor_x[0, context.anchor.attention_mask[0].bool()]
 
 
@@ -122,21 +122,19 @@ class Patch(Editor):
         self.settings = settings
 
     def install(self, model, context):
-        block = language_layers(model)[self.config.layer]
-        original = block.mlp
         layer = self.config.layer
-        anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor.attention_mask, layer)
+        anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
         start, length = int(context.anchor.answer_start[0]), int(context.anchor.answer_len[0])
         edit_x = anchor_x[0, start - 1 : start - 1 + length]  # every position that predicts an answer token
         memory_x = memory_states(model, context, layer)
         s = self.settings
         starts = [selective_key(edit_x[i % length], memory_x, s.activation, s.threshold, s.shrinkage) for i in range(s.n_neurons)]
-        patched = PatchedMLP(original, torch.stack([k for k, _ in starts]), torch.stack([b for _, b in starts]), s.key_noise)
-        block.mlp = patched
+        patched = PatchedMLP(edit_layer_mlp(model, layer), torch.stack([k for k, _ in starts]), torch.stack([b for _, b in starts]), s.key_noise)
+        original = replace_edit_layer_mlp(model, layer, patched)
         context.state.update(patch=patched, edit_x=edit_x, memory_x=memory_x)
 
         def undo() -> None:
-            block.mlp = original
+            replace_edit_layer_mlp(model, layer, original)
 
         keys = {"params": [patched.key, patched.bias], "lr": self.config.lr * s.key_lr_scale}
         originals = {parameter_names(model, [patched.value])[0]: torch.zeros_like(patched.value)}

@@ -2,8 +2,16 @@
 
 An *item* is ``(question, answer, image)`` where ``image`` is a PIL image, an already processed
 ``pixel_values`` tensor ``(3, H, W)``, or ``None`` for a text-only question. A batch puts the prompt
-(``USER: <image> question ASSISTANT:``, the LLaVA-1.5 format) before the answer tokens and ``</s>``,
-right-padded, with ``labels`` = -100 everywhere except the answer and ``</s>``.
+before the answer tokens and the end-of-answer token (the tokenizer's ``eos_token``: ``</s>`` for
+LLaVA, ``<|im_end|>`` for chat-tuned Qwen models), right-padded, with ``labels`` = -100 everywhere
+except the answer and its end token (teacher forcing on the target span only).
+
+The prompt is the processor's own chat template applied to one user turn (image, then question) with
+the generation prompt, when the processor has a template (every real checkpoint brings its own);
+otherwise the LLaVA-1.5 format ``USER: <image> question ASSISTANT:`` (the embedded model). The
+processor expands the image placeholder into as many image tokens as the image needs (a fixed count
+for LLaVA-1.5, one that depends on the image size for LLaVA-NeXT / OneVision and Qwen2-VL), and its
+image processor supplies whatever else the model needs (``image_sizes``, ``image_grid_thw``, ...).
 
 Teacher-forced exact match (every answer token is the argmax given the true prefix) is the same event
 as greedy decoding starting with the answer, so it is computed from one forward pass.
@@ -11,13 +19,13 @@ as greedy decoding starting with the answer, so it is computed from one forward 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Sequence, Union
 
 import torch
 from PIL import Image
-from transformers import LlavaProcessor
+from transformers import ProcessorMixin
 
 ImageLike = Union[Image.Image, torch.Tensor, None]
 Item = tuple[str, str, ImageLike]
@@ -33,9 +41,11 @@ def build_prompt(question: str, with_image: bool, image_token: str = "<image>") 
 
 @dataclass
 class Batch:
-    """A padded batch. ``input_ids``/``attention_mask``/``labels``: (B, L); ``pixel_values``: (N, 3, H, W)
-    for the N items that have an image (in item order) or None; ``answer_start``/``answer_len``: (B,)
-    position and length of the answer tokens (``</s>`` excluded)."""
+    """A padded batch. ``input_ids``/``attention_mask``/``labels``: (B, L); ``pixel_values``: the processed
+    images of the items that have one, in item order, or None (``(N, 3, H, W)`` for LLaVA-1.5; the
+    image processor's own layout for other architectures); ``answer_start``/``answer_len``: (B,)
+    position and length of the answer tokens (end token excluded); ``extra``: the other model inputs
+    the processor makes for this architecture (``image_sizes``, ``image_grid_thw``, ``mm_token_type_ids``)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -43,69 +53,124 @@ class Batch:
     pixel_values: torch.Tensor | None
     answer_start: torch.Tensor
     answer_len: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
         if self.pixel_values is not None:
             inputs["pixel_values"] = self.pixel_values
+        inputs.update(self.extra)
         return inputs
+
+    def to(self, device: torch.device | str) -> "Batch":
+        """The same batch with every tensor on ``device``."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()}
+        moved["extra"] = {k: v.to(device) for k, v in self.extra.items()}
+        return Batch(**moved)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
 
 class PromptEncoder:
-    """Turns items into :class:`Batch` es with a processor, caching prompt and answer token ids."""
+    """Turns items into :class:`Batch` es with a processor, caching prompt and answer token ids.
 
-    def __init__(self, processor: LlavaProcessor):
+    ``device``: where batches are put (the model's device; None keeps them on the CPU)."""
+
+    def __init__(self, processor: ProcessorMixin, device: torch.device | str | None = None):
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self._dummy = Image.new("RGB", (8, 8))
+        self.device = device
+        self.chat_template = getattr(processor, "chat_template", None)
+        image_processor = processor.image_processor
+        # LLaVA-1.5's image processor makes only pixel_values: the image token count is fixed and a
+        # pre-processed pixel tensor can stand in for an image. Elsewhere it depends on the image size.
+        self.fixed_image_tokens = list(image_processor.model_input_names) == ["pixel_values"]
+        crop = getattr(image_processor, "crop_size", None)
+        self.default_image_size = (crop["width"], crop["height"]) if crop else None
         self.prompt_ids = lru_cache(maxsize=None)(self._prompt_ids)
         self.answer_ids = lru_cache(maxsize=None)(self._answer_ids)
 
-    def _prompt_ids(self, question: str, with_image: bool) -> tuple[int, ...]:
-        prompt = build_prompt(question, with_image, self.processor.image_token)
+    def prompt_text(self, question: str, with_image: bool) -> str:
+        """The prompt before the answer: the processor's chat template if it has one, else LLaVA-1.5's."""
+        if self.chat_template is None:
+            return build_prompt(question, with_image, self.processor.image_token)
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
+        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+
+    def _tokenize(self, text: str, image: Image.Image | None = None) -> torch.Tensor:
+        """Token ids ``(L,)`` of ``text`` (image placeholders expanded for ``image``); a template that
+        already starts with the BOS token gets no second one."""
+        bos = self.tokenizer.bos_token
+        special = {"add_special_tokens": False} if bos and text.startswith(bos) else {}
+        if image is None:
+            return self.tokenizer(text, return_tensors="pt", **special).input_ids[0]
+        return self.processor(text=text, images=image, return_tensors="pt", **special).input_ids[0]
+
+    def _prompt_ids(self, question: str, with_image: bool, image_size: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """Prompt token ids; ``image_size`` (width, height) sets the number of image tokens where it
+        depends on it (default: the image processor's crop size)."""
+        prompt = self.prompt_text(question, with_image)
         if with_image:
-            size = self.processor.image_processor.crop_size
-            dummy = self._dummy.resize((size["width"], size["height"]))
-            ids = self.processor(text=prompt, images=dummy, return_tensors="pt").input_ids[0]
+            size = image_size or self.default_image_size
+            if size is None:
+                raise ValueError(f"question {question!r}: give the image size; {type(self.processor).__name__} has no fixed image size")
+            ids = self._tokenize(prompt, Image.new("RGB", size))
         else:
-            ids = self.tokenizer(prompt, return_tensors="pt").input_ids[0]
-        if (ids == self.tokenizer.unk_token_id).any():
-            words = [w for w in question.split() if self.tokenizer.convert_tokens_to_ids(w.lower()) == self.tokenizer.unk_token_id]
+            ids = self._tokenize(prompt)
+        unk = self.tokenizer.unk_token_id
+        if unk is not None and (ids == unk).any():
+            words = [w for w in question.split() if self.tokenizer.convert_tokens_to_ids(w.lower()) == unk]
             raise ValueError(f"question {question!r} has words outside the tokenizer's vocabulary: {words}")
         return tuple(ids.tolist())
 
     def _answer_ids(self, answer: str) -> tuple[int, ...]:
-        ids = self.tokenizer(" " + answer, add_special_tokens=False).input_ids
+        """The answer's token ids as they follow the prompt: the prompt and the answer are tokenised
+        together (so spaces and merges come out as in generation) and the prompt's ids are cut off. A
+        space separates them unless the prompt ends with whitespace (chat templates end with a newline)."""
+        context = self.prompt_text("", False)
+        separator = "" if context[-1:].isspace() else " "
+        before = self._tokenize(context).tolist()
+        full = self._tokenize(context + separator + answer.strip()).tolist()
+        if full[: len(before)] != before:
+            raise ValueError(f"answer {answer!r} merges with the end of the prompt when tokenised; check the chat template")
+        ids = full[len(before) :]
         if not ids:
             raise ValueError(f"answer {answer!r} tokenises to nothing: give a non-empty target")
         if self.tokenizer.unk_token_id in ids:
             raise ValueError(f"answer {answer!r} has words outside the tokenizer's vocabulary")
         return tuple(ids)
 
+    def image_inputs(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        """What the image processor makes of ``images``: ``pixel_values`` and, depending on the
+        architecture, ``image_sizes`` / ``image_grid_thw`` / ``batch_num_images``."""
+        return dict(self.processor.image_processor(list(images), return_tensors="pt"))
+
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Processed images, (N, 3, H, W)."""
-        return self.processor.image_processor(list(images), return_tensors="pt").pixel_values
+        return self.image_inputs(images)["pixel_values"]
 
     def batch(self, items: Sequence[Item]) -> Batch:
         """Encode ``items`` into one right-padded :class:`Batch`."""
         rows, starts, lengths, pil, tensors, order = [], [], [], [], [], []
         for k, (question, answer, image) in enumerate(items):
-            prompt = self.prompt_ids(question, image is not None)
-            answer_ids = self.answer_ids(answer)
-            rows.append(list(prompt) + list(answer_ids) + [self.tokenizer.eos_token_id])
-            starts.append(len(prompt))
-            lengths.append(len(answer_ids))
             if isinstance(image, Image.Image):
                 order.append(("pil", len(pil)))
                 pil.append(image)
             elif isinstance(image, torch.Tensor) and image.dim() == 3:
+                if not self.fixed_image_tokens:
+                    raise ValueError(f"item {k} ({question!r}): a pre-processed pixel tensor cannot stand in for an image with {type(self.processor).__name__} (its image token count depends on the image size): pass a PIL image")
                 order.append(("tensor", len(tensors)))
                 tensors.append(image)
             elif image is not None:
                 raise ValueError(f"item {k} ({question!r}): image is a {type(image).__name__}, expected a PIL image, a (3, H, W) pixel tensor or None")
+            size = image.size if isinstance(image, Image.Image) and not self.fixed_image_tokens else None
+            prompt = self.prompt_ids(question, image is not None, size)
+            answer_ids = self.answer_ids(answer)
+            rows.append(list(prompt) + list(answer_ids) + [self.tokenizer.eos_token_id])
+            starts.append(len(prompt))
+            lengths.append(len(answer_ids))
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -114,11 +179,18 @@ class PromptEncoder:
             input_ids[i, : len(row)] = torch.tensor(row)
             attention[i, : len(row)] = 1
             labels[i, start : len(row)] = input_ids[i, start : len(row)]
-        pixel_values = None
+        pixel_values, extra = None, {}
         if order:
-            processed = self.pixel_values(pil) if pil else None
-            pixel_values = torch.stack([processed[j] if kind == "pil" else tensors[j] for kind, j in order])
-        return Batch(input_ids, attention, labels, pixel_values, torch.tensor(starts), torch.tensor(lengths))
+            processed = self.image_inputs(pil) if pil else {}
+            if tensors:
+                pixel_values = torch.stack([processed["pixel_values"][j] if kind == "pil" else tensors[j] for kind, j in order])
+            else:
+                pixel_values = processed.pop("pixel_values")
+                extra = processed
+        if getattr(self.processor, "return_mm_token_type_ids", False):
+            extra["mm_token_type_ids"] = (input_ids == self.processor.image_token_id).long()
+        batch = Batch(input_ids, attention, labels, pixel_values, torch.tensor(starts), torch.tensor(lengths), extra)
+        return batch if self.device is None else batch.to(self.device)
 
 
 def answer_logits(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small world and a tiny, randomly initialised model (fast, no checkpoint)."""
+"""Shared fixtures: a small world, a tiny randomly initialised embedded model, and tiny random models of
+every supported real architecture (fast, no checkpoint)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from asam_lib.model import ModelConfig, build_model, build_processor
 from asam_lib.prompting import PromptEncoder
 from asam_lib.tokenizer import build_tokenizer
 from asam_lib.world import World, WorldConfig
+from tiny_models import BUILDERS, TinyModel, build
 
 torch.set_num_threads(1)
 
@@ -41,3 +43,9 @@ def make_request(world, target=None, image="default", name="test-request"):
                (question, world.entities[1].facts["home"], world.image(1, "support", 0))]
     img = world.image(0, "eval", 0) if image == "default" else image
     return EditRequest(question, new, img, support, name=name)
+
+
+@pytest.fixture(scope="session", params=list(BUILDERS))
+def tiny_arch(request, small_world) -> TinyModel:
+    """A tiny random model of each supported architecture, with its processor and chat template."""
+    return build(request.param, small_world.all_words())

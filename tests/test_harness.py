@@ -48,8 +48,8 @@ def test_single_and_sequential_runs_give_tidy_rows_and_restore_the_model(setup):
     model, encoder, _, cases = setup
     before = {k: v.clone() for k, v in model.state_dict().items()}
     single = run_single(model, encoder, {"Patch": Patch()}, cases[:2], seed=0)
-    assert set(single.metric) == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds"}
-    assert set(single.protocol) == {"token_acc", "exact", "answer_span", "easyedit_topk", "wall"}
+    assert set(single.metric) == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds", "steps"}
+    assert set(single.protocol) == {"token_acc", "exact", "answer_span", "easyedit_topk", "wall", "count"}
     assert single[single.metric.eq("Rel") & single.protocol.eq("exact")].value.eq(1.0).all()
     sequential = run_sequential(model, encoder, "Patch", Patch(), cases, seed=0, checkpoints=(1, 3))
     assert sorted(sequential.groupby("T").case.nunique().to_dict().items()) == [(1, 1), (3, 3)]

@@ -1,0 +1,78 @@
+"""End to end on tiny random models of every supported architecture: each editor edits an MMEdit-format
+record, the metrics come out, rollback is bit-exact, and sequential editing works.
+
+The editors come from :data:`asam_lib.mmedit_study.EDITORS`, so a new editor (ASAM) registered there is
+covered here with no change to this file."""
+
+import json
+
+import pytest
+import torch
+
+from asam_lib.editing import EditConfig
+from asam_lib.harness import edit_and_evaluate, run_sequential
+from asam_lib.metrics import locality_reference
+from asam_lib.prompting import PromptEncoder
+from asam_lib.records import load_records
+from asam_lib.mmedit_study import EDITORS, case_from_record
+
+CONFIG = EditConfig(layer=1, steps=3, lr=0.05, stop_loss=0.0)
+
+
+@pytest.fixture(scope="module")
+def mmedit_records(tmp_path_factory, small_world):
+    """Three MMEdit records over images of two sizes (size-dependent image tokens get exercised)."""
+    root = tmp_path_factory.mktemp("mmedit")
+    (root / "img").mkdir()
+    for k, size in enumerate([(16, 16), (32, 16), (16, 16)]):
+        small_world.image(k, "eval", 0).resize(size).save(root / "img" / f"{k}.png")
+        small_world.image(k, "eval", 1).resize(size).save(root / "img" / f"{k}b.png")
+    home = small_world.phrasings("home", heldout=False)
+    text = small_world.text_entities[0]
+    records = [{"src": home[0].render(), "rephrase": home[1].render(), "pred": small_world.entities[k].facts["home"],
+                "alt": small_world.entities[(k + 1) % 3].facts["home"], "image": f"img/{k}.png", "image_rephrase": f"img/{k}b.png",
+                "loc": f"what does the {text.name} eat ?", "loc_ans": text.facts["food"],
+                "m_loc": f"img/{(k + 1) % 3}.png", "m_loc_q": home[0].render(), "m_loc_a": small_world.entities[(k + 1) % 3].facts["home"]}
+               for k in range(3)]
+    (root / "edits.json").write_text(json.dumps(records))
+    return load_records(root / "edits.json")
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same(model, state):
+    now = model.state_dict()
+    assert set(now) == set(state) and all(torch.equal(now[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("method", EDITORS)
+def test_an_edit_changes_the_model_is_evaluated_and_rolls_back_exactly(method, tiny_arch, mmedit_records):
+    model, encoder = tiny_arch.model, PromptEncoder(tiny_arch.processor)
+    case = case_from_record(mmedit_records[0], mmedit_records[1:], n_support=1, seed=0)
+    assert case.request.locality_support and case.locality
+    before = _state(model)
+    anchor = encoder.batch([case.request.anchor_item])
+    with torch.no_grad():
+        logits_before = model(**anchor.model_inputs()).logits
+    handle = EDITORS[method](CONFIG).edit(model, encoder, case.request)
+    with torch.no_grad():
+        assert not torch.equal(model(**anchor.model_inputs()).logits, logits_before)
+    handle.restore()
+    _assert_same(model, before)
+    rows = edit_and_evaluate(model, encoder, method, EDITORS[method](CONFIG), case, locality_reference(model, encoder, case.locality), seed=0)
+    metrics = {(r["metric"], r["protocol"]): r["value"] for r in rows}
+    assert {m for m, _ in metrics} == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds", "steps"}
+    assert all(0.0 <= v <= 1.0 for (m, _), v in metrics.items() if m not in ("seconds", "steps"))
+    _assert_same(model, before)
+
+
+@pytest.mark.parametrize("method", EDITORS)
+def test_sequential_edits_are_all_re_evaluated_and_rolled_back(method, tiny_arch, mmedit_records):
+    model, encoder = tiny_arch.model, PromptEncoder(tiny_arch.processor)
+    cases = [case_from_record(r, [], n_support=0, seed=0) for r in mmedit_records]
+    before = _state(model)
+    table = run_sequential(model, encoder, method, EDITORS[method](CONFIG), cases, seed=0, checkpoints=(1, 3))
+    assert table.groupby("T").case.nunique().to_dict() == {1: 1, 3: 3}
+    _assert_same(model, before)
