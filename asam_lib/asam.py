@@ -68,10 +68,18 @@ class ASAM(Editor):
                  settings: ASAMSettings = ASAMSettings()):
         """``base``: the intrinsic editor ASAM trains (default Patch); an ``EditConfig`` means Patch with it."""
         self.base = Patch(base) if isinstance(base, EditConfig) else base if base is not None else Patch()
-        super().__init__(self.base.config)
         if lar.block is not None and lar.block >= self.config.layer:
             raise ValueError(f"LARConfig.block = {lar.block} must be below the edit layer {self.config.layer}: variants must pass through the edit")
         self.lar, self.rcsl, self.settings = lar, rcsl, settings
+
+    @property
+    def config(self) -> EditConfig:
+        """The base editor's config (one config: changing it changes the base editor's)."""
+        return self.base.config
+
+    @config.setter
+    def config(self, value: EditConfig) -> None:
+        self.base.config = value
 
     def __repr__(self) -> str:
         return f"ASAM(base={self.base!r}, {self.lar}, {self.rcsl}, {self.settings})"

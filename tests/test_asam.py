@@ -85,3 +85,9 @@ def test_a_nan_in_any_term_raises_and_leaves_the_weights_alone(term, small_world
 def test_variants_must_pass_through_the_edit_layer():
     with pytest.raises(ValueError, match="below the edit layer"):
         ASAM(Patch(CONFIG), LARConfig(block=1))
+
+
+def test_asam_shares_its_config_with_the_base_editor():
+    editor = ASAM(Patch(CONFIG))
+    editor.config = EditConfig(layer=0)
+    assert editor.base.config.layer == 0 and editor.config is editor.base.config
