@@ -90,7 +90,8 @@ class EditHandle:
 class EditContext:
     """Tensors an edit reuses at every step. ``anchor``/``locality``: batches; ``*_embeds``: their joint
     input embeddings ``(B, L, d)`` (fixed, since only the edit layer changes); ``pre_locality``: the
-    unedited model's log-probabilities on the locality answer spans."""
+    unedited model's log-probabilities on the locality answer spans; ``shared``: forward passes of the
+    unedited model that other editors of the same request may reuse (see :meth:`Editor.edit`)."""
 
     request: EditRequest
     anchor: Batch
@@ -101,6 +102,14 @@ class EditContext:
     generator: torch.Generator
     encoder: PromptEncoder
     state: dict = field(default_factory=dict)  # per-edit tensors an editor keeps between steps
+    shared: dict = field(default_factory=dict)
+
+    def unedited(self, key, compute: Callable[[], object]):
+        """``compute()`` of the unedited model, or the value another editor of this request already stored
+        under ``key``."""
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]
 
 
 @dataclass
@@ -211,7 +220,16 @@ class Editor:
         return terms["edit"].item() < self.config.stop_loss
 
     # --- the shared loop ---------------------------------------------------------------------
-    def context(self, model, encoder: PromptEncoder, request: EditRequest, seed: int) -> EditContext:
+    def context(self, model, encoder: PromptEncoder, request: EditRequest, seed: int, shared: dict | None = None) -> EditContext:
+        shared = {} if shared is None else shared
+        if "inputs" not in shared:
+            shared["inputs"] = self._inputs(model, encoder, request)
+        anchor, anchor_embeds, locality, locality_embeds, pre = shared["inputs"]
+        generator = torch_generator(seed, "edit", request.name)
+        return EditContext(request, anchor, anchor_embeds, locality, locality_embeds, pre, generator, encoder, shared=shared)
+
+    @staticmethod
+    def _inputs(model, encoder: PromptEncoder, request: EditRequest) -> tuple:
         anchor = encoder.batch([request.anchor_item])
         locality = encoder.batch(list(request.locality_support)) if request.locality_support else None
         anchor_embeds = joint_embeddings(model, anchor)
@@ -220,7 +238,7 @@ class Editor:
             locality_embeds = joint_embeddings(model, locality)
             with torch.no_grad():
                 pre = answer_log_probs(forward_embeds(model, locality_embeds, locality), locality)
-        return EditContext(request, anchor, anchor_embeds, locality, locality_embeds, pre, torch_generator(seed, "edit", request.name), encoder)
+        return anchor, anchor_embeds, locality, locality_embeds, pre
 
     def locality_losses(self, model, context: EditContext) -> dict[str, torch.Tensor]:
         """The KL locality term on the support items (none without support items or with lambda_loc = 0)."""
@@ -236,14 +254,19 @@ class Editor:
         terms.update(self.extra_losses(model, context, step))
         return terms
 
-    def edit(self, model, encoder: PromptEncoder, request: EditRequest, seed: int = 0) -> EditHandle:
-        """Edit ``model`` in place so that ``request.question`` on its image answers ``request.target``."""
+    def edit(self, model, encoder: PromptEncoder, request: EditRequest, seed: int = 0, shared: dict | None = None) -> EditHandle:
+        """Edit ``model`` in place so that ``request.question`` on its image answers ``request.target``.
+
+        ``shared``: a dict kept per request across editors that each start from the *same unedited model*
+        (single edits with rollback); the forward passes of the unedited model one editor needs (the joint
+        embeddings of the inputs, the locality reference, Patch's memory states) are stored there and reused
+        by the next. Leave it None when the model changes between edits (sequential editing)."""
         start = time.perf_counter()
         n_layers = len(language_layers(model))
         if not 0 <= self.config.layer < n_layers:
             raise EditError(f"{request.name}: edit layer {self.config.layer} is out of range (the model has {n_layers} language layers: 0-{n_layers - 1})")
         try:
-            context = self.context(model, encoder, request, seed)
+            context = self.context(model, encoder, request, seed, shared)
         except ValueError as err:
             raise EditError(f"{request.name}: {err}") from None
         frozen = [(p, p.requires_grad) for p in model.parameters()]

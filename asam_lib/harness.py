@@ -46,9 +46,9 @@ class HarnessConfig:
     n_support: int = 4  # locality support items per modality given to the editor
     n_locality: int = 8  # locality evaluation items per modality
     n_memory: int = 32  # memory items per modality (support pool) an intrinsic patch must stay silent on
-    unit_text: int = 16
-    unit_image: int = 16
-    unit_both: int = 32
+    unit_text: int = 8  # evaluated members per kind of the knowledge unit
+    unit_image: int = 8
+    unit_both: int = 16
 
 
 @dataclass
@@ -84,25 +84,31 @@ def known_records(model, encoder: PromptEncoder, records: Sequence[EditRecord]) 
     return [r for r, s in zip(records, scores) if s["exact"] == 1.0 and r.alt != r.pred]
 
 
-def build_cases(model, encoder: PromptEncoder, world: World, config: HarnessConfig, seed: int, layer: int = 2) -> list[EditCase]:
-    """``config.n_edits`` counterfactual cases of known facts, drawn with ``seed``."""
-    records = known_records(model, encoder, load_records(exported_benchmark(world, config.task)))
-    rng = numpy_rng(seed, "cases", config.task)
-    chosen = sorted(rng.choice(len(records), size=min(config.n_edits, len(records)), replace=False).tolist())
+def build_cases(model, encoder: PromptEncoder, world: World, config: HarnessConfig, seed: int, layer: int = 2, start: int = 0,
+                known: Sequence[EditRecord] | None = None) -> list[EditCase]:
+    """Counterfactual cases of known facts, drawn with ``seed``: cases ``start`` to ``config.n_edits`` of one
+    seeded order of the known records (``known``: the result of :func:`known_records` if already computed).
+    Each case depends only on its record and ``seed`` (its own random streams), so the first ``n`` cases are
+    the same whatever ``n_edits`` asks for: a study on 24 edits uses the first 24 cases of a study on 50."""
+    records = known if known is not None else known_records(model, encoder, load_records(exported_benchmark(world, config.task)))
+    order = numpy_rng(seed, "cases", config.task).permutation(len(records))[start : config.n_edits]
     pools = locality_pools(world)
-    cases = []
-    for i in chosen:
-        record = records[i]
-        unit = unit_from_world(world, record, config.unit_text, config.unit_image, config.unit_both, seed=seed)
-        unit = with_latent_distances(model, encoder, unit, layer)
-        entity = record.extra["entity"]
-        support = _locality_items(world, rng, pools.text_support, pools.image_support, config.n_support, SUPPORT_STREAM, entity)
-        locality = _locality_items(world, rng, pools.text_eval, pools.image_eval, config.n_locality, LOCALITY_STREAM, entity)
-        memory_rng = numpy_rng(seed, "memory", config.task, record.index)
-        memory = _locality_items(world, memory_rng, pools.text_support, pools.image_support, config.n_memory, SUPPORT_STREAM, entity)
-        request = EditRequest(record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}", memory=memory)
-        cases.append(EditCase(record, unit, request, locality))
-    return cases
+    return [_case(model, encoder, world, config, records[int(i)], pools, seed, layer) for i in order]
+
+
+def _case(model, encoder: PromptEncoder, world: World, config: HarnessConfig, record: EditRecord, pools, seed: int, layer: int) -> EditCase:
+    unit = unit_from_world(world, record, config.unit_text, config.unit_image, config.unit_both, seed=seed)
+    unit = with_latent_distances(model, encoder, unit, layer)
+    entity = record.extra["entity"]
+
+    def draw(stream: str, text_pool, image_pool, n: int, images: str) -> list[Item]:
+        return _locality_items(world, numpy_rng(seed, stream, config.task, record.index), text_pool, image_pool, n, images, entity)
+
+    support = draw("support", pools.text_support, pools.image_support, config.n_support, SUPPORT_STREAM)
+    locality = draw("locality", pools.text_eval, pools.image_eval, config.n_locality, LOCALITY_STREAM)
+    memory = draw("memory", pools.text_support, pools.image_support, config.n_memory, SUPPORT_STREAM)
+    request = EditRequest(record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}", memory=memory)
+    return EditCase(record, unit, request, locality)
 
 
 def editor_config(editor: Editor) -> str:
@@ -110,10 +116,12 @@ def editor_config(editor: Editor) -> str:
     return config_hash(type(editor).__name__, {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in vars(editor).items()})
 
 
-def edit_and_evaluate(model, encoder: PromptEncoder, method: str, editor: Editor, case: EditCase, reference, seed: int, task: str = "vqa", members: list | None = None) -> list[dict]:
+def edit_and_evaluate(model, encoder: PromptEncoder, method: str, editor: Editor, case: EditCase, reference, seed: int, task: str = "vqa",
+                      members: list | None = None, shared: dict | None = None) -> list[dict]:
     """Tidy rows of one edit from the current model, rolled back afterwards: every metric plus a
-    ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a list, receives per-member rows."""
-    handle = editor.edit(model, encoder, case.request, seed=seed)
+    ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a
+    list, receives per-member rows; ``shared``: see :meth:`asam_lib.editing.Editor.edit`."""
+    handle = editor.edit(model, encoder, case.request, seed=seed, shared=shared)
     member_rows: list[dict] = []
     try:
         metrics = evaluate_edit(model, encoder, case.unit, reference, member_rows)
@@ -131,9 +139,10 @@ def run_single(model, encoder: PromptEncoder, editors: dict[str, Editor], cases:
     metric (time per edit) and a ``steps`` metric (optimiser steps the edit took). ``members``, if a list, receives per-member rows for distance curves."""
     rows = []
     references = [locality_reference(model, encoder, c.locality) for c in cases]
+    shared = [{} for _ in cases]  # every edit starts from the base model: editors share its forward passes
     for method, editor in editors.items():
-        for case, reference in zip(tqdm(cases, desc=f"{method} (seed {seed})", leave=False), references):
-            rows += edit_and_evaluate(model, encoder, method, editor, case, reference, seed, task, members)
+        for case, reference, pre in zip(tqdm(cases, desc=f"{method} (seed {seed})", leave=False), references, shared):
+            rows += edit_and_evaluate(model, encoder, method, editor, case, reference, seed, task, members, pre)
     return pd.DataFrame(rows)
 
 

@@ -126,7 +126,7 @@ class Patch(Editor):
         anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
         start, length = int(context.anchor.answer_start[0]), int(context.anchor.answer_len[0])
         edit_x = anchor_x[0, start - 1 : start - 1 + length]  # every position that predicts an answer token
-        memory_x = memory_states(model, context, layer)
+        memory_x = context.unedited(("memory states", layer), lambda: memory_states(model, context, layer))
         s = self.settings
         starts = [selective_key(edit_x[i % length], memory_x, s.activation, s.threshold, s.shrinkage) for i in range(s.n_neurons)]
         patched = PatchedMLP(edit_layer_mlp(model, layer), torch.stack([k for k, _ in starts]), torch.stack([b for _, b in starts]), s.key_noise)

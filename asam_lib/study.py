@@ -58,12 +58,35 @@ def _model(folder: str | None):
     return model, PromptEncoder(processor)
 
 
-@lru_cache(maxsize=8)
-def _cases(folder: str | None, task: str, seed: int, n_edits: int):
+@lru_cache(maxsize=2)
+def _world():
     from asam_lib.world import World
 
+    return World()
+
+
+@lru_cache(maxsize=4)
+def _known(folder: str | None, task: str):
+    from asam_lib.benchmark import exported_benchmark
+    from asam_lib.harness import known_records
+    from asam_lib.records import load_records
+
     model, encoder = _model(folder)
-    return build_cases(model, encoder, World(), HarnessConfig(task=task, n_edits=n_edits), seed=seed)
+    return known_records(model, encoder, load_records(exported_benchmark(_world(), task)))
+
+
+_CASES: dict[tuple, list] = {}
+
+
+def _cases(folder: str | None, task: str, seed: int, n_edits: int):
+    """The first ``n_edits`` cases of (task, seed), built once per process and extended on demand (cases are
+    prefix-stable, see :func:`asam_lib.harness.build_cases`)."""
+    model, encoder = _model(folder)
+    cases = _CASES.setdefault((folder, task, seed), [])
+    if len(cases) < n_edits:
+        config = HarnessConfig(task=task, n_edits=n_edits)
+        cases += build_cases(model, encoder, _world(), config, seed=seed, start=len(cases), known=_known(folder, task))
+    return cases[:n_edits]
 
 
 def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -144,9 +167,25 @@ def ablation_editors() -> dict[str, Editor]:
     }
 
 
-def sensitivity_editors(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)) -> dict[str, Editor]:
-    """ASAM with one knob changed at a time (name "knob=value"), and Patch at each edit layer
-    ("Patch layer=l") as the reference for the layer sweep."""
+def sensitivity_settings(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)) -> dict[str, tuple]:
+    """The sensitivity grid: knob -> the values it takes (one knob at a time around ASAM's defaults)."""
+    return {"eps": eps, "K": k, "lambda_rank": lambda_rank, "T": steps, "layer": layers}
+
+
+def sensitivity_defaults() -> dict[str, str]:
+    """Knob -> ASAM's default value, formatted as in the editors' names ("eps" -> "0.3")."""
+    from asam_lib.asam import ASAM
+
+    asam = ASAM()
+    return {"eps": str(asam.lar.eps), "K": str(asam.lar.k), "lambda_rank": str(asam.settings.lambda_rank), "T": str(asam.lar.steps),
+            "layer": str(asam.config.layer)}
+
+
+def sensitivity_editors(grid: dict[str, tuple] | None = None, include_defaults: bool = False) -> dict[str, Editor]:
+    """ASAM with one knob of ``grid`` (default :func:`sensitivity_settings`) changed at a time (name
+    "knob=value"), and Patch at each edit layer ("Patch layer=l") as the reference for the layer sweep.
+    Settings equal to the defaults are the main table's ASAM and Patch, so they are left out unless
+    ``include_defaults`` (see :func:`with_default_settings`)."""
     from dataclasses import replace
 
     from asam_lib.asam import ASAM, ASAMSettings
@@ -154,17 +193,37 @@ def sensitivity_editors(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0
     from asam_lib.lar import LARConfig
     from asam_lib.patch import Patch
 
+    grid = grid or sensitivity_settings()
+    defaults = sensitivity_defaults()
     lar, patch_config = LARConfig(), Patch().config
+    make = {
+        "eps": lambda v: ASAM(lar=replace(lar, eps=v)),
+        "K": lambda v: ASAM(lar=replace(lar, k=v)),
+        "lambda_rank": lambda v: ASAM(settings=ASAMSettings(lambda_rank=v)),
+        "T": lambda v: ASAM(lar=replace(lar, steps=v)),
+        "layer": lambda v: ASAM(Patch(EditConfig(**{**patch_config.__dict__, "layer": v}))),
+    }
     editors: dict[str, Editor] = {}
-    editors.update({f"eps={v}": ASAM(lar=replace(lar, eps=v)) for v in eps})
-    editors.update({f"K={v}": ASAM(lar=replace(lar, k=v)) for v in k})
-    editors.update({f"lambda_rank={v}": ASAM(settings=ASAMSettings(lambda_rank=v)) for v in lambda_rank})
-    editors.update({f"T={v}": ASAM(lar=replace(lar, steps=v)) for v in steps})
-    for layer in layers:
-        config = EditConfig(**{**patch_config.__dict__, "layer": layer})
-        editors[f"layer={layer}"] = ASAM(Patch(config))
-        editors[f"Patch layer={layer}"] = Patch(config)
+    for name, values in grid.items():
+        for value in values:
+            if include_defaults or str(value) != defaults[name]:
+                editors[f"{name}={value}"] = make[name](value)
+                if name == "layer":
+                    editors[f"Patch layer={value}"] = Patch(EditConfig(**{**patch_config.__dict__, "layer": value}))
     return editors
+
+
+def with_default_settings(sensitivity: pd.DataFrame, main: pd.DataFrame, defaults: dict[str, str] | None = None) -> pd.DataFrame:
+    """``sensitivity`` rows plus, for every knob, the main run's ASAM rows on the same cases renamed
+    "knob=default" (and Patch's renamed "Patch layer=default"): the default setting *is* the main table's
+    editor, so the study does not edit with it twice. Works on metric rows and on timing rows."""
+    defaults = defaults or sensitivity_defaults()
+    same = main[main.task.isin(sensitivity.task.unique()) & main.seed.isin(sensitivity.seed.unique()) & main.case.isin(sensitivity.case.unique())]
+    parts = [sensitivity]
+    for name, value in defaults.items():
+        parts.append(same[same.method == "ASAM"].assign(method=f"{name}={value}", group="sensitivity"))
+    parts.append(same[same.method == "Patch"].assign(method=f"Patch layer={defaults['layer']}", group="sensitivity"))
+    return pd.concat(parts, ignore_index=True)
 
 
 def knob(name: str) -> tuple[str, str]:

@@ -92,9 +92,9 @@ def _find_phrasing(world: World, relation: str, text: str) -> Question:
 def unit_from_world(
     world: World,
     record: EditRecord,
-    n_text: int = 16,
-    n_image: int = 16,
-    n_both: int = 32,
+    n_text: int = 8,
+    n_image: int = 8,
+    n_both: int = 16,
     seed: int = 0,
 ) -> KnowledgeUnit:
     """The large unit of a world edit request (a record exported by :mod:`asam_lib.benchmark`).

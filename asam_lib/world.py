@@ -24,6 +24,8 @@ from PIL import Image
 from asam_lib.render import COLOURS, PATTERNS, SHAPES, ImageParams, render_image, sample_params
 from asam_lib.seeding import numpy_rng
 
+IMAGE_CACHE_SIZE = 16384  # rendered images a World keeps (32 px: about 3 kB each)
+
 RELATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "home": {
         "answers": ("forest", "desert", "ocean", "cave", "river", "mountain", "swamp", "island", "meadow", "glacier"),
@@ -163,6 +165,7 @@ class World:
         if not 2 <= config.n_entities <= n_kinds:
             raise ValueError(f"n_entities={config.n_entities} must be between 2 and {n_kinds}")
         self.config = config
+        self._images: dict[tuple[int, str, int], Image.Image] = {}
         rng = numpy_rng(config.seed, "entities")
         looks = list(itertools.product(SHAPES, COLOURS, PATTERNS))
         chosen = rng.permutation(len(looks))[: config.n_entities]
@@ -220,9 +223,23 @@ class World:
         return sample_params(numpy_rng(self.config.seed, "params", stream, entity, index), self.config.image_strength)
 
     def image(self, entity: int, stream: str, index: int, params: ImageParams | None = None) -> Image.Image:
-        """Image ``index`` of ``entity`` in ``stream``; pass ``params`` to render a chosen variation."""
+        """Image ``index`` of ``entity`` in ``stream``; pass ``params`` to render a chosen variation.
+
+        Images of a stream are rendered once and kept (the last :data:`IMAGE_CACHE_SIZE`): the same image
+        object comes back on the next call, so treat it as read-only."""
+        if params is not None:
+            return self._render(entity, stream, index, params)
+        key = (entity, stream, index)
+        image = self._images.pop(key, None)
+        if image is None:
+            image = self._render(entity, stream, index, self.image_params(entity, stream, index))
+            if len(self._images) >= IMAGE_CACHE_SIZE:
+                del self._images[next(iter(self._images))]
+        self._images[key] = image  # most recently used last
+        return image
+
+    def _render(self, entity: int, stream: str, index: int, params: ImageParams) -> Image.Image:
         e = self.entities[entity]
-        params = params or self.image_params(entity, stream, index)
         noise = numpy_rng(self.config.seed, "noise", stream, entity, index)
         return render_image(e.shape, e.colour, e.pattern, params, self.config.image_size, noise)
 

@@ -1,5 +1,6 @@
 """The harness on the shipped base model: disjoint locality pools, tidy rows, exact rollback."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -55,3 +56,29 @@ def test_single_and_sequential_runs_give_tidy_rows_and_restore_the_model(setup):
     assert sorted(sequential.groupby("T").case.nunique().to_dict().items()) == [(1, 1), (3, 3)]
     after = model.state_dict()
     assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_cases_are_prefix_stable_and_independent_of_each_other(setup):
+    model, encoder, world, cases = setup
+    config = HarnessConfig(n_edits=2, n_support=3, n_locality=3, unit_text=4, unit_image=4, unit_both=4)
+    first_two = build_cases(model, encoder, world, config, seed=0)
+    rest = build_cases(model, encoder, world, HarnessConfig(**{**config.__dict__, "n_edits": 4}), seed=0, start=2)
+    assert [c.request.name for c in first_two + rest] == [c.request.name for c in cases]
+    for a, b in zip(first_two + rest, cases):
+        assert [q for q, _, _ in a.request.memory] == [q for q, _, _ in b.request.memory]
+        assert [q for q, _, _ in a.locality] == [q for q, _, _ in b.locality]
+        assert [m.question for m in a.unit.members] == [m.question for m in b.unit.members]
+    other_seed = build_cases(model, encoder, world, config, seed=1)
+    assert [c.request.name for c in other_seed] != [c.request.name for c in first_two]
+
+
+def test_editors_sharing_the_unedited_forward_passes_give_the_same_rows(setup):
+    from asam_lib.asam import ASAM
+    from asam_lib.lar import LARConfig
+
+    model, encoder, _, cases = setup
+    editors = {"Patch": Patch(), "ASAM": ASAM(lar=LARConfig(k=2, steps=2))}
+    shared = run_single(model, encoder, editors, cases[:2], seed=0)
+    alone = pd.concat([run_single(model, encoder, {name: editor}, cases[:2], seed=0) for name, editor in editors.items()], ignore_index=True)
+    keep = ~shared.metric.eq("seconds")
+    pd.testing.assert_frame_equal(shared[keep].reset_index(drop=True), alone[~alone.metric.eq("seconds")].reset_index(drop=True))

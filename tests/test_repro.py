@@ -51,7 +51,7 @@ def _figure():
 
 def test_saved_figure_and_sidecar_are_byte_identical_across_saves(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "_provenance", None)
-    namespace = {"quick": True, "seed": 0, "n_units": 24, "n_edits": 6, "seeds": [0], "save_figures": True}
+    namespace = {"quick": True, "seed": 0, "n_units": 24, "n_edits": 6, "seeds": [0], "workers": 2, "save_figures": True}
     recorded = plots.provenance("01_knowledge_units", namespace)
     assert recorded["parameters"] == namespace
     for run in ("a", "b"):

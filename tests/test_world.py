@@ -62,3 +62,24 @@ def test_every_word_is_in_the_vocabulary(small_world, tiny_encoder):
     for relation in small_world.questions:
         for q in small_world.phrasings(relation):
             tiny_encoder.prompt_ids(q.render(), True)
+
+
+def test_images_are_rendered_once_and_equal_a_fresh_render(monkeypatch):
+    import numpy as np
+
+    import asam_lib.world as world_module
+
+    world = World()
+    first = world.image(3, "eval", 5)
+    assert world.image(3, "eval", 5) is first
+    fresh = world._render(3, "eval", 5, world.image_params(3, "eval", 5))
+    assert np.array_equal(np.asarray(first), np.asarray(fresh))
+    chosen = world.image(3, "eval", 5, params=world.image_params(3, "eval", 6))
+    assert chosen is not first  # explicit params always render
+    monkeypatch.setattr(world_module, "IMAGE_CACHE_SIZE", 2)
+    small = World()
+    a = small.image(0, "eval", 0)
+    small.image(0, "eval", 1)
+    small.image(0, "eval", 0)  # refreshes image 0
+    small.image(0, "eval", 2)  # evicts image 1, the least recently used
+    assert set(small._images) == {(0, "eval", 0), (0, "eval", 2)} and small.image(0, "eval", 0) is a
