@@ -35,7 +35,7 @@ from asam_lib.patch import Patch
 from asam_lib.prompting import Item, PromptEncoder
 from asam_lib.records import EditRecord
 from asam_lib.seeding import numpy_rng
-from asam_lib.units import unit_from_record
+from asam_lib.units import unit_from_record, with_latent_distances
 
 EDITORS: dict[str, type[Editor]] = {"FT-L": FTL, "LoRA": LoRA, "Patch": Patch, "ASAM": ASAM}
 
@@ -110,6 +110,21 @@ def case_from_record(record: EditRecord, pool: Sequence[EditRecord], n_support: 
     support = [item for i in sorted(drawn) for item in locality_items(pool[i])]
     request = EditRequest(record.src, record.alt, unit.anchor.image, support, name=f"{record.task}-{record.index}")
     return EditCase(record, unit, request, locality_items(record))
+
+
+def prefix_cases(model, encoder: PromptEncoder, records: Sequence[EditRecord], n_edits: int, seed: int, n_support: int = 4) -> list[EditCase]:
+    """The first ``n_edits`` cases of a seeded order of ``records`` for notebook 04's study: the first half of
+    the order are the records that may be edited, the second half the pool of locality support items (never
+    edited), so the first ``n`` cases are the same whatever ``n_edits`` asks for (like
+    :func:`asam_lib.harness.build_cases`). Unit members carry latent distances at the middle language layer."""
+    order = numpy_rng(seed, "study-prefix-cases").permutation(len(records)).tolist()
+    half = (len(records) + 1) // 2
+    candidates, pool = [records[i] for i in order[:half]], [records[i] for i in order[half:]]
+    if n_edits > len(candidates):
+        raise StudyError(f"{n_edits} edits asked for, but {len(records)} records give only {len(candidates)} (half of them are the support pool)")
+    layer = len(language_layers(model)) // 2
+    cases = [case_from_record(r, pool, n_support, seed) for r in candidates[:n_edits]]
+    return [replace(c, unit=with_latent_distances(model, encoder, c.unit, layer)) for c in cases]
 
 
 class Progress:

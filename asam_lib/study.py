@@ -42,19 +42,24 @@ class Job:
     editors: dict[str, Editor] = field(hash=False)
     mode: str = "single"
     checkpoints: tuple[int, ...] = (1, 5, 10, 20, 50)
-    model_folder: str | None = None
+    model_folder: str | None = None  # a local checkpoint (None: the embedded base model)
+    dtype: str = "float32"  # of the checkpoint's weights (see asam_lib.model.load_pretrained)
+    device_map: str | None = None  # e.g. "cuda:0" or "auto" (None: the CPU)
+    data: str | None = None  # an MMEdit-format file of the job's task (None: the embedded world's benchmark)
+    image_root: str | None = None  # what the file's image paths are relative to (None: its folder)
 
     def __repr__(self) -> str:
-        return f"Job({self.group}, {self.mode}, {self.task}, seed {self.seed}, {self.n_edits} edits, {list(self.editors)})"
+        assets = "".join(f", {name} {value}" for name, value in [("model", self.model_folder), ("data", self.data)] if value)
+        return f"Job({self.group}, {self.mode}, {self.task}, seed {self.seed}, {self.n_edits} edits, {list(self.editors)}{assets})"
 
 
 @lru_cache(maxsize=2)
-def _model(folder: str | None):
-    from asam_lib.model import load_model
+def _model(folder: str | None, dtype: str = "float32", device_map: str | None = None):
+    from asam_lib.model import load_model, load_pretrained
     from asam_lib.pretrain import base_model_folder
     from asam_lib.prompting import PromptEncoder
 
-    model, processor = load_model(folder or base_model_folder())
+    model, processor = load_pretrained(folder, dtype, device_map) if folder else load_model(base_model_folder())
     return model, PromptEncoder(processor)
 
 
@@ -66,33 +71,46 @@ def _world():
 
 
 @lru_cache(maxsize=4)
-def _known(folder: str | None, task: str):
+def _known(model_key: tuple, task: str):
     from asam_lib.benchmark import exported_benchmark
     from asam_lib.harness import known_records
     from asam_lib.records import load_records
 
-    model, encoder = _model(folder)
+    model, encoder = _model(*model_key)
     return known_records(model, encoder, load_records(exported_benchmark(_world(), task)))
+
+
+@lru_cache(maxsize=4)
+def _records(data: str, image_root: str | None, task: str):
+    from asam_lib.records import load_records
+
+    return load_records(data, image_root, task)
 
 
 _CASES: dict[tuple, list] = {}
 
 
-def _cases(folder: str | None, task: str, seed: int, n_edits: int):
-    """The first ``n_edits`` cases of (task, seed), built once per process and extended on demand (cases are
-    prefix-stable, see :func:`asam_lib.harness.build_cases`)."""
-    model, encoder = _model(folder)
-    cases = _CASES.setdefault((folder, task, seed), [])
-    if len(cases) < n_edits:
-        config = HarnessConfig(task=task, n_edits=n_edits)
-        cases += build_cases(model, encoder, _world(), config, seed=seed, start=len(cases), known=_known(folder, task))
-    return cases[:n_edits]
+def _cases(job: Job):
+    """The first ``job.n_edits`` cases of its (task, seed), built once per process and extended on demand
+    (cases are prefix-stable, see :func:`asam_lib.harness.build_cases`); from the MMEdit file ``job.data``
+    if given (:func:`asam_lib.mmedit_study.prefix_cases`)."""
+    model_key = (job.model_folder, job.dtype, job.device_map)
+    model, encoder = _model(*model_key)
+    if job.data is not None:
+        from asam_lib.mmedit_study import prefix_cases
+
+        return prefix_cases(model, encoder, _records(job.data, job.image_root, job.task), job.n_edits, job.seed)
+    cases = _CASES.setdefault((model_key, job.task, job.seed), [])
+    if len(cases) < job.n_edits:
+        config = HarnessConfig(task=job.task, n_edits=job.n_edits)
+        cases += build_cases(model, encoder, _world(), config, seed=job.seed, start=len(cases), known=_known(model_key, job.task))
+    return cases[: job.n_edits]
 
 
 def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run one job in this process: (metric rows, per-member rows), each tagged with ``job.group``."""
-    model, encoder = _model(job.model_folder)
-    cases = _cases(job.model_folder, job.task, job.seed, job.n_edits)
+    model, encoder = _model(job.model_folder, job.dtype, job.device_map)
+    cases = _cases(job)
     members: list[dict] = []
     if job.mode == "single":
         rows = run_single(model, encoder, job.editors, cases, seed=job.seed, task=job.task, members=members)

@@ -86,3 +86,29 @@ def test_a_job_runs_in_this_process_and_tags_its_rows():
     assert rows.case.nunique() == 2 and set(members.kind) == {"anchor", "text", "image", "both"}
     with pytest.raises(ValueError, match="unknown mode"):
         run_jobs([Job("check", "vqa", 0, 1, {"Patch": Patch()}, mode="parallel")], workers=1)
+
+
+def test_a_job_on_a_model_folder_and_an_mmedit_file(tmp_path, small_world, tiny_parts):
+    from asam_lib.benchmark import export_mmedit
+    from asam_lib.editing import FTL, EditConfig
+    from asam_lib.mmedit_study import StudyError, prefix_cases
+    from asam_lib.prompting import PromptEncoder
+    from asam_lib.records import load_records
+
+    model, processor = tiny_parts
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    data = export_mmedit(small_world, tmp_path / "data", "vqa")
+    job = Job("main", "vqa", 0, 3, {"FT-L": FTL(EditConfig(steps=2, layer=1))}, model_folder=str(tmp_path / "model"), data=str(data))
+    assert "data" in repr(job)
+    rows, members = run_jobs([job], workers=1)
+    records = load_records(data)
+    assert rows.case.nunique() == 3 and set(rows.case) <= {f"vqa-{r.index}" for r in records}
+    assert set(members.kind) <= {"anchor", "text", "image", "both"} and members.latent_distance.notna().all()
+    encoder = PromptEncoder(processor)
+    first = prefix_cases(model, encoder, records, 2, seed=0)
+    more = prefix_cases(model, encoder, records, 3, seed=0)
+    assert [c.request.name for c in first] == [c.request.name for c in more[:2]]
+    assert all(c.request.locality_support for c in more)  # from the pool: records that are never edited
+    with pytest.raises(StudyError, match="half of them are the support pool"):
+        prefix_cases(model, encoder, records, len(records), seed=0)
