@@ -15,7 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,8 +32,10 @@ TIMING_METRICS = ("seconds",)
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work. ``editors``: method name -> editor; ``mode``: "single" or "sequential";
-    ``group``: a label copied into every row (e.g. "main", "ablation", "sensitivity")."""
+    """One unit of work: the cases ``start`` to ``n_edits`` of (task, seed). ``editors``: method name -> editor;
+    ``mode``: "single" or "sequential"; ``group``: a label copied into every row (e.g. "main", "ablation",
+    "sensitivity"). Splitting a long job into ranges of cases (:func:`split`) spreads it over workers without
+    building a case twice."""
 
     group: str
     task: str
@@ -42,6 +44,7 @@ class Job:
     editors: dict[str, Editor] = field(hash=False)
     mode: str = "single"
     checkpoints: tuple[int, ...] = (1, 5, 10, 20, 50)
+    start: int = 0
     model_folder: str | None = None  # a local checkpoint (None: the embedded base model)
     dtype: str = "float32"  # of the checkpoint's weights (see asam_lib.model.load_pretrained)
     device_map: str | None = None  # e.g. "cuda:0" or "auto" (None: the CPU)
@@ -50,7 +53,17 @@ class Job:
 
     def __repr__(self) -> str:
         assets = "".join(f", {name} {value}" for name, value in [("model", self.model_folder), ("data", self.data)] if value)
-        return f"Job({self.group}, {self.mode}, {self.task}, seed {self.seed}, {self.n_edits} edits, {list(self.editors)}{assets})"
+        cases = f"cases {self.start}-{self.n_edits - 1}" if self.start else f"{self.n_edits} edits"
+        return f"Job({self.group}, {self.mode}, {self.task}, seed {self.seed}, {cases}, {list(self.editors)}{assets})"
+
+
+def split(job: Job, parts: int) -> list[Job]:
+    """``job`` as ``parts`` jobs on consecutive ranges of its cases (single edits only: a sequential run
+    depends on every earlier edit)."""
+    if job.mode != "single":
+        raise ValueError(f"{job}: only single-edit jobs can be split")
+    bounds = [job.start + round(i * (job.n_edits - job.start) / parts) for i in range(parts + 1)]
+    return [replace(job, start=lo, n_edits=hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
 @lru_cache(maxsize=2)
@@ -87,24 +100,25 @@ def _records(data: str, image_root: str | None, task: str):
     return load_records(data, image_root, task)
 
 
-_CASES: dict[tuple, list] = {}
+_CASES: dict[tuple, dict[int, object]] = {}
 
 
 def _cases(job: Job):
-    """The first ``job.n_edits`` cases of its (task, seed), built once per process and extended on demand
-    (cases are prefix-stable, see :func:`asam_lib.harness.build_cases`); from the MMEdit file ``job.data``
-    if given (:func:`asam_lib.mmedit_study.prefix_cases`)."""
+    """Cases ``job.start`` to ``job.n_edits`` of its (task, seed), each built once per process (cases are
+    prefix-stable and independent, see :func:`asam_lib.harness.build_cases`); from the MMEdit file
+    ``job.data`` if given (:func:`asam_lib.mmedit_study.prefix_cases`)."""
     model_key = (job.model_folder, job.dtype, job.device_map)
     model, encoder = _model(*model_key)
     if job.data is not None:
         from asam_lib.mmedit_study import prefix_cases
 
-        return prefix_cases(model, encoder, _records(job.data, job.image_root, job.task), job.n_edits, job.seed)
-    cases = _CASES.setdefault((model_key, job.task, job.seed), [])
-    if len(cases) < job.n_edits:
-        config = HarnessConfig(task=job.task, n_edits=job.n_edits)
-        cases += build_cases(model, encoder, _world(), config, seed=job.seed, start=len(cases), known=_known(model_key, job.task))
-    return cases[: job.n_edits]
+        return prefix_cases(model, encoder, _records(job.data, job.image_root, job.task), job.n_edits, job.seed)[job.start :]
+    built = _CASES.setdefault((model_key, job.task, job.seed), {})
+    for i in range(job.start, job.n_edits):
+        if i not in built:
+            config = HarnessConfig(task=job.task, n_edits=i + 1)
+            built.update(enumerate(build_cases(model, encoder, _world(), config, seed=job.seed, start=i, known=_known(model_key, job.task)), start=i))
+    return [built[i] for i in range(job.start, job.n_edits) if i in built]
 
 
 def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -8,7 +8,7 @@ import pytest
 
 from asam_lib.asam import ASAM
 from asam_lib.patch import Patch
-from asam_lib.study import (Job, distance_curve, gap_closure, knob, run_jobs, sensitivity_defaults, sensitivity_editors,
+from asam_lib.study import (Job, distance_curve, split, gap_closure, knob, run_jobs, sensitivity_defaults, sensitivity_editors,
                             sensitivity_settings, split_timings, with_default_settings)
 
 
@@ -80,10 +80,24 @@ def test_split_timings_separates_wall_clock_rows():
     assert list(kept.metric) == ["Rel", "steps"] and list(timings.metric) == ["seconds"]
 
 
+def test_split_covers_the_cases_once():
+    job = Job("main", "vqa", 0, 10, {"Patch": Patch()}, start=1)
+    parts = split(job, 4)
+    assert [(p.start, p.n_edits) for p in parts] == [(1, 3), (3, 5), (5, 8), (8, 10)]  # consecutive, sizes 2-3
+    assert "cases 8-9" in repr(parts[-1])
+    assert len(split(Job("main", "vqa", 0, 2, {}), 5)) == 2  # no empty parts
+    with pytest.raises(ValueError, match="only single-edit jobs"):
+        split(Job("main", "vqa", 0, 10, {}, mode="sequential"), 2)
+
+
 def test_a_job_runs_in_this_process_and_tags_its_rows():
-    rows, members = run_jobs([Job("check", "vqa", 0, 2, {"Patch": Patch()})], workers=1)
+    whole = Job("check", "vqa", 0, 3, {"Patch": Patch()})
+    rows, members = run_jobs([whole], workers=1)
     assert rows.group.eq("check").all() and members.group.eq("check").all()
-    assert rows.case.nunique() == 2 and set(members.kind) == {"anchor", "text", "image", "both"}
+    assert rows.case.nunique() == 3 and set(members.kind) == {"anchor", "text", "image", "both"}
+    parts, _ = run_jobs(split(whole, 2), workers=1)
+    keep = ~rows.metric.eq("seconds")
+    pd.testing.assert_frame_equal(parts[~parts.metric.eq("seconds")].reset_index(drop=True), rows[keep].reset_index(drop=True))
     with pytest.raises(ValueError, match="unknown mode"):
         run_jobs([Job("check", "vqa", 0, 1, {"Patch": Patch()}, mode="parallel")], workers=1)
 
