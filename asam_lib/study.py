@@ -33,7 +33,8 @@ TIMING_METRICS = ("seconds",)
 @dataclass(frozen=True)
 class Job:
     """One unit of work: the cases ``start`` to ``n_edits`` of (task, seed). ``editors``: method name -> editor;
-    ``mode``: "single" or "sequential"; ``group``: a label copied into every row (e.g. "main", "ablation",
+    ``mode``: "single", "sequential" or "predictive" (notebook 02's variants-vs-unit study with LAR settings
+    ``lar``, :func:`asam_lib.lar_study.predictive_study`); ``group``: a label copied into every row (e.g. "main", "ablation",
     "sensitivity"). Splitting a long job into ranges of cases (:func:`split`) spreads it over workers without
     building a case twice."""
 
@@ -45,6 +46,7 @@ class Job:
     mode: str = "single"
     checkpoints: tuple[int, ...] = (1, 5, 10, 20, 50)
     start: int = 0
+    lar: object = None  # LARConfig of the predictive mode
     model_folder: str | None = None  # a local checkpoint (None: the embedded base model)
     dtype: str = "float32"  # of the checkpoint's weights (see asam_lib.model.load_pretrained)
     device_map: str | None = None  # e.g. "cuda:0" or "auto" (None: the CPU)
@@ -58,10 +60,10 @@ class Job:
 
 
 def split(job: Job, parts: int) -> list[Job]:
-    """``job`` as ``parts`` jobs on consecutive ranges of its cases (single edits only: a sequential run
-    depends on every earlier edit)."""
-    if job.mode != "single":
-        raise ValueError(f"{job}: only single-edit jobs can be split")
+    """``job`` as ``parts`` jobs on consecutive ranges of its cases (not a sequential run: it depends on
+    every earlier edit)."""
+    if job.mode == "sequential":
+        raise ValueError(f"{job}: a sequential run cannot be split")
     bounds = [job.start + round(i * (job.n_edits - job.start) / parts) for i in range(parts + 1)]
     return [replace(job, start=lo, n_edits=hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
@@ -132,8 +134,12 @@ def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
         frames = [run_sequential(model, encoder, name, editor, cases, seed=job.seed, checkpoints=job.checkpoints, task=job.task)
                   for name, editor in job.editors.items()]
         rows = pd.concat(frames, ignore_index=True)
+    elif job.mode == "predictive":
+        from asam_lib.lar_study import predictive_study
+
+        rows = predictive_study(model, encoder, cases, job.editors, job.lar, seed=job.seed)
     else:
-        raise ValueError(f"{job}: unknown mode {job.mode!r} (single or sequential)")
+        raise ValueError(f"{job}: unknown mode {job.mode!r} (single, sequential or predictive)")
     return rows.assign(group=job.group), pd.DataFrame(members).assign(group=job.group)
 
 

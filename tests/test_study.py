@@ -86,7 +86,7 @@ def test_split_covers_the_cases_once():
     assert [(p.start, p.n_edits) for p in parts] == [(1, 3), (3, 5), (5, 8), (8, 10)]  # consecutive, sizes 2-3
     assert "cases 8-9" in repr(parts[-1])
     assert len(split(Job("main", "vqa", 0, 2, {}), 5)) == 2  # no empty parts
-    with pytest.raises(ValueError, match="only single-edit jobs"):
+    with pytest.raises(ValueError, match="cannot be split"):
         split(Job("main", "vqa", 0, 10, {}, mode="sequential"), 2)
 
 
@@ -126,3 +126,11 @@ def test_a_job_on_a_model_folder_and_an_mmedit_file(tmp_path, small_world, tiny_
     assert all(c.request.locality_support for c in more)  # from the pool: records that are never edited
     with pytest.raises(StudyError, match="half of them are the support pool"):
         prefix_cases(model, encoder, records, len(records), seed=0)
+
+
+def test_the_predictive_mode_gives_one_row_per_edit():
+    from asam_lib.lar import LARConfig
+
+    rows, members = run_jobs([Job("predictive", "vqa", 0, 2, {"Patch": Patch()}, mode="predictive", lar=LARConfig(k=2, steps=1))], workers=1)
+    assert len(rows) == 2 and members.empty
+    assert {"lar_loss", "noise_loss", "lar_failure", "Unit"} <= set(rows.columns) and rows.group.eq("predictive").all()
