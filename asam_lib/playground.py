@@ -352,14 +352,16 @@ class Playground:
 
         choice = resolve(session.world, choice)
         self.session, self.result = session, None
-        self.entity = w.Dropdown(options=entity_choices(session.world), value=choice.entity, description="entity")
-        self.relation = w.Dropdown(options=relation_choices(), value=choice.relation, description="relation")
-        self.new_answer = w.Dropdown(options=answer_choices(session.world, choice.entity, choice.relation), value=choice.new_answer, description="new answer")
+        look = {"style": {"description_width": "initial"}, "layout": w.Layout(width="300px")}
+        self.entity = w.Dropdown(options=entity_choices(session.world), value=choice.entity, description="entity", **look)
+        self.relation = w.Dropdown(options=relation_choices(), value=choice.relation, description="relation", **look)
+        self.new_answer = w.Dropdown(options=answer_choices(session.world, choice.entity, choice.relation), value=choice.new_answer,
+                                     description="new answer", **look)
         self.fact = w.HTML()
-        self.method = w.Dropdown(options=list(METHODS), value=choice.method, description="method")
-        self.eps = w.FloatSlider(value=choice.eps, min=0.0, max=1.0, step=0.05, description="eps")
-        self.k = w.IntSlider(value=choice.k, min=1, max=16, description="K")
-        self.lambda_rank = w.FloatSlider(value=choice.lambda_rank, min=0.0, max=100.0, step=0.5, description="lambda_rank")
+        self.method = w.Dropdown(options=list(METHODS), value=choice.method, description="method", **look)
+        self.eps = w.FloatSlider(value=choice.eps, min=0.0, max=1.0, step=0.05, description="eps", **look)
+        self.k = w.IntSlider(value=choice.k, min=1, max=16, description="K", **look)
+        self.lambda_rank = w.FloatSlider(value=choice.lambda_rank, min=0.0, max=100.0, step=0.5, description="lambda_rank", **look)
         self.seed = choice.seed
         self.button = w.Button(description="Edit", button_style="primary", icon="pencil")
         self.output = w.Output()
@@ -370,8 +372,8 @@ class Playground:
         self._fact_changed()
         self._method_changed()
         self.widget = w.VBox([
-            w.HBox([self.entity, self.relation, self.new_answer]), self.fact,
-            w.HBox([self.method, self.eps, self.k, self.lambda_rank]), self.button, self.output,
+            w.HBox([self.entity, self.relation, self.new_answer]), self.fact, w.HBox([self.method, self.eps]),
+            w.HBox([self.k, self.lambda_rank]), self.button, self.output,
         ])
 
     def choice(self) -> Choice:
