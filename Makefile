@@ -42,8 +42,8 @@ test-notebooks: $(STAMP) ## Run every notebook under nbval: assertions, and the 
 	$(QUIET) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(NOTEBOOKS)
 
-test-browser: $(STAMP) ## Open notebook 01 in JupyterLab in headless Chromium; screenshot to build/ (not in make test)
-	$(PY) -m asam_lib.browser_check notebooks/01_knowledge_units.ipynb
+test-browser: $(STAMP) ## Open every notebook in JupyterLab in headless Chromium, run the playground and press Edit; screenshots to build/browser/ (not in make test)
+	$(QUIET) $(PY) -m asam_lib.browser_check $(NOTEBOOKS) --edit notebooks/05_playground.ipynb
 
 model: $(STAMP) ## Retrain the shipped base model from scratch into checkpoints/base
 	$(PY) -m asam_lib.pretrain --out checkpoints/base

@@ -21,6 +21,7 @@ Modules, one idea each:
     harness    edit cases, single and sequential runs, tidy tables, confidence intervals
     study      notebook 04's jobs on worker processes
     lar_study  notebook 02's experiments on LAR variants
+    playground the function behind notebook 05's widgets: one edit, measured before and after, rolled back
     mmedit_study  a resumable study on any supported checkpoint and an MMEdit-format file
     cli        the command line: ``python -m asam_lib study ...``
     plots      one plotting style for every figure

@@ -31,6 +31,7 @@ METHOD_COLOURS = {
     "ASAM": "#d62728",
 }
 KIND_COLOURS = {"anchor": "#4c4c4c", "text": "#1f77b4", "image": "#ff7f0e", "both": "#2ca02c"}
+OUTCOME_COLOURS = {"right": "#1a9850", "wrong": "#d73027"}  # frames of predictions that are right / wrong
 
 
 def set_style() -> None:
