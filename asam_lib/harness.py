@@ -93,10 +93,14 @@ def build_cases(model, encoder: PromptEncoder, world: World, config: HarnessConf
     records = known if known is not None else known_records(model, encoder, load_records(exported_benchmark(world, config.task)))
     order = numpy_rng(seed, "cases", config.task).permutation(len(records))[start : config.n_edits]
     pools = locality_pools(world)
-    return [_case(model, encoder, world, config, records[int(i)], pools, seed, layer) for i in order]
+    return [world_case(model, encoder, world, config, records[int(i)], seed, layer, pools) for i in order]
 
 
-def _case(model, encoder: PromptEncoder, world: World, config: HarnessConfig, record: EditRecord, pools, seed: int, layer: int) -> EditCase:
+def world_case(model, encoder: PromptEncoder, world: World, config: HarnessConfig, record: EditRecord, seed: int, layer: int = 2, pools=None) -> EditCase:
+    """The edit case of one world record (its ``alt`` is the new target): the knowledge unit with latent
+    distances at ``layer``, locality support, evaluation and memory items, each from a random stream of
+    its own (seed, record), so a case never depends on which other cases are built."""
+    pools = pools or locality_pools(world)
     unit = unit_from_world(world, record, config.unit_text, config.unit_image, config.unit_both, seed=seed)
     unit = with_latent_distances(model, encoder, unit, layer)
     entity = record.extra["entity"]

@@ -36,9 +36,9 @@ from matplotlib.ticker import MaxNLocator
 from asam_lib import plots, rcsl
 from asam_lib.architectures import language_layers
 from asam_lib.asam import ASAM, ASAMSettings, edit_layer_representations
-from asam_lib.benchmark import exported_benchmark, locality_pools
-from asam_lib.editing import EditError, EditRequest, Editor, edited_forward, joint_embeddings, unedited_forward
-from asam_lib.harness import SUPPORT_STREAM, LOCALITY_STREAM, EditCase, HarnessConfig, _locality_items
+from asam_lib.benchmark import exported_benchmark
+from asam_lib.editing import EditError, Editor, edited_forward, joint_embeddings, unedited_forward
+from asam_lib.harness import EditCase, HarnessConfig, world_case
 from asam_lib.hooks import module_output
 from asam_lib.lar import LARConfig, adversarial_variants
 from asam_lib.metrics import evaluate_edit, locality_reference
@@ -47,8 +47,8 @@ from asam_lib.model import load_model
 from asam_lib.pretrain import base_model_folder
 from asam_lib.prompting import PromptEncoder, score_items
 from asam_lib.records import EditRecord, load_records
-from asam_lib.seeding import numpy_rng, torch_generator
-from asam_lib.units import KnowledgeUnit, member_items, unit_from_world
+from asam_lib.seeding import torch_generator
+from asam_lib.units import KnowledgeUnit, member_items
 from asam_lib.world import RELATIONS, World
 
 METHODS = tuple(EDITORS)  # FT-L, LoRA, Patch, ASAM
@@ -147,24 +147,14 @@ def resolve(world: World, choice: Choice) -> Choice:
 def edit_case(session: Session, entity: int, relation: str, new_answer: str, seed: int = 0) -> EditCase:
     """The edit of (``entity``, ``relation``) to ``new_answer``: the world's record for the fact with its
     target replaced, its knowledge unit, the request (locality support and memory items from the support
-    pools) and the locality evaluation items (from the evaluation pools), as
-    :func:`asam_lib.harness.build_cases` builds them (the memory items are the same; support and locality
-    items come from a seeded stream of their own)."""
+    pools) and the locality evaluation items (from the evaluation pools): the case
+    :func:`asam_lib.harness.build_cases` builds for that record."""
     world, config = session.world, session.config
     check_fact(world, entity, relation)
     found = [r for r in session.records if r.extra.get("entity") == entity and r.extra.get("relation") == relation]
     if not found:
         raise PlaygroundError(f"no edit request for entity {entity} / {relation} in the session's records")
-    record = replace(found[0], alt=new_answer)
-    unit = unit_from_world(world, record, config.unit_text, config.unit_image, config.unit_both, seed=seed)
-    pools = locality_pools(world)
-    rng = numpy_rng(seed, "playground", record.index)
-    support = _locality_items(world, rng, pools.text_support, pools.image_support, config.n_support, SUPPORT_STREAM, entity)
-    locality = _locality_items(world, rng, pools.text_eval, pools.image_eval, config.n_locality, LOCALITY_STREAM, entity)
-    memory_rng = numpy_rng(seed, "memory", config.task, record.index)
-    memory = _locality_items(world, memory_rng, pools.text_support, pools.image_support, config.n_memory, SUPPORT_STREAM, entity)
-    request = EditRequest(record.src, new_answer, unit.anchor.image, support, name=f"playground-{record.index}", memory=memory)
-    return EditCase(record, unit, request, locality)
+    return world_case(session.model, session.encoder, world, config, replace(found[0], alt=new_answer), seed)
 
 
 def lar_config(eps: float, k: int) -> LARConfig:
