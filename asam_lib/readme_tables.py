@@ -94,7 +94,7 @@ def update(readme: Path, results: Path) -> list[str]:
     text = readme.read_text()
     written = []
     for name, render in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)", re.S)
         if not pattern.search(text):
             continue
         try:
@@ -102,7 +102,7 @@ def update(readme: Path, results: Path) -> list[str]:
         except FileNotFoundError as err:
             print(f"README block {name!r} left as it is: {err.filename} does not exist yet", file=sys.stderr)
             continue
-        text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
         written.append(name)
     readme.write_text(text)
     return written

@@ -16,3 +16,16 @@ def test_marked_blocks_are_rewritten_from_the_results_and_the_rest_is_kept(tmp_p
     text = readme.read_text()
     assert "old numbers" not in text and "| FT-L | 0.500 [0.400, 0.600] |" in text
     assert text.startswith("intro\n") and text.endswith("<!-- results:main -->\nkept\n<!-- /results:main -->\nend\n")
+
+
+def test_an_empty_block_is_filled_and_a_rewrite_is_stable(tmp_path):
+    rows = [{"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
+            for m in ["FT-L", "LoRA", "Patch"] for k in ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]]
+    pd.DataFrame(rows).to_csv(tmp_path / "01_baselines.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:baselines -->\n<!-- /results:baselines -->\nend\n")
+    assert update(readme, tmp_path) == ["baselines"]
+    filled = readme.read_text()
+    assert "| Patch | 0.500 [0.400, 0.600] |" in filled and filled.endswith("|\n<!-- /results:baselines -->\nend\n")
+    update(readme, tmp_path)
+    assert readme.read_text() == filled
