@@ -189,7 +189,9 @@ def baseline_editors() -> dict[str, Editor]:
 
 def ablation_editors() -> dict[str, Editor]:
     """ASAM and its ablations (design section 7): no LAR (random variants of the same norm), no RCSL, no
-    asymmetry, each alternative RCSL objective, and ASAM on FT-L instead of Patch."""
+    asymmetry, each alternative RCSL objective, ASAM on FT-L instead of Patch, and RCSL alone (the
+    variants enter only through H, not through their CE: lambda_adv = 0) at the default and at a large
+    lambda_rank, which asks whether the rank term can carry the edit to the unit by itself."""
     from asam_lib.asam import ASAM, ASAMSettings
     from asam_lib.editing import FTL
     from asam_lib.rcsl import RCSLConfig
@@ -202,6 +204,8 @@ def ablation_editors() -> dict[str, Editor]:
         "RCSL tail_sum": ASAM(rcsl=RCSLConfig(objective="tail_sum")),
         "RCSL nuclear": ASAM(rcsl=RCSLConfig(objective="nuclear")),
         "ASAM on FT-L": ASAM(FTL()),
+        "RCSL alone": ASAM(settings=ASAMSettings(lambda_adv=0.0)),
+        "RCSL alone, lambda_rank=100": ASAM(settings=ASAMSettings(lambda_adv=0.0, lambda_rank=100.0)),
     }
 
 

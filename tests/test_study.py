@@ -8,8 +8,10 @@ import pytest
 
 from asam_lib.asam import ASAM
 from asam_lib.patch import Patch
-from asam_lib.study import (Job, distance_curve, split, gap_closure, knob, run_jobs, sensitivity_defaults, sensitivity_editors,
-                            sensitivity_settings, split_timings, with_default_settings)
+from asam_lib.editing import FTL
+from asam_lib.harness import editor_config
+from asam_lib.study import (Job, ablation_editors, distance_curve, split, gap_closure, knob, run_jobs, sensitivity_defaults,
+                            sensitivity_editors, sensitivity_settings, split_timings, with_default_settings)
 
 
 def test_sensitivity_grid_leaves_out_the_defaults_unless_asked():
@@ -27,6 +29,20 @@ def test_sensitivity_grid_leaves_out_the_defaults_unless_asked():
     only_eps = sensitivity_editors({"eps": (0.3, 0.7)})
     assert list(only_eps) == ["eps=0.7"]
     assert set(sensitivity_settings()) == set(defaults)
+
+
+def test_each_ablation_changes_what_its_name_says_and_no_two_coincide():
+    editors = ablation_editors()
+    full = editors["ASAM"]
+    assert len({editor_config(e) for e in editors.values()}) == len(editors)
+    assert editors["without LAR"].settings.variants == "noise"
+    assert editors["without RCSL"].settings.lambda_rank == 0 and editors["without RCSL"].settings.lambda_adv == full.settings.lambda_adv
+    assert not editors["without asymmetry"].rcsl.asymmetric and full.rcsl.asymmetric
+    assert editors["RCSL tail_sum"].rcsl.objective == "tail_sum" and editors["RCSL nuclear"].rcsl.objective == "nuclear"
+    assert isinstance(editors["ASAM on FT-L"].base, FTL) and isinstance(full.base, Patch)
+    alone, strong = editors["RCSL alone"], editors["RCSL alone, lambda_rank=100"]
+    assert alone.settings.lambda_adv == strong.settings.lambda_adv == 0
+    assert alone.settings.lambda_rank == full.settings.lambda_rank and strong.settings.lambda_rank == 100
 
 
 def _rows(method, cases, value, group="main", seed=0, task="vqa"):
