@@ -191,13 +191,20 @@ def summarize(results: pd.DataFrame, by: Sequence[str] = ("method", "metric", "p
     return pd.DataFrame(out)
 
 
-def save_table(table: pd.DataFrame, name: str, folder: Path | None = None) -> Path:
-    """Write ``table`` to ``results/name.csv`` sorted and rounded, so a re-run writes the same bytes."""
-    folder = paths.ensure(folder or paths.RESULTS)
-    path = folder / f"{name}.csv"
+def tidy(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as :func:`save_table` writes it: floats rounded to 6 decimals, rows sorted by every column
+    but the values. Plots drawn from ``tidy(table)`` are the plots drawn from the saved CSV (seaborn's
+    bootstrap depends on the order of the rows and rounding can move a bar by a pixel)."""
     out = table.copy()
     for col in out.select_dtypes("float").columns:
         out[col] = out[col].round(6)
     out = out.sort_values([c for c in out.columns if c not in ("value", "mean", "ci_low", "ci_high")], kind="stable")
-    out.to_csv(path, index=False)
+    return out.reset_index(drop=True)
+
+
+def save_table(table: pd.DataFrame, name: str, folder: Path | None = None) -> Path:
+    """Write ``table`` to ``results/name.csv`` sorted and rounded (:func:`tidy`), so a re-run writes the same bytes."""
+    folder = paths.ensure(folder or paths.RESULTS)
+    path = folder / f"{name}.csv"
+    tidy(table).to_csv(path, index=False)
     return path

@@ -82,3 +82,16 @@ def test_editors_sharing_the_unedited_forward_passes_give_the_same_rows(setup):
     alone = pd.concat([run_single(model, encoder, {name: editor}, cases[:2], seed=0) for name, editor in editors.items()], ignore_index=True)
     keep = ~shared.metric.eq("seconds")
     pd.testing.assert_frame_equal(shared[keep].reset_index(drop=True), alone[~alone.metric.eq("seconds")].reset_index(drop=True))
+
+
+def test_a_saved_table_reads_back_as_its_tidy_form(tmp_path):
+    import pandas as pd
+
+    from asam_lib.harness import save_table, tidy
+
+    table = pd.DataFrame({"method": ["b", "a", "a"], "seed": [1, 0, 2], "metric": ["Rel", "Rel", "I-Gen"], "value": [1 / 3, 2 / 3, 0.1234567891]})
+    expected = tidy(table)
+    assert list(expected.method) == ["a", "a", "b"] and expected.value.tolist() == [0.666667, 0.123457, 0.333333]
+    saved = pd.read_csv(save_table(table, "t", tmp_path))
+    pd.testing.assert_frame_equal(saved, expected, check_dtype=False)
+    assert tidy(expected).equals(expected)
