@@ -50,7 +50,11 @@ def targets_table(results: Path) -> str:
 
 
 def ablation_table(results: Path) -> str:
+    from asam_lib.study import ablation_editors
+
     table = pd.read_csv(results / "04_ablations.csv")
+    order = ["Patch", *ablation_editors()]  # the notebook's reading order (the CSV is sorted by name)
+    table = table.set_index("method").reindex([m for m in order if m in set(table.method)]).reset_index()
     table[METRICS] = table[METRICS].map("{:.3f}".format)
     return markdown(table[["method", *METRICS]])
 
