@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from asam_lib.benchmark import locality_pools
-from asam_lib.harness import HarnessConfig, build_cases, run_sequential, run_single
+from asam_lib.harness import HarnessConfig, build_cases, run_sequential, run_single, save_table, tidy
 from asam_lib.patch import Patch
 from asam_lib.pretrain import base_model
 from asam_lib.prompting import PromptEncoder
@@ -85,10 +85,6 @@ def test_editors_sharing_the_unedited_forward_passes_give_the_same_rows(setup):
 
 
 def test_a_saved_table_reads_back_as_its_tidy_form(tmp_path):
-    import pandas as pd
-
-    from asam_lib.harness import save_table, tidy
-
     table = pd.DataFrame({"method": ["b", "a", "a"], "seed": [1, 0, 2], "metric": ["Rel", "Rel", "I-Gen"], "value": [1 / 3, 2 / 3, 0.1234567891]})
     expected = tidy(table)
     assert list(expected.method) == ["a", "a", "b"] and expected.value.tolist() == [0.666667, 0.123457, 0.333333]
