@@ -53,8 +53,8 @@ def ablation_table(results: Path) -> str:
     from asam_lib.study import ablation_editors
 
     table = pd.read_csv(results / "04_ablations.csv")
-    order = ["Patch", *ablation_editors()]  # the notebook's reading order (the CSV is sorted by name)
-    table = table.set_index("method").reindex([m for m in order if m in set(table.method)]).reset_index()
+    order = {m: i for i, m in enumerate(["Patch", *ablation_editors()])}  # the notebook's reading order (the CSV is sorted by name)
+    table = table.sort_values("method", key=lambda names: names.map(order).fillna(len(order)), kind="stable")  # unknown names last
     table[METRICS] = table[METRICS].map("{:.3f}".format)
     return markdown(table[["method", *METRICS]])
 
