@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 QUIET     := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help env figures check-repro checked-outputs test test-unit test-notebooks test-browser model bench bench-edits lab clean
+.PHONY: help env figures check-repro checked-outputs test test-unit test-notebooks test-browser stress model bench bench-edits lab clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -44,6 +44,11 @@ test-notebooks: $(STAMP) ## Run every notebook under nbval: assertions, and the 
 
 test-browser: $(STAMP) ## Open every notebook in JupyterLab in headless Chromium, run the playground and press Edit; screenshots to build/browser/ (not in make test)
 	$(QUIET) $(PY) -m asam_lib.browser_check $(NOTEBOOKS) --edit notebooks/05_playground.ipynb
+
+STRESS_RUNS     ?= 30
+STRESS_NOTEBOOK ?= notebooks/04_edit_and_evaluate.ipynb
+stress: $(STAMP) ## Run notebook 04 under nbval 30 times, each with an empty cache, and print the pass count (not in make test)
+	$(PY) tools/stress.py $(STRESS_NOTEBOOK) --runs $(STRESS_RUNS)
 
 model: $(STAMP) ## Retrain the shipped base model from scratch into checkpoints/base
 	$(PY) -m asam_lib.pretrain --out checkpoints/base

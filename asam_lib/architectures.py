@@ -77,11 +77,15 @@ class UnsupportedArchitecture(ValueError):
     """A model class the registry does not know, with the supported ones and how to add one."""
 
     def __init__(self, found: str, where: str = "the model"):
+        self.found, self.where = found, where
         super().__init__(
             f"unsupported architecture {found} ({where}); supported: {', '.join(sorted(ARCHITECTURES))}. "
             "To add one, register an Architecture with its class name and the dotted paths of its language "
             "model, decoder blocks and FFN in asam_lib.architectures.ARCHITECTURES."
         )
+
+    def __reduce__(self):  # so that it crosses from a worker process intact
+        return type(self), (self.found, self.where)
 
 
 def architecture(model) -> Architecture:

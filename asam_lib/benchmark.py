@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asam_lib import paths
+from asam_lib import cache, paths
 from asam_lib.model import config_hash
 from asam_lib.seeding import numpy_rng
 from asam_lib.world import RELATIONS, World
@@ -96,22 +96,24 @@ def edit_requests(world: World, task: str = "vqa") -> list[dict]:
 
 
 def export_mmedit(world: World, out_dir: str | Path, task: str = "vqa", images_per_entity: int = 2) -> Path:
-    """Write ``{task}.json`` and the PNG files it names under ``out_dir``; return the JSON path."""
+    """Write ``{task}.json`` and the PNG files it names under ``out_dir``; return the JSON path. Every file
+    is written atomically, so a process reading the images of another task (they share the images) never
+    sees a half-written file."""
     out_dir = Path(out_dir)
     for ent in world.entities:
         for k in range(images_per_entity):
-            path = out_dir / image_file(ent.index, k)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            world.image(ent.index, EVAL_STREAM, k).save(path, format="PNG")
-    json_path = out_dir / f"{task}.json"
-    json_path.write_text(json.dumps(edit_requests(world, task), indent=1) + "\n")
-    return json_path
+            image = world.image(ent.index, EVAL_STREAM, k)
+            cache.write_atomically(out_dir / image_file(ent.index, k), lambda tmp: image.save(tmp, format="PNG"))
+    text = json.dumps(edit_requests(world, task), indent=1) + "\n"
+    return cache.write_atomically(out_dir / f"{task}.json", lambda tmp: tmp.write_text(text))
 
 
 def exported_benchmark(world: World, task: str = "vqa") -> Path:
-    """The world's MMEdit JSON for ``task`` in the cache (exported on first use)."""
+    """The world's MMEdit JSON for ``task`` in the cache (exported on first use, by one process at a time)."""
     folder = paths.CACHE / "benchmark" / config_hash(world.config, "benchmark-v1")
     json_path = folder / f"{task}.json"
     if not json_path.exists():
-        export_mmedit(world, folder, task)
+        with cache.building(folder):
+            if not json_path.exists():
+                export_mmedit(world, folder, task)
     return json_path

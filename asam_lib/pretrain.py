@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from asam_lib import paths
+from asam_lib import cache, paths
 from asam_lib.model import ModelConfig, build_model, build_processor, config_hash, load_model
 from asam_lib.progress import tqdm
 from asam_lib.prompting import PromptEncoder, score_items
@@ -69,7 +69,7 @@ def image_bank(world: World, encoder: PromptEncoder, stream: str, per_entity: in
         return torch.load(path)
     images = [world.image(e, stream, i) for e in range(len(world.entities)) for i in tqdm(range(per_entity), desc=f"rendering {stream} images of entity {e}", leave=False)]
     bank = torch.cat([encoder.pixel_values(images[lo : lo + 512]) for lo in range(0, len(images), 512)])
-    torch.save(bank, path)
+    cache.write_atomically(path, lambda tmp: torch.save(bank, tmp))
     return bank
 
 
@@ -241,7 +241,8 @@ def pretrain(
         "targets": TARGETS,
         "final_losses": {"vision": round(float(np.mean(vision_losses[-50:])), 4), "language": round(float(np.mean(lm_losses[-50:])), 4)},
     }
-    (out / "asam_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    cache.write_atomically(out / "asam_meta.json", lambda tmp: tmp.write_text(text))  # last: marks the folder complete
     return out
 
 
@@ -259,7 +260,9 @@ def base_model_folder(
         return shipped
     cached = paths.CACHE / "models" / key
     if not (cached / "asam_meta.json").exists():
-        pretrain(world_config, model_config, pretrain_config, cached)
+        with cache.building(cached):
+            if not (cached / "asam_meta.json").exists():
+                pretrain(world_config, model_config, pretrain_config, cached)
     return cached
 
 

@@ -30,8 +30,11 @@ class RecordError(ValueError):
     """A record that cannot be used, with the file, record index, field and the fix in its message."""
 
     def __init__(self, source: str, index: int, field_name: str, problem: str, fix: str):
-        self.source, self.index, self.field = source, index, field_name
+        self.source, self.index, self.field, self.problem, self.fix = source, index, field_name, problem, fix
         super().__init__(f"{source}: record {index}: field {field_name!r}: {problem} ({fix})")
+
+    def __reduce__(self):  # so that it crosses from a worker process to the notebook intact
+        return type(self), (self.source, self.index, self.field, self.problem, self.fix)
 
 
 class MalformedRecord(RecordError):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import traceback
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -143,20 +145,64 @@ def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
     return rows.assign(group=job.group), pd.DataFrame(members).assign(group=job.group)
 
 
+class JobError(RuntimeError):
+    """A job that failed: names the job and carries the traceback of the process that ran it."""
+
+    def __init__(self, job: str, detail: str):
+        self.job, self.detail = job, detail
+        super().__init__(f"{job} failed:\n{detail}")
+
+    def __reduce__(self):  # raised in a worker, re-raised in the notebook
+        return type(self), (self.job, self.detail)
+
+
 def _init_worker() -> None:
     torch.set_num_threads(1)
     os.environ["TQDM_DISABLE"] = "1"
 
 
+def _run_job_in_worker(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`run_job`, with any exception turned into a :class:`JobError` that carries this worker's
+    traceback as text (an exception object need not survive pickling; its text does)."""
+    try:
+        return run_job(job)
+    except Exception:
+        raise JobError(repr(job), traceback.format_exc()) from None
+
+
+def _result(job: Job, future) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The output of ``job``'s future, or one :class:`JobError` naming the job whatever went wrong."""
+    try:
+        return future.result()
+    except JobError as err:
+        raise JobError(err.job, err.detail) from None
+    except BrokenProcessPool as err:
+        raise JobError(repr(job), f"the worker process running it (or a job beside it) died without a Python error: "
+                       f"killed, out of memory or a crash in native code ({err})") from None
+    except Exception as err:  # e.g. the job or its output could not be pickled
+        raise JobError(repr(job), "".join(traceback.format_exception(err))) from None
+
+
 def run_jobs(jobs: list[Job], workers: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run ``jobs`` on ``workers`` processes (1: in this process); concatenated rows in job order."""
+    """Run ``jobs`` on ``workers`` processes (1: in this process); concatenated rows in job order. A job that
+    fails raises :class:`JobError` naming it, with the traceback of the process that ran it."""
     if workers <= 1:
-        outputs = [run_job(job) for job in tqdm(jobs, desc="jobs")]
+        outputs = []
+        for job in tqdm(jobs, desc="jobs"):
+            try:
+                outputs.append(run_job(job))
+            except Exception as err:
+                err.add_note(f"while running {job!r}")
+                raise
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-            futures = [pool.submit(run_job, job) for job in jobs]
-            outputs = [f.result() for f in tqdm(futures, desc="jobs")]
+            futures = [pool.submit(_run_job_in_worker, job) for job in jobs]
+            try:
+                outputs = [_result(job, future) for job, future in tqdm(list(zip(jobs, futures)), desc="jobs")]
+            except JobError:
+                pool.shutdown(cancel_futures=True)  # the jobs not yet started are not run
+                raise
     rows = pd.concat([o[0] for o in outputs], ignore_index=True)
     members = pd.concat([o[1] for o in outputs], ignore_index=True)
     return rows, members
