@@ -24,14 +24,14 @@ env: $(STAMP) ## Create the local environment (.venv) from requirements.txt
 	@echo "environment ready: $(PY)"
 
 figures: $(STAMP) ## Run every notebook headless (papermill), regenerate figures/ and results/, then the README's tables
-	$(QUIET) $(PY) -m asam_lib.run_notebooks $(NOTEBOOKS)
-	$(PY) -m asam_lib.readme_tables
+	$(QUIET) $(PY) -m tools.run_notebooks $(NOTEBOOKS)
+	$(PY) -m tools.readme_tables
 
 check-repro: $(STAMP) ## Run every notebook's quick configuration twice into build/ and compare sha256 of all files
-	$(QUIET) $(PY) -m asam_lib.repro $(NOTEBOOKS)
+	$(QUIET) $(PY) -m tools.repro $(NOTEBOOKS)
 
 checked-outputs: $(STAMP) ## Store in the notebooks the outputs nbval compares (cells marked # NBVAL_CHECK_OUTPUT)
-	$(QUIET) $(PY) -m asam_lib.run_notebooks --checked-outputs $(NOTEBOOKS)
+	$(QUIET) $(PY) -m tools.run_notebooks --checked-outputs $(NOTEBOOKS)
 
 test: test-unit test-notebooks ## Unit tests, then every notebook under nbval (quick configuration)
 
@@ -43,7 +43,7 @@ test-notebooks: $(STAMP) ## Run every notebook under nbval: assertions, and the 
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-browser: $(STAMP) ## Open every notebook in JupyterLab in headless Chromium, run the playground and press Edit; screenshots to build/browser/ (not in make test)
-	$(QUIET) $(PY) -m asam_lib.browser_check $(NOTEBOOKS) --edit notebooks/05_playground.ipynb
+	$(QUIET) $(PY) -m tools.browser_check $(NOTEBOOKS) --edit notebooks/05_playground.ipynb
 
 STRESS_RUNS     ?= 30
 STRESS_NOTEBOOK ?= notebooks/04_edit_and_evaluate.ipynb
@@ -54,10 +54,10 @@ model: $(STAMP) ## Retrain the shipped base model from scratch into checkpoints/
 	$(PY) -m asam_lib.pretrain --out checkpoints/base
 
 bench: $(STAMP) ## Time pretraining and report held-out accuracy and peak memory
-	$(PY) -m asam_lib.bench pretraining
+	$(PY) -m tools.bench pretraining
 
 bench-edits: $(STAMP) ## Time an edit of every method (one thread) and a LAR call as K and T grow
-	$(QUIET) $(PY) -m asam_lib.bench edits
+	$(QUIET) $(PY) -m tools.bench edits
 
 lab: $(STAMP) ## Open JupyterLab on the notebooks
 	$(PY) -m jupyter lab notebooks/

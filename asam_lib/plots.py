@@ -21,7 +21,7 @@ import numpy as np
 import seaborn as sns
 from PIL import Image
 
-from asam_lib import paths, repro
+from asam_lib import paths, provenance as prov
 
 METHOD_COLOURS = {
     "base": "#7f7f7f",
@@ -66,10 +66,10 @@ def provenance(notebook: str, namespace: Mapping[str, object]) -> dict:
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     _provenance = {
         "notebook": path.relative_to(paths.REPO_ROOT).as_posix(),
-        "notebook_code_sha256": repro.content_hash(code),
+        "notebook_code_sha256": prov.content_hash(code),
         "parameters": parameters,
-        "parameters_sha256": repro.content_hash(parameters),
-        **repro.library_fingerprint(),
+        "parameters_sha256": prov.content_hash(parameters),
+        **prov.library_fingerprint(),
     }
     return _provenance
 
@@ -84,7 +84,7 @@ def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
     fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(pdf, bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None})
     if _provenance is not None:
-        sidecar = {"figure": name, "files": {p.name: repro.sha256_file(p) for p in (png, pdf)}, **_provenance}
+        sidecar = {"figure": name, "files": {p.name: prov.sha256_file(p) for p in (png, pdf)}, **_provenance}
         (folder / f"{name}.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
     return png
 

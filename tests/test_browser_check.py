@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image, ImageDraw
 
-from asam_lib.browser_check import BrowserCheckError, DevTools, blank_reason
+from tools.browser_check import BrowserCheckError, DevTools, blank_reason
 
 
 def test_blank_and_missing_screenshots_are_reported(tmp_path):

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from asam_lib.readme_tables import update
+from tools.readme_tables import update
 
 
 def test_marked_blocks_are_rewritten_from_the_results_and_the_rest_is_kept(tmp_path):
@@ -32,7 +32,7 @@ def test_an_empty_block_is_filled_and_a_rewrite_is_stable(tmp_path):
 
 
 def test_the_ablation_table_follows_the_reading_order_not_the_alphabet(tmp_path):
-    from asam_lib.readme_tables import METRICS, ablation_table
+    from tools.readme_tables import METRICS, ablation_table
 
     names = ["without LAR", "Patch", "ASAM", "an old ablation", "RCSL alone"]
     pd.DataFrame([{"method": m, **{k: 0.5 for k in METRICS}} for m in sorted(names)]).to_csv(tmp_path / "04_ablations.csv", index=False)

@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from asam_lib import paths, plots, repro
+from asam_lib import paths, plots, provenance
+from tools import repro
 
 
 def test_compare_reports_a_changed_and_a_missing_file():
@@ -30,16 +31,16 @@ def test_compare_reports_a_changed_and_a_missing_file():
 def test_digest_folder_sees_one_changed_byte(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "x.csv").write_text("a,b\n1,2\n")
-    before = repro.digest_folder(tmp_path)
+    before = provenance.digest_folder(tmp_path)
     (tmp_path / "sub" / "x.csv").write_text("a,b\n1,3\n")
-    after = repro.digest_folder(tmp_path)
+    after = provenance.digest_folder(tmp_path)
     assert list(before) == ["sub/x.csv"]
     assert [r.status for r in repro.compare(before, after)] == ["DIFFERS"]
 
 
 def test_content_hash_ignores_key_order_but_not_values():
-    assert repro.content_hash({"a": 1, "b": [0, 1]}) == repro.content_hash({"b": [0, 1], "a": 1})
-    assert repro.content_hash({"a": 1}) != repro.content_hash({"a": 2})
+    assert provenance.content_hash({"a": 1, "b": [0, 1]}) == provenance.content_hash({"b": [0, 1], "a": 1})
+    assert provenance.content_hash({"a": 1}) != provenance.content_hash({"a": 2})
 
 
 def _figure():
@@ -58,10 +59,10 @@ def test_saved_figure_and_sidecar_are_byte_identical_across_saves(tmp_path, monk
         fig = _figure()
         plots.save(fig, "demo", folder=tmp_path / run)
         plt.close(fig)
-    assert repro.digest_folder(tmp_path / "a") == repro.digest_folder(tmp_path / "b")
+    assert provenance.digest_folder(tmp_path / "a") == provenance.digest_folder(tmp_path / "b")
     sidecar = json.loads((tmp_path / "a" / "demo.json").read_text())
     assert sidecar["notebook"] == "notebooks/01_knowledge_units.ipynb"
-    assert sidecar["files"]["demo.png"] == repro.sha256_file(tmp_path / "a" / "demo.png")
+    assert sidecar["files"]["demo.png"] == provenance.sha256_file(tmp_path / "a" / "demo.png")
     text = (tmp_path / "a" / "demo.json").read_text()
     assert str(paths.REPO_ROOT) not in text and str(tmp_path) not in text
 
@@ -80,4 +81,4 @@ def test_committed_figures_match_their_sidecars():
         assert sidecar.exists(), f"{png.name} has no provenance sidecar (run make figures)"
         files = json.loads(sidecar.read_text())["files"]
         for name, sha in files.items():
-            assert repro.sha256_file(png.parent / name) == sha, f"{name} differs from its sidecar {sidecar.name}"
+            assert provenance.sha256_file(png.parent / name) == sha, f"{name} differs from its sidecar {sidecar.name}"

@@ -1,70 +1,27 @@
 """Reproducibility you can check: content hashes, and the pipeline run twice with its files compared.
 
-``python -m asam_lib.repro NB...`` (``make check-repro``) runs every notebook twice in its quick
+``python -m tools.repro NB...`` (``make check-repro``) runs every notebook twice in its quick
 configuration, writing figures and result tables into ``build/check-repro/run-1`` and ``run-2`` (through
 ``ASAM_FIGURES`` / ``ASAM_RESULTS``, so the committed ``figures/`` and ``results/`` are not touched), then
 compares the sha256 of every file produced and fails on any difference. Each notebook runs in a fresh
 kernel, so the second run shares nothing in memory with the first.
 
-The hashes here are content hashes (no paths, no timestamps, no git): the same content gives the same
-hash on any machine and in any checkout.
+The hashes are :mod:`asam_lib.provenance`'s content hashes.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from asam_lib import paths
-
-PACKAGES = ("matplotlib", "numpy", "pandas", "seaborn", "torch", "transformers")  # what changes figure bytes
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def content_hash(value: object) -> str:
-    """Hex sha256 of ``value`` as canonical JSON (sorted keys, no whitespace): the same for equal values."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def library_fingerprint() -> dict:
-    """Version of asam_lib, a hash of its source files, and the versions of the packages that shape figures."""
-    sources = sorted(Path(__file__).parent.glob("*.py"))
-    digest = hashlib.sha256()
-    for source in sources:
-        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    return {
-        "asam_lib_version": _version("asam-lib"),
-        "asam_lib_source_sha256": digest.hexdigest(),
-        "python": ".".join(map(str, sys.version_info[:2])),  # the micro version is not pinned
-        "packages": {name: _version(name) for name in PACKAGES},
-    }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def digest_folder(folder: Path) -> dict[str, str]:
-    """``{relative path: sha256}`` of every file under ``folder`` (empty if it does not exist)."""
-    folder = Path(folder)
-    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-
+from asam_lib.provenance import digest_folder
 
 @dataclass(frozen=True)
 class Comparison:
@@ -104,9 +61,9 @@ def format_table(rows: list[Comparison]) -> str:
 def run_pipeline(notebooks: list[Path], out: Path) -> float:
     """Run the notebooks' quick configuration with figures and results redirected under ``out``; seconds."""
     env = dict(os.environ, ASAM_FIGURES=str(out / "figures"), ASAM_RESULTS=str(out / "results"))
-    command = [sys.executable, "-m", "asam_lib.run_notebooks", "--quick", "--executed", str(out / "executed")]
+    command = [sys.executable, "-m", "tools.run_notebooks", "--quick", "--executed", str(out / "executed")]
     start = time.perf_counter()
-    subprocess.run(command + [str(nb) for nb in notebooks], env=env, check=True)
+    subprocess.run(command + [str(nb) for nb in notebooks], env=env, check=True, cwd=paths.REPO_ROOT)
     return time.perf_counter() - start
 
 

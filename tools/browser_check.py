@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from asam_lib import paths
-from asam_lib.run_notebooks import QUIET_ENV
+from tools.run_notebooks import QUIET_ENV
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = (1280, 900)

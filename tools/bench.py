@@ -1,4 +1,4 @@
-"""Benchmarks, measured here rather than in timed tests: ``python -m asam_lib.bench [pretraining|edits]``.
+"""Benchmarks, measured here rather than in timed tests: ``python -m tools.bench [pretraining|edits]``.
 
 - ``pretraining``: wall time, held-out accuracies against their targets, and peak resident memory.
 - ``edits``: seconds per edit of every method on the same cases, one torch thread, in this process, and

@@ -1,4 +1,4 @@
-"""Run the numbered notebooks headless with papermill: ``python -m asam_lib.run_notebooks NB...``.
+"""Run the numbered notebooks headless with papermill: ``python -m tools.run_notebooks NB...``.
 
 Each notebook runs with kernel ``python3``, absolute paths, a per-cell timeout, no progress bars, and
 the full-run parameters of ``notebooks/figures.yaml`` (the notebooks' own defaults are the quick
@@ -27,7 +27,7 @@ import papermill as pm
 import yaml
 
 from asam_lib import paths
-from asam_lib.repro import digest_folder
+from asam_lib.provenance import digest_folder
 
 CELL_TIMEOUT_S = 1800
 QUICK_PARAMETERS = {"save_figures": True}

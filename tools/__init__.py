@@ -1,0 +1,3 @@
+"""Tooling beside the library: notebook runners, the README's table writer, reproducibility and browser
+checks, benchmarks and the stress loop. Nothing here shapes a figure, so none of it is in the figures'
+provenance (which hashes ``asam_lib/`` only)."""
