@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 QUIET     := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help env figures check-repro checked-outputs test test-unit test-notebooks test-browser stress model bench bench-edits lab clean
+.PHONY: help env figures check-repro checked-outputs lint test test-unit test-notebooks test-browser stress model bench bench-edits lab clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,7 +33,11 @@ check-repro: $(STAMP) ## Run every notebook's quick configuration twice into bui
 checked-outputs: $(STAMP) ## Store in the notebooks the outputs nbval compares (cells marked # NBVAL_CHECK_OUTPUT)
 	$(QUIET) $(PY) -m tools.run_notebooks --checked-outputs $(NOTEBOOKS)
 
-test: test-unit test-notebooks ## Unit tests, then every notebook under nbval (quick configuration)
+lint: $(STAMP) ## ruff: lint and format check of the library, tools, tests and notebooks (settings in pyproject.toml)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint test-unit test-notebooks ## The linter, unit tests, then every notebook under nbval (quick configuration)
 
 test-unit: $(STAMP) ## Unit tests of asam_lib
 	$(PY) -m pytest -q tests

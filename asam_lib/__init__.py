@@ -2,6 +2,7 @@
 
 Modules, one idea each:
     paths      absolute paths of the repository (figures, results, cache, checkpoint)
+    cache      artefacts shared by processes: built under a lock, written atomically
     seeding    one ``seed_everything`` and explicit generators
     render     the procedural image renderer of the embedded world
     world      entities, facts, question templates, splits, MMEdit export
@@ -17,14 +18,22 @@ Modules, one idea each:
     editing    the editor interface, the shared edit loop, FT-L
     lora, patch    the LoRA and Patch (T-Patcher) editors
     lar, rcsl, asam    LAR variants, the RCSL objective, the ASAM editor
+    methods    the registry of methods (editor, name, colour, role) and the list of metrics
     metrics    Rel, T-Gen, I-Gen, TI-Gen, unit consistency, T-Loc, I-Loc with their protocols
     harness    edit cases, single and sequential runs, tidy tables, confidence intervals
-    study      notebook 04's jobs on worker processes
+    workers    independent jobs on worker processes; a failure names its job
+    study      notebook 04's jobs
+    ablations  ASAM with one ingredient changed: ablations and the sensitivity grid
+    summaries  targets, ablation tables, gap closure, consistency against distance
     lar_study  notebook 02's experiments on LAR variants
     playground the function behind notebook 05's widgets: one edit, measured before and after, rolled back
     mmedit_study  a resumable study on any supported checkpoint and an MMEdit-format file
     cli        the command line: ``python -m asam_lib study ...``
     plots      one plotting style for every figure
+    provenance content hashes and the library fingerprint in figures' sidecars
+
+The tooling around the library (notebook runners, README tables, reproducibility and browser checks,
+benchmarks) lives in ``tools/``, outside the package whose code shapes the figures.
 """
 
 __version__ = "0.1.0"

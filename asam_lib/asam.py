@@ -13,7 +13,11 @@ minimises (design section 7)
   computed in the same batched forward as the CE terms; the anchor row is detached (asymmetric flow,
   switchable in :class:`asam_lib.rcsl.RCSLConfig`).
 
-Rollback, the NaN guard and the sequential mode are the base editor's (the loop is shared).
+ASAM owns its :class:`~asam_lib.editing.EditConfig` (layer, steps, learning rate, stopping loss) and builds
+its base editor with that same config, so the two never disagree; it reaches the base only through the
+editor interface (``install`` and ``extra_losses``). Its variants' terms extend :meth:`Editor.edit_losses`,
+so every term the shared loop adds (locality, the base editor's own) is ASAM's too.
+Rollback, the NaN guard and the sequential mode are the shared loop's.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 from asam_lib.architectures import language_layers
 from asam_lib.editing import EditConfig, Editor, EditContext, edited_forward, unedited_forward
 from asam_lib.hooks import module_output
-from asam_lib.lar import LARConfig, adversarial_variants, answer_ce, forward_variants, noise_variants, repeat_batch
+from asam_lib.lar import LARConfig, Variants, adversarial_variants, answer_ce_per_row, forward_variants, noise_variants, repeat_batch
 from asam_lib.patch import Patch
 from asam_lib.prompting import Batch
 from asam_lib.rcsl import RCSLConfig, rcsl_loss
@@ -55,7 +59,7 @@ def edit_layer_representations(model, layer: int, anchor_embeds: torch.Tensor, b
     delta = torch.cat([torch.zeros_like(delta[:1]), delta])
     rows = repeat_batch(batch, len(delta))
     with module_output(language_layers(model)[layer]) as captured:
-        ce = answer_ce(forward_variants(model, edited_forward(model), anchor_embeds, delta, rows, block), rows)
+        ce = answer_ce_per_row(forward_variants(model, edited_forward(model), anchor_embeds, delta, rows, block), rows)
     return ce, captured["y"][:, int(batch.answer_start[0]) - 1]
 
 
@@ -64,22 +68,19 @@ class ASAM(Editor):
 
     name = "ASAM"
 
-    def __init__(self, base: Editor | EditConfig | None = None, lar: LARConfig = LARConfig(), rcsl: RCSLConfig = RCSLConfig(),
-                 settings: ASAMSettings = ASAMSettings()):
-        """``base``: the intrinsic editor ASAM trains (default Patch); an ``EditConfig`` means Patch with it."""
-        self.base = Patch(base) if isinstance(base, EditConfig) else base if base is not None else Patch()
+    def __init__(self, base: Editor | None = None, lar: LARConfig = LARConfig(), rcsl: RCSLConfig = RCSLConfig(),
+                 settings: ASAMSettings = ASAMSettings(), config: EditConfig | None = None):
+        """``base``: the intrinsic editor ASAM trains (default Patch); ``config``: ASAM's loop settings
+        (default: the base editor's), with which the base editor is built."""
+        base = Patch() if base is None else base
+        super().__init__(base.config if config is None else config)
+        self.base = base.with_config(self.config)
         if lar.block is not None and lar.block >= self.config.layer:
             raise ValueError(f"LARConfig.block = {lar.block} must be below the edit layer {self.config.layer}: variants must pass through the edit")
         self.lar, self.rcsl, self.settings = lar, rcsl, settings
 
-    @property
-    def config(self) -> EditConfig:
-        """The base editor's config (one config: changing it changes the base editor's)."""
-        return self.base.config
-
-    @config.setter
-    def config(self, value: EditConfig) -> None:
-        self.base.config = value
+    def with_config(self, config: EditConfig) -> ASAM:
+        return ASAM(self.base, self.lar, self.rcsl, self.settings, config)
 
     def __repr__(self) -> str:
         return f"ASAM(base={self.base!r}, {self.lar}, {self.rcsl}, {self.settings})"
@@ -87,24 +88,26 @@ class ASAM(Editor):
     def install(self, model, context: EditContext):
         return self.base.install(model, context)
 
-    def variants(self, model, context: EditContext):
+    def variants(self, model, context: EditContext) -> Variants:
         """Fresh variants of the edit input against the current edited model."""
         if self.settings.variants == "noise":
             return noise_variants(model, context.anchor_embeds, context.anchor, self.lar, context.generator)
-        unedited = unedited_forward(model, context.state["originals"])
+        unedited = unedited_forward(model, context.originals)
         return adversarial_variants(model, edited_forward(model), unedited, context.anchor_embeds, context.anchor, self.lar, context.generator)
 
-    def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
+    def edit_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
+        """The edit input's CE, the variants' CE and L_rank(H), from one batched forward of anchor and variants."""
         if step % self.lar.refresh == 0:
-            context.state["variants"] = self.variants(model, context)
-        ce, H = edit_layer_representations(model, self.config.layer, context.anchor_embeds, context.anchor, context.state["variants"].delta, self.lar.block)
+            context.variants = self.variants(model, context)
+        ce, H = edit_layer_representations(model, self.config.layer, context.anchor_embeds, context.anchor, context.variants.delta, self.lar.block)
         s = self.settings
         terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}
         if s.lambda_rank > 0:
             terms["rank"] = s.lambda_rank * rcsl_loss(H[0], H[1:], self.rcsl)
-        terms.update(self.locality_losses(model, context))
-        terms.update(self.base.extra_losses(model, context, step))
         return terms
+
+    def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
+        return self.base.extra_losses(model, context, step)
 
     def done(self, terms: dict[str, torch.Tensor]) -> bool:
         stop = self.config.stop_loss

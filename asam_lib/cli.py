@@ -12,11 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from asam_lib import methods
 from asam_lib.architectures import UnsupportedArchitecture
 from asam_lib.model import CheckpointError, checkpoint_architecture, load_pretrained
 from asam_lib.prompting import PromptEncoder
 from asam_lib.records import RecordError, load_records
-from asam_lib.mmedit_study import EDITORS, StudyConfig, StudyError, check_manifest, run_study
+from asam_lib.mmedit_study import StudyConfig, StudyError, check_manifest, run_study
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -32,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--image-root", type=Path, default=None, help="folder the records' image paths are relative to (default: the JSON file's folder)")
     s.add_argument("--out", type=Path, required=True, help="results folder (progress/, edits.csv, summary.csv)")
     s.add_argument("--task", choices=("vqa", "caption"), default="vqa", help="task of records without a 'task' field (E-VQA: vqa, E-IC: caption)")
-    s.add_argument("--methods", default=",".join(EDITORS), help=f"comma-separated editors among {', '.join(EDITORS)}")
+    s.add_argument("--methods", default=",".join(methods.names()), help=f"comma-separated editors among {', '.join(methods.names())}")
     s.add_argument("--n-edits", type=int, default=None, help="edit this many records, drawn with --seed (default: all)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--layer", type=int, default=None, help="language layer to edit (default: the middle one)")

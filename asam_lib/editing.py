@@ -15,13 +15,18 @@ error is raised, so a failed edit never leaves NaN weights behind.
 Every edit also knows the *unedited* values of what it changed (``originals``: parameter name -> tensor),
 so :func:`unedited_forward` runs the unedited model without touching the weights (LAR's coherence term
 needs both models at once).
+
+State that lives for one edit is typed: :class:`EditContext` holds the request's inputs, the originals,
+the editor's own state (:attr:`Installed.state`, e.g. Patch's neurons) and ASAM's current variants;
+:class:`UneditedPasses` holds the unedited model's forward passes that editors of one request share.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +35,9 @@ from asam_lib.architectures import architecture, edit_layer_mlp, language_layers
 from asam_lib.hooks import module_input
 from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits
 from asam_lib.seeding import torch_generator
+
+if TYPE_CHECKING:
+    from asam_lib.lar import Variants
 
 
 class EditError(RuntimeError):
@@ -87,11 +95,33 @@ class EditHandle:
 
 
 @dataclass
-class EditContext:
-    """Tensors an edit reuses at every step. ``anchor``/``locality``: batches; ``*_embeds``: their joint
+class EditInputs:
+    """The unedited model's view of a request: ``anchor``/``locality``: batches; ``*_embeds``: their joint
     input embeddings ``(B, L, d)`` (fixed, since only the edit layer changes); ``pre_locality``: the
-    unedited model's log-probabilities on the locality answer spans; ``shared``: forward passes of the
-    unedited model that other editors of the same request may reuse (see :meth:`Editor.edit`)."""
+    unedited model's log-probabilities on the locality answer spans."""
+
+    anchor: Batch
+    anchor_embeds: torch.Tensor
+    locality: Batch | None
+    locality_embeds: torch.Tensor | None
+    pre_locality: list[torch.Tensor] | None
+
+
+@dataclass
+class UneditedPasses:
+    """Forward passes of the *unedited* model that editors of the same request reuse (single edits with
+    rollback, see :meth:`Editor.edit`): the request's inputs and, per edit layer, Patch's memory states."""
+
+    inputs: EditInputs | None = None
+    memory_states: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class EditContext:
+    """Everything one edit reuses from step to step. The request's batches and embeddings (see
+    :class:`EditInputs`), the edit's random stream, and what the loop fills in: ``originals`` (the unedited
+    values of the trained parameters), ``editor_state`` (the editor's own per-edit state, see
+    :attr:`Installed.state`) and ``variants`` (ASAM's current LAR variants of the edit input)."""
 
     request: EditRequest
     anchor: Batch
@@ -101,15 +131,10 @@ class EditContext:
     pre_locality: list[torch.Tensor] | None
     generator: torch.Generator
     encoder: PromptEncoder
-    state: dict = field(default_factory=dict)  # per-edit tensors an editor keeps between steps
-    shared: dict = field(default_factory=dict)
-
-    def unedited(self, key, compute: Callable[[], object]):
-        """``compute()`` of the unedited model, or the value another editor of this request already stored
-        under ``key``."""
-        if key not in self.shared:
-            self.shared[key] = compute()
-        return self.shared[key]
+    unedited: UneditedPasses = field(default_factory=UneditedPasses)
+    originals: dict[str, torch.Tensor] = field(default_factory=dict)
+    editor_state: object = None
+    variants: Variants | None = None
 
 
 @dataclass
@@ -117,12 +142,14 @@ class Installed:
     """What :meth:`Editor.install` returns. ``params``: tensors to train (or optimiser parameter groups);
     ``undo``: restores the model exactly; ``originals``: parameter name -> its unedited value while
     training; ``finalize``: folds the trained change into the model after training and returns the
-    originals from then on (None: unchanged)."""
+    originals from then on (None: unchanged); ``state``: the editor's own per-edit state, a dataclass of its
+    own (Patch: :class:`asam_lib.patch.PatchState`), handed back as :attr:`EditContext.editor_state`."""
 
     params: list
     undo: Callable[[], None]
     originals: dict[str, torch.Tensor]
     finalize: Callable[[], dict[str, torch.Tensor] | None] = lambda: None
+    state: object = None
 
 
 def joint_embeddings(model, batch: Batch) -> torch.Tensor:
@@ -141,13 +168,15 @@ def forward_embeds(model, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
     return model(inputs_embeds=embeds, attention_mask=batch.attention_mask, **extra).logits
 
 
-def answer_log_probs(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
-    """Per item, log-probabilities over the vocabulary at the answer-predicting positions."""
+def answer_log_probs_per_item(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
+    """Per item, log-probabilities over the vocabulary at its answer-predicting positions (items' answers
+    differ in length, hence a list of ``(answer_len_i, V)``)."""
     return [F.log_softmax(lg, -1) for lg in answer_logits(logits, batch)]
 
 
-def target_ce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Mean cross-entropy of the answer tokens and ``</s>`` (the batch's labels)."""
+def mean_answer_ce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of the answer tokens and ``</s>`` (the batch's labels), averaged over every such token of
+    the batch: a scalar (per row: :func:`asam_lib.lar.answer_ce_per_row`)."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=-100)
 
 
@@ -206,13 +235,25 @@ class Editor:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
+    def with_config(self, config: EditConfig) -> Editor:
+        """A copy of this editor with ``config`` (this one is left as it is)."""
+        changed = copy.copy(self)
+        changed.config = config
+        return changed
+
     # --- what subclasses define --------------------------------------------------------------
     def install(self, model, context: EditContext) -> Installed:
         """Make the edit trainable (see :class:`Installed`)."""
         raise NotImplementedError
 
+    def edit_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
+        """The terms on the edit input: its cross-entropy of the new target, ``"edit"`` (ASAM adds its
+        variants' terms, computed in the same batched forward)."""
+        logits = forward_embeds(model, context.anchor_embeds, context.anchor)
+        return {"edit": mean_answer_ce(logits, context.anchor)}
+
     def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
-        """Additional loss terms (ASAM adds its adversarial and rank terms here)."""
+        """The editor's own terms (Patch: T-Patcher's activation and memory losses)."""
         return {}
 
     def done(self, terms: dict[str, torch.Tensor]) -> bool:
@@ -220,16 +261,16 @@ class Editor:
         return terms["edit"].item() < self.config.stop_loss
 
     # --- the shared loop ---------------------------------------------------------------------
-    def context(self, model, encoder: PromptEncoder, request: EditRequest, seed: int, shared: dict | None = None) -> EditContext:
-        shared = {} if shared is None else shared
-        if "inputs" not in shared:
-            shared["inputs"] = self._inputs(model, encoder, request)
-        anchor, anchor_embeds, locality, locality_embeds, pre = shared["inputs"]
+    def context(self, model, encoder: PromptEncoder, request: EditRequest, seed: int, unedited: UneditedPasses | None = None) -> EditContext:
+        unedited = UneditedPasses() if unedited is None else unedited
+        if unedited.inputs is None:
+            unedited.inputs = self._inputs(model, encoder, request)
+        i = unedited.inputs
         generator = torch_generator(seed, "edit", request.name)
-        return EditContext(request, anchor, anchor_embeds, locality, locality_embeds, pre, generator, encoder, shared=shared)
+        return EditContext(request, i.anchor, i.anchor_embeds, i.locality, i.locality_embeds, i.pre_locality, generator, encoder, unedited)
 
     @staticmethod
-    def _inputs(model, encoder: PromptEncoder, request: EditRequest) -> tuple:
+    def _inputs(model, encoder: PromptEncoder, request: EditRequest) -> EditInputs:
         anchor = encoder.batch([request.anchor_item])
         locality = encoder.batch(list(request.locality_support)) if request.locality_support else None
         anchor_embeds = joint_embeddings(model, anchor)
@@ -237,36 +278,36 @@ class Editor:
         if locality is not None:
             locality_embeds = joint_embeddings(model, locality)
             with torch.no_grad():
-                pre = answer_log_probs(forward_embeds(model, locality_embeds, locality), locality)
-        return anchor, anchor_embeds, locality, locality_embeds, pre
+                pre = answer_log_probs_per_item(forward_embeds(model, locality_embeds, locality), locality)
+        return EditInputs(anchor, anchor_embeds, locality, locality_embeds, pre)
 
     def locality_losses(self, model, context: EditContext) -> dict[str, torch.Tensor]:
         """The KL locality term on the support items (none without support items or with lambda_loc = 0)."""
         if context.locality is None or self.config.lambda_loc <= 0:
             return {}
-        post = answer_log_probs(forward_embeds(model, context.locality_embeds, context.locality), context.locality)
+        post = answer_log_probs_per_item(forward_embeds(model, context.locality_embeds, context.locality), context.locality)
         return {"locality": self.config.lambda_loc * locality_kl(post, context.pre_locality)}
 
     def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
-        logits = forward_embeds(model, context.anchor_embeds, context.anchor)
-        terms = {"edit": target_ce(logits, context.anchor)}
+        """Every term of the loss, in the order they are summed: the edit input's, locality, the editor's own."""
+        terms = self.edit_losses(model, context, step)
         terms.update(self.locality_losses(model, context))
         terms.update(self.extra_losses(model, context, step))
         return terms
 
-    def edit(self, model, encoder: PromptEncoder, request: EditRequest, seed: int = 0, shared: dict | None = None) -> EditHandle:
+    def edit(self, model, encoder: PromptEncoder, request: EditRequest, seed: int = 0, unedited: UneditedPasses | None = None) -> EditHandle:
         """Edit ``model`` in place so that ``request.question`` on its image answers ``request.target``.
 
-        ``shared``: a dict kept per request across editors that each start from the *same unedited model*
-        (single edits with rollback); the forward passes of the unedited model one editor needs (the joint
-        embeddings of the inputs, the locality reference, Patch's memory states) are stored there and reused
-        by the next. Leave it None when the model changes between edits (sequential editing)."""
+        ``unedited``: kept per request across editors that each start from the *same unedited model* (single
+        edits with rollback); the forward passes of the unedited model one editor needs (the joint embeddings
+        of the inputs, the locality reference, Patch's memory states) are stored there and reused by the
+        next. Leave it None when the model changes between edits (sequential editing)."""
         start = time.perf_counter()
         n_layers = len(language_layers(model))
         if not 0 <= self.config.layer < n_layers:
             raise EditError(f"{request.name}: edit layer {self.config.layer} is out of range (the model has {n_layers} language layers: 0-{n_layers - 1})")
         try:
-            context = self.context(model, encoder, request, seed, shared)
+            context = self.context(model, encoder, request, seed, unedited)
         except ValueError as err:
             raise EditError(f"{request.name}: {err}") from None
         frozen = [(p, p.requires_grad) for p in model.parameters()]
@@ -275,7 +316,7 @@ class Editor:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=context.generator)))
             installed = self.install(model, context)
-        context.state["originals"] = installed.originals
+        context.originals, context.editor_state = installed.originals, installed.state
         optimiser = torch.optim.Adam(installed.params, lr=self.config.lr)
         history: list[dict[str, float]] = []
         try:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from asam_lib import paths
 from asam_lib.benchmark import exported_benchmark, locality_pools
-from asam_lib.editing import EditRequest, Editor
+from asam_lib.editing import EditRequest, Editor, UneditedPasses
 from asam_lib.metrics import evaluate_edit, locality_reference
 from asam_lib.model import config_hash
 from asam_lib.progress import tqdm
@@ -121,11 +121,11 @@ def editor_config(editor: Editor) -> str:
 
 
 def edit_and_evaluate(model, encoder: PromptEncoder, method: str, editor: Editor, case: EditCase, reference, seed: int, task: str = "vqa",
-                      members: list | None = None, shared: dict | None = None) -> list[dict]:
+                      members: list | None = None, unedited: UneditedPasses | None = None) -> list[dict]:
     """Tidy rows of one edit from the current model, rolled back afterwards: every metric plus a
     ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a
-    list, receives per-member rows; ``shared``: see :meth:`asam_lib.editing.Editor.edit`."""
-    handle = editor.edit(model, encoder, case.request, seed=seed, shared=shared)
+    list, receives per-member rows; ``unedited``: see :meth:`asam_lib.editing.Editor.edit`."""
+    handle = editor.edit(model, encoder, case.request, seed=seed, unedited=unedited)
     member_rows: list[dict] = []
     try:
         metrics = evaluate_edit(model, encoder, case.unit, reference, member_rows)
@@ -143,9 +143,9 @@ def run_single(model, encoder: PromptEncoder, editors: dict[str, Editor], cases:
     metric (time per edit) and a ``steps`` metric (optimiser steps the edit took). ``members``, if a list, receives per-member rows for distance curves."""
     rows = []
     references = [locality_reference(model, encoder, c.locality) for c in cases]
-    shared = [{} for _ in cases]  # every edit starts from the base model: editors share its forward passes
+    unedited = [UneditedPasses() for _ in cases]  # every edit starts from the base model: editors share its forward passes
     for method, editor in editors.items():
-        for case, reference, pre in zip(tqdm(cases, desc=f"{method} (seed {seed})", leave=False), references, shared):
+        for case, reference, pre in zip(tqdm(cases, desc=f"{method} (seed {seed})", leave=False), references, unedited):
             rows += edit_and_evaluate(model, encoder, method, editor, case, reference, seed, task, members, pre)
     return pd.DataFrame(rows)
 

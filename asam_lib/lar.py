@@ -127,16 +127,18 @@ def random_start(shape: tuple[int, ...], radius: torch.Tensor, mask: torch.Tenso
     return direction * fraction * radius[None, :, None] * mask[None, :, None]
 
 
-def answer_ce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Per row, the mean cross-entropy of the answer tokens and ``</s>``: (K,)."""
+def answer_ce_per_row(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Per row, the mean cross-entropy of the answer tokens and ``</s>``: (K,) (over the whole batch:
+    :func:`asam_lib.editing.mean_answer_ce`)."""
     per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), batch.labels[:, 1:], ignore_index=-100, reduction="none")
     counted = (batch.labels[:, 1:] != -100).float()
     return (per_token * counted).sum(1) / counted.sum(1)
 
 
-def answer_log_probs(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Log-probabilities at the answer-predicting positions of every row (same span in every row):
-    (K, answer_len, V)."""
+def answer_span_log_probs(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Log-probabilities at the answer-predicting positions of rows that share one answer span (the variants
+    of one input): (K, answer_len, V) (items with spans of their own:
+    :func:`asam_lib.editing.answer_log_probs_per_item`)."""
     start, n = int(batch.answer_start[0]), int(batch.answer_len[0])
     return F.log_softmax(logits[:, start - 1 : start - 1 + n], -1)
 
@@ -199,11 +201,11 @@ def adversarial_variants(
     clean = anchor_embeds[0] if config.block is None else block_output(model, anchor_embeds, batch, config.block)[0]
     radius = config.eps * clean.norm(dim=-1)
     with torch.no_grad():
-        pre_clean = answer_log_probs(unedited(anchor_embeds, repeat_batch(batch, 1)), rows)
+        pre_clean = answer_span_log_probs(unedited(anchor_embeds, repeat_batch(batch, 1)), rows)
 
     def losses(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        edit_loss = answer_ce(forward_variants(model, edited, anchor_embeds, delta, rows, config.block), rows)
-        pre = answer_log_probs(forward_variants(model, unedited, anchor_embeds, delta, rows, config.block), rows)
+        edit_loss = answer_ce_per_row(forward_variants(model, edited, anchor_embeds, delta, rows, config.block), rows)
+        pre = answer_span_log_probs(forward_variants(model, unedited, anchor_embeds, delta, rows, config.block), rows)
         return edit_loss, coherence_kl(pre, pre_clean)
 
     delta = random_start((config.k, *clean.shape), radius, mask, generator)
@@ -244,10 +246,10 @@ def variant_diagnostics(model, edited: Forward, unedited: Forward, anchor_embeds
     positions: 1 = on the bound)."""
     k = len(variants)
     rows = repeat_batch(batch, k)
-    pre_clean = answer_log_probs(unedited(anchor_embeds, repeat_batch(batch, 1)), rows).argmax(-1)
-    pre = answer_log_probs(forward_variants(model, unedited, anchor_embeds, variants.delta, rows, variants.block), rows)
+    pre_clean = answer_span_log_probs(unedited(anchor_embeds, repeat_batch(batch, 1)), rows).argmax(-1)
+    pre = answer_span_log_probs(forward_variants(model, unedited, anchor_embeds, variants.delta, rows, variants.block), rows)
     post_logits = forward_variants(model, edited, anchor_embeds, variants.delta, rows, variants.block)
-    post = answer_log_probs(post_logits, rows).argmax(-1)
+    post = answer_span_log_probs(post_logits, rows).argmax(-1)
     start, n = int(batch.answer_start[0]), int(batch.answer_len[0])
     target = batch.input_ids[0, start : start + n]
     moving = variants.mask
@@ -256,7 +258,7 @@ def variant_diagnostics(model, edited: Forward, unedited: Forward, anchor_embeds
     sphere_distance = (2 * variants.radius[moving].pow(2).sum()).sqrt().clamp_min(1e-12)
     return {
         "coherence": (pre.argmax(-1) == pre_clean).all(-1).float().mean().item(),
-        "edit_loss": answer_ce(post_logits, rows).mean().item(),
+        "edit_loss": answer_ce_per_row(post_logits, rows).mean().item(),
         "edit_success": (post == target).all(-1).float().mean().item(),
         "diversity": (pairs.mean() / (sphere_distance)).item(),
         "bound_use": (variants.delta[:, moving].norm(dim=-1) / variants.radius[moving].clamp_min(1e-12)).mean().item(),

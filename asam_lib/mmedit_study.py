@@ -26,19 +26,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from asam_lib.architectures import language_layers
-from asam_lib.editing import FTL, EditError, EditRequest, Editor
-from asam_lib.asam import ASAM
+from asam_lib import methods
+from asam_lib.editing import EditError, EditRequest, Editor
 from asam_lib.harness import EditCase, edit_and_evaluate, editor_config, known_records, run_sequential, save_table, summarize
-from asam_lib.lora import LoRA
 from asam_lib.metrics import locality_reference
-from asam_lib.patch import Patch
 from asam_lib.prompting import Item, PromptEncoder
 from asam_lib.records import EditRecord
 from asam_lib.seeding import numpy_rng
 from asam_lib.units import unit_from_record, with_latent_distances
-
-EDITORS: dict[str, type[Editor]] = {"FT-L": FTL, "LoRA": LoRA, "Patch": Patch, "ASAM": ASAM}
-
 
 class StudyError(RuntimeError):
     """A study that cannot start or continue (the message says why and what to do)."""
@@ -62,9 +57,9 @@ class StudyConfig:
     sequential: tuple[int, ...] = ()
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in EDITORS]
+        unknown = [m for m in self.methods if m not in methods.METHODS]
         if unknown or not self.methods:
-            raise StudyError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(EDITORS)}")
+            raise StudyError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(methods.names())}")
 
 
 def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
@@ -74,12 +69,10 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
     if not 0 <= layer < n_layers:
         raise StudyError(f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})")
     editors = {}
-    for method in config.methods:
-        editor = EDITORS[method]()
-        changes = {"layer": layer, "steps": config.steps, "lr": config.lr}
-        changes = {k: v for k, v in changes.items() if v is not None}
-        editor.config = replace(editor.config, **changes)
-        editors[method] = editor
+    changes = {k: v for k, v in {"layer": layer, "steps": config.steps, "lr": config.lr}.items() if v is not None}
+    for name in config.methods:
+        editor = methods.method(name).editor()
+        editors[name] = editor.with_config(replace(editor.config, **changes))
     return editors
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from asam_lib.architectures import edit_layer_mlp, replace_edit_layer_mlp
-from asam_lib.editing import EditConfig, Editor, Installed, forward_embeds, parameter_names
+from asam_lib.editing import EditConfig, EditContext, Editor, Installed, forward_embeds, parameter_names
 from asam_lib.hooks import module_input
 from asam_lib.prompting import Batch
 
@@ -84,7 +84,7 @@ def selective_key(edit_x: torch.Tensor, memory_x: torch.Tensor, activation: floa
     return key, bias
 
 
-def memory_states(model, context, layer: int) -> torch.Tensor:
+def memory_states(model, context: EditContext, layer: int) -> torch.Tensor:
     """FFN inputs at the answer-predicting positions of the request's memory items (else its locality
     support items, else every position of the edit input): (M, d)."""
     if context.request.memory:
@@ -94,6 +94,16 @@ def memory_states(model, context, layer: int) -> torch.Tensor:
         return answer_positions(ffn_inputs(model, context.locality_embeds, context.locality, layer), context.locality)
     anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
     return anchor_x[0, context.anchor.attention_mask[0].bool()]
+
+
+@dataclass
+class PatchState:
+    """What one Patch edit keeps between steps: the patched FFN, the FFN inputs at the edit input's
+    answer-predicting positions ``edit_x`` (answer_len, d) and the memory states ``memory_x`` (M, d)."""
+
+    patch: PatchedMLP
+    edit_x: torch.Tensor
+    memory_x: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -126,25 +136,27 @@ class Patch(Editor):
         anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
         start, length = int(context.anchor.answer_start[0]), int(context.anchor.answer_len[0])
         edit_x = anchor_x[0, start - 1 : start - 1 + length]  # every position that predicts an answer token
-        memory_x = context.unedited(("memory states", layer), lambda: memory_states(model, context, layer))
+        memory = context.unedited.memory_states  # the unedited model's: computed once per request and layer
+        if layer not in memory:
+            memory[layer] = memory_states(model, context, layer)
+        memory_x = memory[layer]
         s = self.settings
         starts = [selective_key(edit_x[i % length], memory_x, s.activation, s.threshold, s.shrinkage) for i in range(s.n_neurons)]
         patched = PatchedMLP(edit_layer_mlp(model, layer), torch.stack([k for k, _ in starts]), torch.stack([b for _, b in starts]), s.key_noise)
         original = replace_edit_layer_mlp(model, layer, patched)
-        context.state.update(patch=patched, edit_x=edit_x, memory_x=memory_x)
 
         def undo() -> None:
             replace_edit_layer_mlp(model, layer, original)
 
         keys = {"params": [patched.key, patched.bias], "lr": self.config.lr * s.key_lr_scale}
         originals = {parameter_names(model, [patched.value])[0]: torch.zeros_like(patched.value)}
-        return Installed([keys, {"params": [patched.value]}], undo, originals)
+        return Installed([keys, {"params": [patched.value]}], undo, originals, state=PatchState(patched, edit_x, memory_x))
 
-    def extra_losses(self, model, context, step):
-        s, state = self.settings, context.state
+    def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
+        s, state = self.settings, context.editor_state
         terms = {}
         if s.lambda_act > 0:
-            terms["activation"] = s.lambda_act * torch.relu(s.act_margin - state["patch"].neuron_activations(state["edit_x"])).mean()
+            terms["activation"] = s.lambda_act * torch.relu(s.act_margin - state.patch.neuron_activations(state.edit_x)).mean()
         if s.lambda_mem > 0:
-            terms["memory"] = s.lambda_mem * torch.relu(state["patch"].neuron_activations(state["memory_x"]) - s.mem_margin).mean()
+            terms["memory"] = s.lambda_mem * torch.relu(state.patch.neuron_activations(state.memory_x) - s.mem_margin).mean()
         return terms

@@ -33,7 +33,7 @@ import seaborn as sns
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from asam_lib import plots, rcsl
+from asam_lib import methods, plots, rcsl
 from asam_lib.architectures import language_layers
 from asam_lib.asam import ASAM, ASAMSettings, edit_layer_representations
 from asam_lib.benchmark import exported_benchmark
@@ -42,7 +42,6 @@ from asam_lib.harness import EditCase, HarnessConfig, world_case
 from asam_lib.hooks import module_output
 from asam_lib.lar import LARConfig, adversarial_variants
 from asam_lib.metrics import evaluate_edit, locality_reference
-from asam_lib.mmedit_study import EDITORS
 from asam_lib.model import load_model
 from asam_lib.pretrain import base_model_folder
 from asam_lib.prompting import PromptEncoder, score_items
@@ -51,8 +50,7 @@ from asam_lib.seeding import torch_generator
 from asam_lib.units import KnowledgeUnit, member_items
 from asam_lib.world import RELATIONS, World
 
-METHODS = tuple(EDITORS)  # FT-L, LoRA, Patch, ASAM
-METRICS = ("Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc")
+METRICS = methods.METRICS
 ROWS = ("LAR variants", "unit members")  # the two sets of rows of H
 STATES = ("before", "after")
 
@@ -131,8 +129,8 @@ def resolve(world: World, choice: Choice) -> Choice:
                               f"choose one of {', '.join(candidates)}")
     if new not in candidates:
         raise PlaygroundError(f"new answer {new!r} is not an answer of relation {choice.relation!r}; choose one of {', '.join(candidates)}")
-    if choice.method not in METHODS:
-        raise PlaygroundError(f"method {choice.method!r} is unknown; choose one of {', '.join(METHODS)}")
+    if choice.method not in methods.METHODS:
+        raise PlaygroundError(f"method {choice.method!r} is unknown; choose one of {', '.join(methods.names())}")
     if choice.lambda_rank < 0:
         raise PlaygroundError(f"lambda_rank = {choice.lambda_rank} must be >= 0 (0 switches RCSL off)")
     try:
@@ -164,11 +162,11 @@ def lar_config(eps: float, k: int) -> LARConfig:
 
 def make_editor(method: str, eps: float = LARConfig.eps, k: int = LARConfig.k, lambda_rank: float = ASAMSettings.lambda_rank) -> Editor:
     """The editor ``method`` with its default settings; ASAM (on Patch) takes ``eps``, ``k`` and ``lambda_rank``."""
-    if method not in METHODS:
-        raise PlaygroundError(f"method {method!r} is unknown; choose one of {', '.join(METHODS)}")
+    if method not in methods.METHODS:
+        raise PlaygroundError(f"method {method!r} is unknown; choose one of {', '.join(methods.names())}")
     if method == "ASAM":
         return ASAM(lar=lar_config(eps, k), settings=ASAMSettings(lambda_rank=lambda_rank))
-    return EDITORS[method]()
+    return methods.method(method).editor()
 
 
 # --- measuring -------------------------------------------------------------------------------------------
@@ -304,7 +302,7 @@ def member_grid(result: PlaygroundResult, per_kind: int = 3) -> plt.Figure:
 def metrics_figure(result: PlaygroundResult) -> plt.Figure:
     """The metrics before and after the edit (exact match for Rel, Gen, Unit; answer-span agreement for Loc)."""
     tidy = result.metrics.melt(id_vars="metric", var_name="state", value_name="value")
-    palette = {"before": plots.METHOD_COLOURS["base"], "after": plots.METHOD_COLOURS[result.choice.method]}
+    palette = {"before": methods.UNEDITED_COLOUR, "after": methods.method(result.choice.method).colour}
     fig, ax = plt.subplots(figsize=(7, 3))
     sns.barplot(tidy, x="metric", y="value", hue="state", order=list(METRICS), hue_order=list(STATES), palette=palette, ax=ax)
     ax.set(ylim=(0, 1.05), xlabel="", ylabel="share (exact match / agreement)",
@@ -317,7 +315,7 @@ def metrics_figure(result: PlaygroundResult) -> plt.Figure:
 def spectrum_figure(result: PlaygroundResult) -> plt.Figure:
     """The spectrum of H (share of energy per singular value, log) before and after, per set of rows."""
     fig, axes = plt.subplots(1, len(ROWS), figsize=(10, 3.2))
-    colours = {"before": plots.METHOD_COLOURS["base"], "after": plots.METHOD_COLOURS[result.choice.method]}
+    colours = {"before": methods.UNEDITED_COLOUR, "after": methods.method(result.choice.method).colour}
     for ax, rows in zip(axes, ROWS):
         for state in STATES:
             s = result.spectra.query("rows == @rows and state == @state")
@@ -348,7 +346,7 @@ class Playground:
         self.new_answer = w.Dropdown(options=answer_choices(session.world, choice.entity, choice.relation), value=choice.new_answer,
                                      description="new answer", **look)
         self.fact = w.HTML()
-        self.method = w.Dropdown(options=list(METHODS), value=choice.method, description="method", **look)
+        self.method = w.Dropdown(options=methods.names(), value=choice.method, description="method", **look)
         self.eps = w.FloatSlider(value=choice.eps, min=0.0, max=1.0, step=0.05, description="eps", **look)
         self.k = w.IntSlider(value=choice.k, min=1, max=16, description="K", **look)
         self.lambda_rank = w.FloatSlider(value=choice.lambda_rank, min=0.0, max=100.0, step=0.5, description="lambda_rank", **look)

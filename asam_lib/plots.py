@@ -1,4 +1,5 @@
-"""One plotting style for every figure: a seaborn theme, one colour per method, deterministic files.
+"""One plotting style for every figure: a seaborn theme, deterministic files (each method's colour is its
+registry entry's, :func:`asam_lib.methods.colours`).
 
 Figures are saved as PNG and PDF with fixed metadata, so a re-run writes the same bytes. Once a notebook
 has declared its provenance (``plots.provenance("01_knowledge_units", globals())`` in its setup cell), each
@@ -23,13 +24,6 @@ from PIL import Image
 
 from asam_lib import paths, provenance as prov
 
-METHOD_COLOURS = {
-    "base": "#7f7f7f",
-    "FT-L": "#1f77b4",
-    "LoRA": "#9467bd",
-    "Patch": "#2ca02c",
-    "ASAM": "#d62728",
-}
 KIND_COLOURS = {"anchor": "#4c4c4c", "text": "#1f77b4", "image": "#ff7f0e", "both": "#2ca02c"}
 OUTCOME_COLOURS = {"right": "#1a9850", "wrong": "#d73027"}  # frames of predictions that are right / wrong
 

@@ -1,10 +1,11 @@
 """The edit-and-evaluate study of notebook 04, run as independent jobs on worker processes.
 
 A :class:`Job` is one (mode, task, seed, editors, edit count): single edits with rollback, or a sequential
-run. Jobs are independent, so :func:`run_jobs` spreads them over processes (one torch thread each: on a
-small model, two single-threaded processes finish sooner than one process with two threads). Each worker
-loads the base model and builds the edit cases once per (task, seed, count) and returns tidy rows; the
-results do not depend on which worker ran a job or in which order.
+run. Jobs are independent, so :func:`run_jobs` spreads them over worker processes
+(:mod:`asam_lib.workers`). Each worker loads the base model and builds the edit cases once per (task,
+seed, count) and returns tidy rows; the results do not depend on which worker ran a job or in which
+order. The editors of the study are the method registry's (:mod:`asam_lib.methods`), its ablations and
+sensitivity grid :mod:`asam_lib.ablations`'; its summaries are :mod:`asam_lib.summaries`'.
 
 Wall-clock times are not reproducible, so they are split off into their own table
 (:func:`split_timings`), written under ``build/`` rather than ``results/``.
@@ -12,22 +13,16 @@ Wall-clock times are not reproducible, so they are split off into their own tabl
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import traceback
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from asam_lib import paths
 from asam_lib.editing import Editor
 from asam_lib.harness import HarnessConfig, build_cases, run_sequential, run_single
-from asam_lib.progress import tqdm
+from asam_lib.workers import run_in_workers
 
 TIMING_METRICS = ("seconds",)
 
@@ -145,64 +140,10 @@ def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
     return rows.assign(group=job.group), pd.DataFrame(members).assign(group=job.group)
 
 
-class JobError(RuntimeError):
-    """A job that failed: names the job and carries the traceback of the process that ran it."""
-
-    def __init__(self, job: str, detail: str):
-        self.job, self.detail = job, detail
-        super().__init__(f"{job} failed:\n{detail}")
-
-    def __reduce__(self):  # raised in a worker, re-raised in the notebook
-        return type(self), (self.job, self.detail)
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-    os.environ["TQDM_DISABLE"] = "1"
-
-
-def _run_job_in_worker(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`run_job`, with any exception turned into a :class:`JobError` that carries this worker's
-    traceback as text (an exception object need not survive pickling; its text does)."""
-    try:
-        return run_job(job)
-    except Exception:
-        raise JobError(repr(job), traceback.format_exc()) from None
-
-
-def _result(job: Job, future) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The output of ``job``'s future, or one :class:`JobError` naming the job whatever went wrong."""
-    try:
-        return future.result()
-    except JobError as err:
-        raise JobError(err.job, err.detail) from None
-    except BrokenProcessPool as err:
-        raise JobError(repr(job), f"the worker process running it (or a job beside it) died without a Python error: "
-                       f"killed, out of memory or a crash in native code ({err})") from None
-    except Exception as err:  # e.g. the job or its output could not be pickled
-        raise JobError(repr(job), "".join(traceback.format_exception(err))) from None
-
-
 def run_jobs(jobs: list[Job], workers: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run ``jobs`` on ``workers`` processes (1: in this process); concatenated rows in job order. A job that
-    fails raises :class:`JobError` naming it, with the traceback of the process that ran it."""
-    if workers <= 1:
-        outputs = []
-        for job in tqdm(jobs, desc="jobs"):
-            try:
-                outputs.append(run_job(job))
-            except Exception as err:
-                err.add_note(f"while running {job!r}")
-                raise
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-            futures = [pool.submit(_run_job_in_worker, job) for job in jobs]
-            try:
-                outputs = [_result(job, future) for job, future in tqdm(list(zip(jobs, futures)), desc="jobs")]
-            except JobError:
-                pool.shutdown(cancel_futures=True)  # the jobs not yet started are not run
-                raise
+    fails raises :class:`asam_lib.workers.JobError` naming it, with the traceback of the process that ran it."""
+    outputs = run_in_workers(run_job, jobs, workers)
     rows = pd.concat([o[0] for o in outputs], ignore_index=True)
     members = pd.concat([o[1] for o in outputs], ignore_index=True)
     return rows, members
@@ -219,128 +160,3 @@ def save_timings(table: pd.DataFrame, name: str) -> Path:
     path = paths.ensure(paths.BUILD / "timings") / f"{name}.csv"
     table.to_csv(path, index=False)
     return path
-
-
-# --- the study's editors ---------------------------------------------------------------------------
-
-def baseline_editors() -> dict[str, Editor]:
-    """The three intrinsic baselines and ASAM (on Patch) with their default settings."""
-    from asam_lib.asam import ASAM
-    from asam_lib.editing import FTL
-    from asam_lib.lora import LoRA
-    from asam_lib.patch import Patch
-
-    return {"FT-L": FTL(), "LoRA": LoRA(), "Patch": Patch(), "ASAM": ASAM()}
-
-
-def ablation_editors() -> dict[str, Editor]:
-    """ASAM and its ablations (design section 7): no LAR (random variants of the same norm), no RCSL, no
-    asymmetry, each alternative RCSL objective, ASAM on FT-L instead of Patch, and RCSL alone (the
-    variants enter only through H, not through their CE: lambda_adv = 0) at the default and at a large
-    lambda_rank, which asks whether the rank term can carry the edit to the unit by itself."""
-    from asam_lib.asam import ASAM, ASAMSettings
-    from asam_lib.editing import FTL
-    from asam_lib.rcsl import RCSLConfig
-
-    return {
-        "ASAM": ASAM(),
-        "without LAR": ASAM(settings=ASAMSettings(variants="noise")),
-        "without RCSL": ASAM(settings=ASAMSettings(lambda_rank=0.0)),
-        "without asymmetry": ASAM(rcsl=RCSLConfig(asymmetric=False)),
-        "RCSL tail_sum": ASAM(rcsl=RCSLConfig(objective="tail_sum")),
-        "RCSL nuclear": ASAM(rcsl=RCSLConfig(objective="nuclear")),
-        "ASAM on FT-L": ASAM(FTL()),
-        "RCSL alone": ASAM(settings=ASAMSettings(lambda_adv=0.0)),
-        "RCSL alone, lambda_rank=100": ASAM(settings=ASAMSettings(lambda_adv=0.0, lambda_rank=100.0)),
-    }
-
-
-def sensitivity_settings(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)) -> dict[str, tuple]:
-    """The sensitivity grid: knob -> the values it takes (one knob at a time around ASAM's defaults)."""
-    return {"eps": eps, "K": k, "lambda_rank": lambda_rank, "T": steps, "layer": layers}
-
-
-def sensitivity_defaults() -> dict[str, str]:
-    """Knob -> ASAM's default value, formatted as in the editors' names ("eps" -> "0.3")."""
-    from asam_lib.asam import ASAM
-
-    asam = ASAM()
-    return {"eps": str(asam.lar.eps), "K": str(asam.lar.k), "lambda_rank": str(asam.settings.lambda_rank), "T": str(asam.lar.steps),
-            "layer": str(asam.config.layer)}
-
-
-def sensitivity_editors(grid: dict[str, tuple] | None = None, include_defaults: bool = False) -> dict[str, Editor]:
-    """ASAM with one knob of ``grid`` (default :func:`sensitivity_settings`) changed at a time (name
-    "knob=value"), and Patch at each edit layer ("Patch layer=l") as the reference for the layer sweep.
-    Settings equal to the defaults are the main table's ASAM and Patch, so they are left out unless
-    ``include_defaults`` (see :func:`with_default_settings`)."""
-    from dataclasses import replace
-
-    from asam_lib.asam import ASAM, ASAMSettings
-    from asam_lib.editing import EditConfig
-    from asam_lib.lar import LARConfig
-    from asam_lib.patch import Patch
-
-    grid = grid or sensitivity_settings()
-    defaults = sensitivity_defaults()
-    lar, patch_config = LARConfig(), Patch().config
-    make = {
-        "eps": lambda v: ASAM(lar=replace(lar, eps=v)),
-        "K": lambda v: ASAM(lar=replace(lar, k=v)),
-        "lambda_rank": lambda v: ASAM(settings=ASAMSettings(lambda_rank=v)),
-        "T": lambda v: ASAM(lar=replace(lar, steps=v)),
-        "layer": lambda v: ASAM(Patch(EditConfig(**{**patch_config.__dict__, "layer": v}))),
-    }
-    editors: dict[str, Editor] = {}
-    for name, values in grid.items():
-        for value in values:
-            if include_defaults or str(value) != defaults[name]:
-                editors[f"{name}={value}"] = make[name](value)
-                if name == "layer":
-                    editors[f"Patch layer={value}"] = Patch(EditConfig(**{**patch_config.__dict__, "layer": value}))
-    return editors
-
-
-def with_default_settings(sensitivity: pd.DataFrame, main: pd.DataFrame, defaults: dict[str, str] | None = None) -> pd.DataFrame:
-    """``sensitivity`` rows plus, for every knob, the main run's ASAM rows on the same cases renamed
-    "knob=default" (and Patch's renamed "Patch layer=default"): the default setting *is* the main table's
-    editor, so the study does not edit with it twice. Works on metric rows and on timing rows."""
-    defaults = defaults or sensitivity_defaults()
-    same = main[main.task.isin(sensitivity.task.unique()) & main.seed.isin(sensitivity.seed.unique()) & main.case.isin(sensitivity.case.unique())]
-    parts = [sensitivity]
-    for name, value in defaults.items():
-        parts.append(same[same.method == "ASAM"].assign(method=f"{name}={value}", group="sensitivity"))
-    parts.append(same[same.method == "Patch"].assign(method=f"Patch layer={defaults['layer']}", group="sensitivity"))
-    return pd.concat(parts, ignore_index=True)
-
-
-def knob(name: str) -> tuple[str, str]:
-    """("eps", "0.1") from "eps=0.1"; ("Patch layer", "2") from "Patch layer=2"."""
-    key, _, value = name.partition("=")
-    return key, value
-
-
-# --- summaries --------------------------------------------------------------------------------------
-
-GEN_METRICS = ("T-Gen", "I-Gen", "TI-Gen")
-
-
-def gap_closure(summary: pd.DataFrame, method: str, base: str, by: tuple[str, ...] = ("task",)) -> pd.DataFrame:
-    """Share of ``base``'s generality gap (1 - Gen) that ``method`` closes, per generality metric (NaN when
-    the base has no gap). ``summary``: rows (``by``..., method, metric, mean) of the exact protocol."""
-    pivot = summary.pivot_table(index=[*by, "metric"], columns="method", values="mean")
-    pivot = pivot[pivot.index.get_level_values("metric").isin(GEN_METRICS)]
-    gap = 1 - pivot[base]
-    closed = (pivot[method] - pivot[base]) / gap.where(gap > 0)
-    return pd.DataFrame({f"{base} gap": gap, f"{method} gap": 1 - pivot[method], "share closed": closed}).reset_index()
-
-
-def distance_curve(members: pd.DataFrame, column: str, edges: list[float]) -> pd.DataFrame:
-    """Share of evaluated members on the new answer per distance bin of ``column`` (fixed ``edges``; values
-    outside them count in the outer bins), per method and seed: columns method, seed, bin, exact, n."""
-    evaluated = members[members.kind != "anchor"].copy()
-    labels = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
-    values = evaluated[column].clip(edges[0], edges[-1])  # the outer edges may be rounded inwards
-    evaluated["bin"] = pd.cut(values, edges, labels=labels, include_lowest=True)
-    out = evaluated.groupby(["method", "seed", "bin"], observed=True).exact.agg(["mean", "size"]).reset_index()
-    return out.rename(columns={"mean": "exact", "size": "n"})

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import BUILDERS, TinyModel, build
 
-from asam_lib.editing import EditRequest
 from asam_lib.model import ModelConfig, build_model, build_processor
 from asam_lib.prompting import PromptEncoder
 from asam_lib.tokenizer import build_tokenizer
 from asam_lib.world import World, WorldConfig
-from tiny_models import BUILDERS, TinyModel, build
 
 torch.set_num_threads(1)
 
@@ -32,17 +31,6 @@ def tiny_parts(small_world):
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_parts) -> PromptEncoder:
     return PromptEncoder(tiny_parts[1])
-
-
-def make_request(world, target=None, image="default", name="test-request"):
-    """An edit request on the small world: entity 0's home moves to another answer."""
-    entity, text_entity = world.entities[0], world.text_entities[0]
-    question = world.phrasings("home", heldout=False)[0].render()
-    new = target if target is not None else next(a for a in world.candidate_answers("home") if a != entity.facts["home"])
-    support = [(world.phrasings("food", heldout=False, text=True)[0].render(f"the {text_entity.name}"), text_entity.facts["food"], None),
-               (question, world.entities[1].facts["home"], world.image(1, "support", 0))]
-    img = world.image(0, "eval", 0) if image == "default" else image
-    return EditRequest(question, new, img, support, name=name)
 
 
 @pytest.fixture(scope="session", params=list(BUILDERS))

@@ -3,12 +3,19 @@ image tokens found by name, and exact forward passes from joint embeddings."""
 
 import pytest
 import torch
+from tiny_models import BUILDERS
 
-from asam_lib.architectures import ARCHITECTURES, UnsupportedArchitecture, architecture, edit_layer_mlp, image_token_mask, language_layers
+from asam_lib.architectures import (
+    ARCHITECTURES,
+    UnsupportedArchitecture,
+    architecture,
+    edit_layer_mlp,
+    image_token_mask,
+    language_layers,
+)
 from asam_lib.editing import FTL, forward_embeds, joint_embeddings
 from asam_lib.lora import LoRASettings
 from asam_lib.prompting import PromptEncoder
-from tiny_models import BUILDERS
 
 
 def _items(world):

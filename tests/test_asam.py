@@ -1,15 +1,17 @@
 """The ASAM editor: end to end on the tiny model, exact rollback, determinism, NaN guard, ablations."""
 
+from dataclasses import replace
+
 import pytest
 import torch
+from helpers import changed_weights, make_request, weights
 
 import asam_lib.asam as asam_module
 from asam_lib.asam import ASAM, ASAMSettings
-from asam_lib.editing import FTL, EditConfig, EditError
+from asam_lib.editing import FTL, EditConfig, EditError, Editor
 from asam_lib.lar import LARConfig
 from asam_lib.patch import Patch
 from asam_lib.rcsl import RCSLConfig
-from conftest import make_request
 
 CONFIG = EditConfig(layer=1, steps=4, lr=0.05, stop_loss=0.0)
 LAR = LARConfig(k=3, steps=2, refresh=2)
@@ -24,27 +26,20 @@ VARIANTS = {
 }
 
 
-def _state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _same(model, state):
-    now = model.state_dict()
-    return set(now) == set(state) and all(torch.equal(now[k], state[k]) for k in state)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_an_asam_edit_runs_its_terms_and_restores_bit_exactly(name, small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
-    before = _state(model)
+    before = weights(model)
     editor = VARIANTS[name]()
     handle = editor.edit(model, tiny_encoder, make_request(small_world))
     assert handle.steps == 4
     expected = {"edit", "adversarial", "locality"} | ({"rank"} if editor.settings.lambda_rank > 0 else set())
     assert expected <= set(handle.losses[0])
-    assert not _same(model, before)
+    assert changed_weights(model, before)
     handle.restore()
-    assert _same(model, before)
+    assert not changed_weights(model, before)
 
 
 def test_asam_is_deterministic_under_a_seed(small_world, tiny_parts, tiny_encoder):
@@ -59,27 +54,27 @@ def test_asam_is_deterministic_under_a_seed(small_world, tiny_parts, tiny_encode
 
 def test_sequential_asam_edits_roll_back(small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
-    before = _state(model)
+    before = weights(model)
     editor = VARIANTS["Patch base"]()
     first = editor.edit(model, tiny_encoder, make_request(small_world, name="first"))
     second = editor.edit(model, tiny_encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second"))
     second.restore()
     first.restore()
-    assert _same(model, before)
+    assert not changed_weights(model, before)
 
 
 @pytest.mark.parametrize("term", ["rank", "adversarial"])
 def test_a_nan_in_any_term_raises_and_leaves_the_weights_alone(term, small_world, tiny_parts, tiny_encoder, monkeypatch):
     model, _ = tiny_parts
-    before = _state(model)
+    before = weights(model)
     if term == "rank":
         monkeypatch.setattr(asam_module, "rcsl_loss", lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
     else:
-        real = asam_module.answer_ce
-        monkeypatch.setattr(asam_module, "answer_ce", lambda logits, rows: real(logits, rows) * torch.tensor([1.0] + [float("nan")] * (len(rows) - 1)))
+        real = asam_module.answer_ce_per_row
+        monkeypatch.setattr(asam_module, "answer_ce_per_row", lambda logits, rows: real(logits, rows) * torch.tensor([1.0] + [float("nan")] * (len(rows) - 1)))
     with pytest.raises(EditError, match=f"test-request: non-finite .*{term}"):
         VARIANTS["Patch base"]().edit(model, tiny_encoder, make_request(small_world))
-    assert _same(model, before)
+    assert not changed_weights(model, before)
 
 
 def test_variants_must_pass_through_the_edit_layer():
@@ -87,7 +82,28 @@ def test_variants_must_pass_through_the_edit_layer():
         ASAM(Patch(CONFIG), LARConfig(block=1))
 
 
-def test_asam_shares_its_config_with_the_base_editor():
-    editor = ASAM(Patch(CONFIG))
-    editor.config = EditConfig(layer=0)
-    assert editor.base.config.layer == 0 and editor.config is editor.base.config
+def test_asam_owns_its_config_and_builds_its_base_editor_with_it():
+    base = Patch(CONFIG)
+    editor = ASAM(base)
+    assert editor.config == CONFIG and editor.base.config == CONFIG and editor.base is not base
+    moved = editor.with_config(replace(CONFIG, layer=0, steps=2))
+    assert moved.config.layer == 0 and moved.base.config.layer == 0 and moved.base.config.steps == 2
+    assert editor.config == CONFIG and editor.base.config == CONFIG and base.config == CONFIG, "with_config changes nothing in place"
+    assert isinstance(moved, ASAM) and moved.lar == editor.lar and moved.settings == editor.settings
+    assert ASAM(config=replace(CONFIG, lr=0.5)).base.config.lr == 0.5
+
+
+def test_a_term_added_to_the_shared_loss_reaches_asam(tiny_parts, tiny_encoder, small_world, monkeypatch):
+    """ASAM extends Editor.losses (through edit_losses and extra_losses) instead of rewriting it."""
+    model, _ = tiny_parts
+    seen = []
+
+    def locality_with_a_new_term(self, model, context):
+        seen.append(type(self).__name__)
+        return {"new shared term": torch.zeros(())}
+
+    monkeypatch.setattr(Editor, "locality_losses", locality_with_a_new_term)
+    handle = VARIANTS["Patch base"]().edit(model, tiny_encoder, make_request(small_world))
+    handle.restore()
+    assert seen and set(seen) == {"ASAM"} and all("new shared term" in step for step in handle.losses)
+    assert all({"edit", "adversarial", "rank", "memory"} <= set(step) for step in handle.losses)

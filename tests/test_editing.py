@@ -2,23 +2,22 @@
 
 import pytest
 import torch
+from helpers import changed_weights, make_request, weights
 
-from asam_lib.editing import FTL, EditConfig, EditError, EditRequest, forward_embeds, joint_embeddings, unedited_forward
+from asam_lib.editing import (
+    FTL,
+    EditConfig,
+    EditError,
+    forward_embeds,
+    joint_embeddings,
+    unedited_forward,
+)
 from asam_lib.lora import LoRA
 from asam_lib.patch import Patch
-from conftest import make_request
 
 EDITORS = {"FT-L": FTL, "LoRA": LoRA, "Patch": Patch}
 
 
-def _state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _assert_same(model, state):
-    now = model.state_dict()
-    assert set(now) == set(state)
-    assert all(torch.equal(now[k], state[k]) for k in state)
 
 
 def _logits(model, encoder, request):
@@ -30,14 +29,14 @@ def _logits(model, encoder, request):
 @pytest.mark.parametrize("name", EDITORS)
 def test_an_edit_changes_the_model_and_restore_is_bit_exact(name, small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
-    before = _state(model)
+    before = weights(model)
     request = make_request(small_world)
     logits_before = _logits(model, tiny_encoder, request)
     handle = EDITORS[name](EditConfig(layer=1, steps=5, lr=0.05, stop_loss=0.0)).edit(model, tiny_encoder, request)
     assert handle.steps == 5 and len(handle.losses) == 5
     assert not torch.equal(_logits(model, tiny_encoder, request), logits_before)
     handle.restore()
-    _assert_same(model, before)
+    assert not changed_weights(model, before)
     assert all(p.requires_grad for p in model.parameters())
     assert torch.equal(_logits(model, tiny_encoder, request), logits_before)
 
@@ -45,13 +44,13 @@ def test_an_edit_changes_the_model_and_restore_is_bit_exact(name, small_world, t
 @pytest.mark.parametrize("name", EDITORS)
 def test_sequential_edits_roll_back_in_reverse(name, small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
-    before = _state(model)
+    before = weights(model)
     editor = EDITORS[name](EditConfig(layer=1, steps=3, stop_loss=0.0))
     first = editor.edit(model, tiny_encoder, make_request(small_world, name="first"))
     second = editor.edit(model, tiny_encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second"))
     second.restore()
     first.restore()
-    _assert_same(model, before)
+    assert not changed_weights(model, before)
 
 
 @pytest.mark.parametrize("name", EDITORS)
@@ -73,10 +72,10 @@ class _NaNEditor(FTL):
 
 def test_a_nan_loss_raises_and_leaves_the_base_weights_untouched(small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
-    before = _state(model)
+    before = weights(model)
     with pytest.raises(EditError, match="test-request: non-finite poison loss at step 2"):
         _NaNEditor(EditConfig(layer=1, steps=5, stop_loss=0.0)).edit(model, tiny_encoder, make_request(small_world))
-    _assert_same(model, before)
+    assert not changed_weights(model, before)
 
 
 @pytest.mark.parametrize(
@@ -89,10 +88,10 @@ def test_a_nan_loss_raises_and_leaves_the_base_weights_untouched(small_world, ti
 )
 def test_bad_requests_name_the_request_and_the_cause(kwargs, config, message, small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
-    before = _state(model)
+    before = weights(model)
     with pytest.raises(EditError, match=message):
         Patch(config).edit(model, tiny_encoder, make_request(small_world, **kwargs))
-    _assert_same(model, before)
+    assert not changed_weights(model, before)
 
 
 @pytest.mark.parametrize("name", EDITORS)
@@ -104,11 +103,11 @@ def test_unedited_forward_runs_the_unedited_model_without_touching_the_weights(n
     with torch.no_grad():
         clean = forward_embeds(model, embeds, batch)
     handle = EDITORS[name](EditConfig(layer=1, steps=5, lr=0.05, stop_loss=0.0)).edit(model, tiny_encoder, request)
-    edited_state = _state(model)
+    edited_state = weights(model)
     try:
         with torch.no_grad():
             assert not torch.equal(forward_embeds(model, embeds, batch), clean)
             assert torch.allclose(unedited_forward(model, handle.originals)(embeds, batch), clean, atol=1e-5)
-        _assert_same(model, edited_state)
+        assert not changed_weights(model, edited_state)
     finally:
         handle.restore()

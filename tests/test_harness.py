@@ -3,9 +3,17 @@
 import pandas as pd
 import pytest
 import torch
+from helpers import weights
 
 from asam_lib.benchmark import locality_pools
-from asam_lib.harness import HarnessConfig, build_cases, run_sequential, run_single, save_table, tidy
+from asam_lib.harness import (
+    HarnessConfig,
+    build_cases,
+    run_sequential,
+    run_single,
+    save_table,
+    tidy,
+)
 from asam_lib.patch import Patch
 from asam_lib.pretrain import base_model
 from asam_lib.prompting import PromptEncoder
@@ -47,7 +55,7 @@ def test_cases_are_counterfactual_edits_of_known_facts(setup):
 
 def test_single_and_sequential_runs_give_tidy_rows_and_restore_the_model(setup):
     model, encoder, _, cases = setup
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = weights(model)
     single = run_single(model, encoder, {"Patch": Patch()}, cases[:2], seed=0)
     assert set(single.metric) == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds", "steps"}
     assert set(single.protocol) == {"token_acc", "exact", "answer_span", "easyedit_topk", "wall", "count"}

@@ -2,11 +2,25 @@
 
 import pytest
 import torch
+from helpers import changed_weights, make_request, weights
 
-from asam_lib.editing import FTL, EditConfig, edited_forward, joint_embeddings, unedited_forward
-from asam_lib.lar import LARConfig, added_to_block_output, adversarial_variants, noise_variants, role_mask, image_token_id, variant_diagnostics
+from asam_lib.editing import (
+    FTL,
+    EditConfig,
+    edited_forward,
+    joint_embeddings,
+    unedited_forward,
+)
+from asam_lib.lar import (
+    LARConfig,
+    added_to_block_output,
+    adversarial_variants,
+    image_token_id,
+    noise_variants,
+    role_mask,
+    variant_diagnostics,
+)
 from asam_lib.seeding import torch_generator
-from conftest import make_request
 
 
 @pytest.fixture
@@ -84,12 +98,12 @@ def test_diagnostics_are_shares_and_finite(edited):
 
 def test_a_block_hook_is_removed_and_the_model_unchanged_after_an_exception(tiny_parts):
     model, _ = tiny_parts
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state = weights(model)
     with pytest.raises(RuntimeError, match="inside"):
         with added_to_block_output(model, 0, torch.zeros(1)):
             raise RuntimeError("inside the context")
     assert all(not block._forward_hooks for block in model.model.language_model.layers)
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert not changed_weights(model, state)
 
 
 def test_bad_settings_are_named():

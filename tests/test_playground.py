@@ -5,16 +5,16 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from asam_lib import playground
+from asam_lib import methods, playground
 from asam_lib.asam import ASAM
 from asam_lib.benchmark import exported_benchmark
 from asam_lib.harness import HarnessConfig
 from asam_lib.patch import Patch
+from asam_lib.playground import Choice, Playground, PlaygroundError, Session
 from asam_lib.pretrain import base_model
 from asam_lib.prompting import PromptEncoder
 from asam_lib.records import load_records
 from asam_lib.world import RELATIONS, World
-from asam_lib.playground import Choice, Playground, PlaygroundError, Session
 
 SMALL = HarnessConfig(n_support=2, n_locality=2, n_memory=8, unit_text=2, unit_image=2, unit_both=2)
 FAST = dict(entity=2, relation="home", new_answer="forest", k=2)
@@ -72,10 +72,10 @@ def test_the_editor_takes_the_knobs():
     asam = playground.make_editor("ASAM", eps=0.5, k=6, lambda_rank=10.0)
     assert isinstance(asam, ASAM) and (asam.lar.eps, asam.lar.k, asam.settings.lambda_rank) == (0.5, 6, 10.0)
     assert isinstance(playground.make_editor("Patch"), Patch)
-    assert [type(playground.make_editor(m)).name for m in playground.METHODS] == list(playground.METHODS)
+    assert [type(playground.make_editor(m)).name for m in methods.names()] == list(methods.names())
 
 
-@pytest.mark.parametrize("method", playground.METHODS)
+@pytest.mark.parametrize("method", methods.names())
 def test_an_edit_is_measured_and_the_model_is_restored_bit_exactly(session, method):
     before = {name: p.detach().clone() for name, p in session.model.named_parameters()}
     result = playground.run_edit(session, Choice(**FAST, method=method))

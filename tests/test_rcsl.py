@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from asam_lib.rcsl import OBJECTIVES, RCSLConfig, rank_loss, rcsl_loss, spectrum, tail_energy_gradient
+from asam_lib.rcsl import (
+    OBJECTIVES,
+    RCSLConfig,
+    rank_loss,
+    rcsl_loss,
+    spectrum,
+    tail_energy_gradient,
+)
 
 
 def _random(n=5, d=7, seed=0):

@@ -1,20 +1,22 @@
 """End to end on tiny random models of every supported architecture: each editor edits an MMEdit-format
 record, the metrics come out, rollback is bit-exact, and sequential editing works.
 
-The editors come from :data:`asam_lib.mmedit_study.EDITORS`, so a new editor (ASAM) registered there is
+The editors come from the method registry (:mod:`asam_lib.methods`), so a new editor registered there is
 covered here with no change to this file."""
 
 import json
 
 import pytest
 import torch
+from helpers import changed_weights, weights
 
+from asam_lib import methods
 from asam_lib.editing import EditConfig
 from asam_lib.harness import edit_and_evaluate, run_sequential
 from asam_lib.metrics import locality_reference
+from asam_lib.mmedit_study import case_from_record
 from asam_lib.prompting import PromptEncoder
 from asam_lib.records import load_records
-from asam_lib.mmedit_study import EDITORS, case_from_record
 
 CONFIG = EditConfig(layer=1, steps=3, lr=0.05, stop_loss=0.0)
 
@@ -38,41 +40,34 @@ def mmedit_records(tmp_path_factory, small_world):
     return load_records(root / "edits.json")
 
 
-def _state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _assert_same(model, state):
-    now = model.state_dict()
-    assert set(now) == set(state) and all(torch.equal(now[k], state[k]) for k in state)
-
-
-@pytest.mark.parametrize("method", EDITORS)
+@pytest.mark.parametrize("method", methods.names())
 def test_an_edit_changes_the_model_is_evaluated_and_rolls_back_exactly(method, tiny_arch, mmedit_records):
     model, encoder = tiny_arch.model, PromptEncoder(tiny_arch.processor)
     case = case_from_record(mmedit_records[0], mmedit_records[1:], n_support=1, seed=0)
     assert case.request.locality_support and case.locality
-    before = _state(model)
+    before = weights(model)
     anchor = encoder.batch([case.request.anchor_item])
     with torch.no_grad():
         logits_before = model(**anchor.model_inputs()).logits
-    handle = EDITORS[method](CONFIG).edit(model, encoder, case.request)
+    handle = methods.method(method).editor(CONFIG).edit(model, encoder, case.request)
     with torch.no_grad():
         assert not torch.equal(model(**anchor.model_inputs()).logits, logits_before)
     handle.restore()
-    _assert_same(model, before)
-    rows = edit_and_evaluate(model, encoder, method, EDITORS[method](CONFIG), case, locality_reference(model, encoder, case.locality), seed=0)
+    assert not changed_weights(model, before)
+    rows = edit_and_evaluate(model, encoder, method, methods.method(method).editor(CONFIG), case, locality_reference(model, encoder, case.locality), seed=0)
     metrics = {(r["metric"], r["protocol"]): r["value"] for r in rows}
     assert {m for m, _ in metrics} == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds", "steps"}
     assert all(0.0 <= v <= 1.0 for (m, _), v in metrics.items() if m not in ("seconds", "steps"))
-    _assert_same(model, before)
+    assert not changed_weights(model, before)
 
 
-@pytest.mark.parametrize("method", EDITORS)
+@pytest.mark.parametrize("method", methods.names())
 def test_sequential_edits_are_all_re_evaluated_and_rolled_back(method, tiny_arch, mmedit_records):
     model, encoder = tiny_arch.model, PromptEncoder(tiny_arch.processor)
     cases = [case_from_record(r, [], n_support=0, seed=0) for r in mmedit_records]
-    before = _state(model)
-    table = run_sequential(model, encoder, method, EDITORS[method](CONFIG), cases, seed=0, checkpoints=(1, 3))
+    before = weights(model)
+    table = run_sequential(model, encoder, method, methods.method(method).editor(CONFIG), cases, seed=0, checkpoints=(1, 3))
     assert table.groupby("T").case.nunique().to_dict() == {1: 1, 3: 3}
-    _assert_same(model, before)
+    assert not changed_weights(model, before)

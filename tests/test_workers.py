@@ -12,7 +12,8 @@ import pytest
 from asam_lib import cache
 from asam_lib.architectures import UnsupportedArchitecture
 from asam_lib.records import MissingImage, load_records
-from asam_lib.study import Job, JobError, run_jobs
+from asam_lib.study import Job, run_jobs
+from asam_lib.workers import JobError
 
 
 class _ExitsWhenUnpickled:

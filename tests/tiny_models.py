@@ -15,7 +15,15 @@ import string
 from dataclasses import dataclass
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,

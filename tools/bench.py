@@ -38,6 +38,7 @@ def bench_pretraining() -> dict:
 
 def bench_edits(n_edits: int = 12, seed: int = 0) -> None:
     from asam_lib.editing import edited_forward, joint_embeddings, unedited_forward
+    from asam_lib import methods
     from asam_lib.harness import HarnessConfig, build_cases
     from asam_lib.lar import LARConfig, adversarial_variants
     from asam_lib.model import load_model
@@ -45,7 +46,6 @@ def bench_edits(n_edits: int = 12, seed: int = 0) -> None:
     from asam_lib.prompting import PromptEncoder
     from asam_lib.pretrain import base_model_folder
     from asam_lib.seeding import torch_generator
-    from asam_lib.study import baseline_editors
     from asam_lib.world import World
 
     torch.set_num_threads(1)
@@ -54,7 +54,7 @@ def bench_edits(n_edits: int = 12, seed: int = 0) -> None:
     for task in ("vqa", "caption"):
         cases = build_cases(model, encoder, World(), HarnessConfig(task=task, n_edits=n_edits), seed=seed)
         per_edit = {}
-        for name, editor in baseline_editors().items():
+        for name, editor in methods.editors().items():
             start = time.perf_counter()
             for case in cases:
                 editor.edit(model, encoder, case.request, seed=seed).restore()

@@ -14,10 +14,10 @@ from typing import Callable
 
 import pandas as pd
 
-from asam_lib import paths
+from asam_lib import methods, paths
+from asam_lib.ablations import ablation_editors
 
-METRICS = ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]
-METHODS = ["FT-L", "LoRA", "Patch", "ASAM"]
+METRICS = list(methods.METRICS)
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -37,7 +37,7 @@ def main_table(results: Path) -> str:
     summary["cell"] = summary.apply(_cell, axis=1)
     blocks = []
     for task, group in summary.groupby("task", sort=False):
-        pivot = group.pivot(index="method", columns="metric", values="cell").reindex(METHODS)[METRICS].reset_index()
+        pivot = group.pivot(index="method", columns="metric", values="cell").reindex(methods.names())[METRICS].reset_index()
         n = int(group.n_seeds.max())
         blocks.append(f"**{task.upper()}** (mean [95% CI] over {n} seeds)\n\n" + markdown(pivot))
     return "\n\n".join(blocks)
@@ -50,8 +50,6 @@ def targets_table(results: Path) -> str:
 
 
 def ablation_table(results: Path) -> str:
-    from asam_lib.study import ablation_editors
-
     table = pd.read_csv(results / "04_ablations.csv")
     order = {m: i for i, m in enumerate(["Patch", *ablation_editors()])}  # the notebook's reading order (the CSV is sorted by name)
     table = table.sort_values("method", key=lambda names: names.map(order).fillna(len(order)), kind="stable")  # unknown names last
@@ -61,7 +59,7 @@ def ablation_table(results: Path) -> str:
 
 def sequential_table(results: Path) -> str:
     table = pd.read_csv(results / "04_sequential_summary.csv")
-    table = table[table["T"] == table["T"].max()].set_index("method").reindex(METHODS).reset_index()
+    table = table[table["T"] == table["T"].max()].set_index("method").reindex(methods.names()).reset_index()
     table[METRICS] = table[METRICS].map("{:.3f}".format)
     table["T"] = table["T"].astype(int)
     return markdown(table[["method", "T", *METRICS]])
@@ -79,7 +77,7 @@ def predictive_table(results: Path) -> str:
 def baseline_table(results: Path) -> str:
     summary = pd.read_csv(results / "01_baselines.csv")
     summary["cell"] = summary.apply(_cell, axis=1)
-    pivot = summary.pivot(index="method", columns="metric", values="cell").reindex(METHODS[:3])[METRICS].reset_index()
+    pivot = summary.pivot(index="method", columns="metric", values="cell").reindex(methods.names("baseline"))[METRICS].reset_index()
     return markdown(pivot)
 
 

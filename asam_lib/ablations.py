@@ -1,0 +1,92 @@
+"""ASAM with one ingredient changed: the ablations and the sensitivity grid of notebook 04.
+
+Each catalogue maps a display name to an editor. The default setting of every sensitivity knob *is* the
+main table's ASAM, so the grid leaves it out and :func:`with_default_settings` copies the main run's rows
+under the knob's name instead of editing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+
+from asam_lib.asam import ASAM, ASAMSettings
+from asam_lib.editing import FTL, Editor
+from asam_lib.lar import LARConfig
+from asam_lib.patch import Patch
+from asam_lib.rcsl import RCSLConfig
+
+
+def ablation_editors() -> dict[str, Editor]:
+    """ASAM and its ablations (design section 7): no LAR (random variants of the same norm), no RCSL, no
+    asymmetry, each alternative RCSL objective, ASAM on FT-L instead of Patch, and RCSL alone (the
+    variants enter only through H, not through their CE: lambda_adv = 0) at the default and at a large
+    lambda_rank, which asks whether the rank term can carry the edit to the unit by itself."""
+    return {
+        "ASAM": ASAM(),
+        "without LAR": ASAM(settings=ASAMSettings(variants="noise")),
+        "without RCSL": ASAM(settings=ASAMSettings(lambda_rank=0.0)),
+        "without asymmetry": ASAM(rcsl=RCSLConfig(asymmetric=False)),
+        "RCSL tail_sum": ASAM(rcsl=RCSLConfig(objective="tail_sum")),
+        "RCSL nuclear": ASAM(rcsl=RCSLConfig(objective="nuclear")),
+        "ASAM on FT-L": ASAM(FTL()),
+        "RCSL alone": ASAM(settings=ASAMSettings(lambda_adv=0.0)),
+        "RCSL alone, lambda_rank=100": ASAM(settings=ASAMSettings(lambda_adv=0.0, lambda_rank=100.0)),
+    }
+
+
+def sensitivity_settings(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)) -> dict[str, tuple]:
+    """The sensitivity grid: knob -> the values it takes (one knob at a time around ASAM's defaults)."""
+    return {"eps": eps, "K": k, "lambda_rank": lambda_rank, "T": steps, "layer": layers}
+
+
+def sensitivity_defaults() -> dict[str, str]:
+    """Knob -> ASAM's default value, formatted as in the editors' names ("eps" -> "0.3")."""
+    asam = ASAM()
+    return {"eps": str(asam.lar.eps), "K": str(asam.lar.k), "lambda_rank": str(asam.settings.lambda_rank), "T": str(asam.lar.steps),
+            "layer": str(asam.config.layer)}
+
+
+def sensitivity_editors(grid: dict[str, tuple] | None = None, include_defaults: bool = False) -> dict[str, Editor]:
+    """ASAM with one knob of ``grid`` (default :func:`sensitivity_settings`) changed at a time (name
+    "knob=value"), and Patch at each edit layer ("Patch layer=l") as the reference for the layer sweep.
+    Settings equal to the defaults are the main table's ASAM and Patch, so they are left out unless
+    ``include_defaults`` (see :func:`with_default_settings`)."""
+    grid = grid or sensitivity_settings()
+    defaults = sensitivity_defaults()
+    lar, patch = LARConfig(), Patch()
+    make = {
+        "eps": lambda v: ASAM(lar=replace(lar, eps=v)),
+        "K": lambda v: ASAM(lar=replace(lar, k=v)),
+        "lambda_rank": lambda v: ASAM(settings=ASAMSettings(lambda_rank=v)),
+        "T": lambda v: ASAM(lar=replace(lar, steps=v)),
+        "layer": lambda v: ASAM(patch.with_config(replace(patch.config, layer=v))),
+    }
+    editors: dict[str, Editor] = {}
+    for name, values in grid.items():
+        for value in values:
+            if include_defaults or str(value) != defaults[name]:
+                editors[f"{name}={value}"] = make[name](value)
+                if name == "layer":
+                    editors[f"Patch layer={value}"] = patch.with_config(replace(patch.config, layer=value))
+    return editors
+
+
+def with_default_settings(sensitivity: pd.DataFrame, main: pd.DataFrame, defaults: dict[str, str] | None = None) -> pd.DataFrame:
+    """``sensitivity`` rows plus, for every knob, the main run's ASAM rows on the same cases renamed
+    "knob=default" (and Patch's renamed "Patch layer=default"): the default setting *is* the main table's
+    editor, so the study does not edit with it twice. Works on metric rows and on timing rows."""
+    defaults = defaults or sensitivity_defaults()
+    same = main[main.task.isin(sensitivity.task.unique()) & main.seed.isin(sensitivity.seed.unique()) & main.case.isin(sensitivity.case.unique())]
+    parts = [sensitivity]
+    for name, value in defaults.items():
+        parts.append(same[same.method == "ASAM"].assign(method=f"{name}={value}", group="sensitivity"))
+    parts.append(same[same.method == "Patch"].assign(method=f"Patch layer={defaults['layer']}", group="sensitivity"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def knob(name: str) -> tuple[str, str]:
+    """("eps", "0.1") from "eps=0.1"; ("Patch layer", "2") from "Patch layer=2"."""
+    key, _, value = name.partition("=")
+    return key, value

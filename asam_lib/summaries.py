@@ -1,0 +1,102 @@
+"""Summaries of the study's tidy rows: the paper's claim as targets, the ablation table, the share of a
+generality gap a method closes, and consistency against distance. Pure functions of tables, so notebook 04
+and its tests compute them the same way.
+
+**[reconstruction]** The thresholds of :data:`TARGETS` are this companion's reading of the paper's claim
+(ASAM closes its base editor's generality gap at little cost in reliability, locality and time); the paper
+states no numbers we can read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from asam_lib.methods import GENERALITY_METRICS, METRICS
+
+EXACT_PROTOCOLS = ("exact", "answer_span")  # the protocol of every metric in the main table
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What ASAM must reach against its base editor, per task."""
+
+    gap_share: float = 0.5  # share of the base editor's gap 1 - Gen it closes, on each generality metric
+    min_rel: float = 0.99
+    min_loc: float = 0.97  # on T-Loc and I-Loc each
+    max_time_ratio: float = 3.0  # wall time per edit against the base editor's
+
+
+TARGETS = Targets()
+
+
+def gap_closure(summary: pd.DataFrame, method: str, base: str, by: tuple[str, ...] = ("task",)) -> pd.DataFrame:
+    """Share of ``base``'s generality gap (1 - Gen) that ``method`` closes, per generality metric (NaN when
+    the base has no gap). ``summary``: rows (``by``..., method, metric, mean) of the exact protocol."""
+    pivot = summary.pivot_table(index=[*by, "metric"], columns="method", values="mean")
+    pivot = pivot[pivot.index.get_level_values("metric").isin(GENERALITY_METRICS)]
+    gap = 1 - pivot[base]
+    closed = (pivot[method] - pivot[base]) / gap.where(gap > 0)
+    return pd.DataFrame({f"{base} gap": gap, f"{method} gap": 1 - pivot[method], "share closed": closed}).reset_index()
+
+
+def target_checks(summary: pd.DataFrame, tasks: Sequence[str], steps: pd.DataFrame, seconds: pd.DataFrame | None = None,
+                  method: str = "ASAM", base: str = "Patch", targets: Targets = TARGETS) -> pd.DataFrame:
+    """One row per target and task: ``task, target, measured, met``. ``summary``: the main table (task,
+    method, metric, protocol, mean); ``steps`` / ``seconds``: mean optimiser steps and wall seconds per edit,
+    tasks x methods. The time target is checked only for tasks with wall times. A gap of zero (the base
+    already generalises fully) counts as met."""
+    exact = summary[summary.protocol.isin(EXACT_PROTOCOLS)]
+    closure = gap_closure(exact, method, base)
+    checks = []
+    for task in tasks:
+        ours = exact[(exact.task == task) & (exact.method == method)].set_index("metric")["mean"]
+        for _, row in closure[closure.task == task].iterrows():
+            share = row["share closed"]
+            checks.append({"task": task, "target": f"closes >= 1/2 of {base}'s {row.metric} gap",
+                           "measured": f"{share:.2f} (gap {row[f'{base} gap']:.3f} -> {row[f'{method} gap']:.3f})",
+                           "met": pd.isna(share) or share >= targets.gap_share})
+        checks.append({"task": task, "target": f"Rel >= {targets.min_rel}", "measured": f"{ours['Rel']:.3f}", "met": ours["Rel"] >= targets.min_rel})
+        for loc in ["T-Loc", "I-Loc"]:
+            checks.append({"task": task, "target": f"{loc} >= {targets.min_loc}", "measured": f"{ours[loc]:.3f}", "met": ours[loc] >= targets.min_loc})
+        if seconds is not None and task in seconds.index:
+            ratio = seconds.loc[task, method] / seconds.loc[task, base]
+            checks.append({"task": task, "target": f"time per edit <= {targets.max_time_ratio:g}x {base}",
+                           "measured": f"{ratio:.2f}x (steps {steps.loc[task, method]:.1f} vs {steps.loc[task, base]:.1f})",
+                           "met": ratio <= targets.max_time_ratio})
+    return pd.DataFrame(checks)
+
+
+def ablation_rows(single: pd.DataFrame, ablations: Sequence[str], task: str, seed: int, base: str = "Patch") -> pd.DataFrame:
+    """The metric rows of the ablation study: every ablation's edits, and the main run's rows of ``base`` and
+    of ablations that the main run already has (ASAM itself) on those same edits."""
+    rows = single[single.group.isin(["ablation", "main"]) & (single.task == task) & (single.seed == seed)
+                  & single.protocol.isin(EXACT_PROTOCOLS) & single.metric.isin(METRICS)]
+    rows = rows[rows.method.isin(ablations) | (rows.method == base)]
+    return rows[(rows.group == "ablation") | rows.case.isin(rows[rows.group == "ablation"].case.unique())]
+
+
+def ablation_table(rows: pd.DataFrame, ablations: Sequence[str], base: str = "Patch") -> pd.DataFrame:
+    """Mean of each metric over the ablation edits, one row per method (``base`` first, then ``ablations``
+    in their order), columns :data:`METRICS`."""
+    return rows.groupby(["method", "metric"]).value.mean().unstack().reindex([base, *ablations])[list(METRICS)]
+
+
+def share_of_gap_closed(table: pd.DataFrame, metric: str = "I-Gen", base: str = "Patch") -> pd.Series:
+    """Per row of ``table`` (methods x metrics), the share of ``base``'s gap 1 - ``metric`` it closes (NaN
+    when the base has no gap)."""
+    gap = 1 - table[metric]
+    return 1 - gap / gap[base] if gap[base] > 0 else gap * float("nan")
+
+
+def distance_curve(members: pd.DataFrame, column: str, edges: list[float]) -> pd.DataFrame:
+    """Share of evaluated members on the new answer per distance bin of ``column`` (fixed ``edges``; values
+    outside them count in the outer bins), per method and seed: columns method, seed, bin, exact, n."""
+    evaluated = members[members.kind != "anchor"].copy()
+    labels = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    values = evaluated[column].clip(edges[0], edges[-1])  # the outer edges may be rounded inwards
+    evaluated["bin"] = pd.cut(values, edges, labels=labels, include_lowest=True)
+    out = evaluated.groupby(["method", "seed", "bin"], observed=True).exact.agg(["mean", "size"]).reset_index()
+    return out.rename(columns={"mean": "exact", "size": "n"})
