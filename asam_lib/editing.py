@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from asam_lib.architectures import architecture, edit_layer_mlp, language_layers, language_model
 from asam_lib.hooks import module_input
+from asam_lib.precision import adam, at_least_float32
 from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits
 from asam_lib.seeding import torch_generator
 
@@ -143,12 +144,12 @@ def forward_embeds(model, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 def answer_log_probs(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
     """Per item, log-probabilities over the vocabulary at the answer-predicting positions."""
-    return [F.log_softmax(lg, -1) for lg in answer_logits(logits, batch)]
+    return [F.log_softmax(at_least_float32(lg), -1) for lg in answer_logits(logits, batch)]
 
 
 def target_ce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Mean cross-entropy of the answer tokens and ``</s>`` (the batch's labels)."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=-100)
+    return F.cross_entropy(at_least_float32(logits[:, :-1].flatten(0, 1)), batch.labels[:, 1:].flatten(), ignore_index=-100)
 
 
 def locality_kl(post: list[torch.Tensor], pre: list[torch.Tensor]) -> torch.Tensor:
@@ -276,7 +277,7 @@ class Editor:
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=context.generator)))
             installed = self.install(model, context)
         context.state["originals"] = installed.originals
-        optimiser = torch.optim.Adam(installed.params, lr=self.config.lr)
+        optimiser = adam(installed.params, lr=self.config.lr)
         history: list[dict[str, float]] = []
         try:
             for step in range(self.config.steps):
