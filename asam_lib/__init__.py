@@ -22,8 +22,11 @@ Modules, one idea each:
     study      notebook 04's jobs on worker processes
     lar_study  notebook 02's experiments on LAR variants
     playground the function behind notebook 05's widgets: one edit, measured before and after, rolled back
+    precision  half-precision models edited with float32 numerics (solve, SVD, losses, Adam)
     mmedit_study  a resumable study on any supported checkpoint and an MMEdit-format file
+    preflight  every input of the study checked before the model loads
     cli        the command line: ``python -m asam_lib study ...``
+    parameters notebook parameters checked against their types
     plots      one plotting style for every figure
 """
 

@@ -169,6 +169,16 @@ def check_manifest(out: Path, identity: dict) -> None:
             raise StudyError(f"{out} holds a study of other inputs ({changed}); pass a new --out or delete {out}")
 
 
+def summary_with_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`asam_lib.harness.summarize` plus ``n_edits``: how many edits (all seeds) each mean is taken over. A
+    metric a record cannot measure (T-Gen without its ``rephrase``) is left out for that edit, not counted."""
+    by = ["method", "metric", "protocol"]
+    counts = table.dropna(subset=["value"]).groupby(by).size().rename("n_edits").reset_index()
+    summary = summarize(table).merge(counts, on=by, how="left")
+    summary["n_edits"] = summary["n_edits"].fillna(0).astype(int)
+    return summary
+
+
 def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], config: StudyConfig, out: str | Path, identity: dict) -> pd.DataFrame:
     """Run (or resume) the study and write its tables under ``out``; return the summary table.
 
@@ -182,6 +192,9 @@ def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], conf
     edited, pool = choose_records(records, config.n_edits, config.seed)
     if not edited:
         raise StudyError("no records to edit (with --known-only: the model answers none of them with their 'pred')")
+    if config.sequential and max(config.sequential) > len(edited):
+        raise StudyError(f"--sequential {max(config.sequential)}: only {len(edited)} records are edited (with --known-only: the ones the model "
+                         "knows); pass smaller checkpoints")
     if not (out / "study.json").exists():
         out.mkdir(parents=True, exist_ok=True)
         (out / "study.json").write_text(json.dumps(identity, indent=1) + "\n")
@@ -215,7 +228,7 @@ def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], conf
         raise StudyError(f"every edit failed; see the error lines in {out / 'progress'}")
     table = pd.DataFrame(rows)
     save_table(table, "edits", out)
-    summary = summarize(table)
+    summary = summary_with_counts(table)
     save_table(summary, "summary", out)
     if sequential_rows:
         save_table(summarize(pd.DataFrame(sequential_rows), by=("method", "T", "metric", "protocol")), "sequential", out)

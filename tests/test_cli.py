@@ -6,8 +6,10 @@ import re
 
 import pandas as pd
 import pytest
+import torch
 
 import asam_lib.mmedit_study
+from asam_lib import preflight
 from asam_lib.benchmark import export_mmedit
 from asam_lib.cli import main
 
@@ -55,11 +57,11 @@ def test_the_study_runs_end_to_end_and_writes_the_tables(uninterrupted):
     assert set(edits.method) == {"FT-L", "Patch"} and edits.case.nunique() == N_EDITS
     assert {"Rel", "T-Gen", "I-Gen", "TI-Gen", "T-Loc", "I-Loc", "seconds"} <= set(edits.metric)
     summary = pd.read_csv(uninterrupted / "summary.csv")
-    assert list(summary.columns) == ["method", "metric", "protocol", "mean", "ci_low", "ci_high", "n_seeds"]
+    assert list(summary.columns) == ["method", "metric", "protocol", "mean", "ci_low", "ci_high", "n_seeds", "n_edits"]
     assert set(pd.read_csv(uninterrupted / "sequential.csv")["T"]) == {1, 2}
 
 
-def test_an_interrupted_study_resumes_without_redoing_finished_edits(assets, uninterrupted, tmp_path, monkeypatch):
+def test_an_interrupted_study_resumes_without_redoing_finished_edits(assets, uninterrupted, tmp_path, monkeypatch, capsys):
     calls = []
     real = asam_lib.mmedit_study.edit_and_evaluate
 
@@ -71,8 +73,10 @@ def test_an_interrupted_study_resumes_without_redoing_finished_edits(assets, uni
 
     monkeypatch.setattr(asam_lib.mmedit_study, "edit_and_evaluate", counting)
     fail_after = N_EDITS + 1  # all FT-L edits and one Patch edit finish
-    with pytest.raises(KeyboardInterrupt):
-        _study(assets, tmp_path)
+    assert _study(assets, tmp_path) == 130
+    err = capsys.readouterr().err  # progress bars, then one line
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"interrupted: finished edits are kept in {tmp_path / 'progress'}; run the same command again to resume"
     assert len(_lines(tmp_path / "progress" / "FT-L.jsonl")) == N_EDITS
     assert len(_lines(tmp_path / "progress" / "Patch.jsonl")) == 1
     assert not (tmp_path / "summary.csv").exists()
@@ -98,53 +102,122 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize(
-    "case, message",
-    [
-        ("no model", "error: no model folder at"),
-        ("unsupported model", "error: unsupported architecture GPT2LMHeadModel .*supported: LlavaForConditionalGeneration"),
-        ("no data", "error: no MMEdit file at"),
-        ("malformed data", r"error: .*malformed.json: record 1: field 'alt': missing"),
-        ("another model", "error: .* holds a study of other inputs \\(model:"),
-        ("unknown method", "error: unknown method\\(s\\) ROME; choose from FT-L, LoRA, Patch"),
-    ],
-)
-def test_bad_inputs_give_one_clear_line_and_keep_partial_results(case, message, assets, uninterrupted, tmp_path, capsys):
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in ("progress", "study.json", "edits.csv", "summary.csv"):
-        source = uninterrupted / name
-        if source.is_dir():
-            (out / name).mkdir()
-            for f in source.iterdir():
-                (out / name / f.name).write_bytes(f.read_bytes())
-        else:
-            (out / name).write_bytes(source.read_bytes())
-    before = _snapshot(out)
+def _copy_folder(source, target, skip=()):
+    target.mkdir()
+    for f in source.iterdir():
+        if f.is_file() and f.name not in skip:
+            (target / f.name).write_bytes(f.read_bytes())
+    return target
+
+
+def _records_file(data, name, change):
+    """A copy of the MMEdit file next to its images, its records passed through ``change``."""
+    records = json.loads(data.read_text())[:N_EDITS + 2]
+    change(records)
+    (data.parent / name).write_text(json.dumps(records))
+    return data.parent / name
+
+
+def _bad_input(case, assets, tmp_path):
+    """(model, data, extra options) of one bad input."""
     model, data = assets
     if case == "no model":
-        model = tmp_path / "nowhere"
-    elif case == "unsupported model":
-        model = tmp_path / "gpt2"
-        model.mkdir()
-        (model / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
-    elif case == "no data":
-        data = tmp_path / "missing.json"
-    elif case == "malformed data":
-        records = json.loads(data.read_text())[:2]
-        del records[1]["alt"]
-        data = data.parent / "malformed.json"  # next to the images, so only the missing field is wrong
-        data.write_text(json.dumps(records))
-    elif case == "another model":
-        (tmp_path / "copy").mkdir()
-        for f in assets[0].iterdir():
-            (tmp_path / "copy" / f.name).write_bytes(f.read_bytes())
-        model = tmp_path / "copy"
-    extra = ("--methods", "FT-L,ROME") if case == "unknown method" else ()
+        return tmp_path / "nowhere", data, ()
+    if case == "unsupported model":
+        (tmp_path / "gpt2").mkdir()
+        (tmp_path / "gpt2" / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
+        return tmp_path / "gpt2", data, ()
+    if case == "no processor files":
+        return _copy_folder(model, tmp_path / "weights-only", skip=("processor_config.json",)), data, ()
+    if case == "qwen2-vl without torchvision":
+        folder = _copy_folder(model, tmp_path / "qwen")
+        (folder / "config.json").write_text(json.dumps({"architectures": ["Qwen2VLForConditionalGeneration"]}))
+        return folder, data, ()
+    if case == "another model":
+        folder = _copy_folder(model, tmp_path / "other")
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "vocab_size": config.get("vocab_size", 0)}, indent=3))
+        return folder, data, ()
+    if case == "no data":
+        return model, tmp_path / "missing.json", ()
+    if case == "malformed data":
+        return model, _records_file(data, "malformed.json", lambda r: r[1].pop("alt")), ()
+    if case == "no rephrase":
+        return model, _records_file(data, "no-rephrase.json", lambda r: r[2].pop("rephrase")), ()
+    if case == "corrupt image":
+        (data.parent / "corrupt.png").write_bytes(b"\x89PNG not really")
+        return model, _records_file(data, "corrupt.json", lambda r: r[3].update(image_rephrase="corrupt.png")), ()
+    options = {
+        "unknown method": ("--methods", "FT-L,ROME"),
+        "negative n-edits": ("--n-edits", "-1"),
+        "zero steps": ("--steps", "0"),
+        "zero lr": ("--lr", "0"),
+        "zero sequential": ("--sequential", "0,2"),
+        "sequential beyond n-edits": ("--sequential", "1,9"),
+        "layer beyond the model": ("--layer", "7"),
+        "unknown device map": ("--device-map", "foo"),
+        "absent device": ("--device-map", "cuda:0"),
+    }
+    return model, data, options[case]
+
+
+BAD_INPUTS = {
+    "no model": "error: no model folder at",
+    "unsupported model": "error: unsupported architecture GPT2LMHeadModel .*supported: LlavaForConditionalGeneration",
+    "no processor files": "error: .*weights-only holds no image processor \\(preprocessor_config.json or processor_config.json\\)",
+    "qwen2-vl without torchvision": "error: torchvision is not installed: the Qwen2VLForConditionalGeneration processor needs it .*pip install -e '.\\[checkpoints\\]'",
+    "another model": "error: .* holds a study of other inputs \\(model:",
+    "no data": "error: no MMEdit file at",
+    "malformed data": r"error: .*malformed.json: record 1: field 'alt': missing",
+    "no rephrase": r"error: .*no-rephrase.json: record 2: field 'rephrase': missing, so the edit's T-Gen and TI-Gen .*--allow-missing-generality",
+    "corrupt image": r"error: .*corrupt.json: record 3: field 'image_rephrase': .*corrupt.png is not a readable image",
+    "unknown method": "error: unknown method\\(s\\) ROME; choose from FT-L, LoRA, Patch",
+    "negative n-edits": "error: argument --n-edits: -1 is below 1",
+    "zero steps": "error: argument --steps: 0 is below 1",
+    "zero lr": "error: argument --lr: 0 is not a finite number above 0",
+    "zero sequential": "error: argument --sequential: 0 is below 1",
+    "sequential beyond n-edits": f"error: --sequential 9: only {N_EDITS} records are edited",
+    "layer beyond the model": "error: --layer 7 is out of range: .* has 2 language layers",
+    "unknown device map": "error: --device-map 'foo' is neither a placement strategy",
+    "absent device": "error: --device-map cuda:0: torch sees no cuda device here",
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_inputs_give_one_line_before_the_model_loads_and_keep_partial_results(case, assets, uninterrupted, tmp_path, capsys, monkeypatch):
+    if case == "qwen2-vl without torchvision" and preflight.torchvision_problem() is None:
+        pytest.skip("torchvision imports here")
+    if case == "absent device" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    out = _copy_folder(uninterrupted, tmp_path / "out")
+    _copy_folder(uninterrupted / "progress", out / "progress")
+    before = _snapshot(out)
+    monkeypatch.setattr("asam_lib.cli.load_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    model, data, extra = _bad_input(case, assets, tmp_path)
     assert _study((model, data), out, *extra) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and re.match(message, err[0]), err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match(BAD_INPUTS[case], err[0]), err
     assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("place", ["a file", "under a file"])
+def test_an_out_that_is_not_a_folder_gives_one_line(place, assets, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" if place == "a file" else tmp_path / "file" / "results"
+    assert _study(assets, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match(r"error: --out .*file.* is a file, not a folder", err[0]), err
+
+
+def test_records_without_rephrase_are_edited_when_allowed_and_counted_per_metric(assets, tmp_path):
+    data = _records_file(assets[1], "some-rephrase.json", lambda records: [r.pop("rephrase") for r in records[::2]])
+    assert _study((assets[0], data), tmp_path, "--methods", "FT-L", "--allow-missing-generality") == 0
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index(["metric", "protocol"])
+    edits = pd.read_csv(tmp_path / "edits.csv")
+    with_rephrase = edits[(edits.metric == "T-Gen") & edits.value.notna()].case.nunique()
+    assert 0 < with_rephrase < N_EDITS
+    assert summary.loc[("Rel", "exact"), "n_edits"] == N_EDITS
+    assert summary.loc[("T-Gen", "exact"), "n_edits"] == summary.loc[("TI-Gen", "exact"), "n_edits"] == with_rephrase
 
 
 def test_a_failed_start_leaves_no_output_folder(assets, tmp_path):
