@@ -19,7 +19,8 @@ from asam_lib.model import CheckpointError, checkpoint_architecture, load_pretra
 from asam_lib.preflight import InputError, check_device_map, check_generality, check_layer, check_out, check_processor, check_sequential
 from asam_lib.prompting import PromptEncoder
 from asam_lib.records import RecordError, decode_images, load_records
-from asam_lib.mmedit_study import EDITORS, StudyConfig, StudyError, check_manifest, run_study
+from asam_lib.mmedit_study import EDITORS, StudyConfig, StudyError, run_study
+from asam_lib.resume import ResumeError, check_settings, settings_folder, study_settings
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -68,7 +69,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", type=Path, required=True, help="checkpoint folder (holds config.json), e.g. a snapshot of llava-hf/llava-1.5-7b-hf")
     s.add_argument("--data", type=Path, required=True, help="MMEdit-format JSON file (a list of records)")
     s.add_argument("--image-root", type=Path, default=None, help="folder the records' image paths are relative to (default: the JSON file's folder)")
-    s.add_argument("--out", type=Path, required=True, help="results folder (progress/, edits.csv, summary.csv)")
+    s.add_argument("--out", type=Path, required=True, help="results folder (study.json, progress/, edits.csv, summary.csv)")
+    s.add_argument("--out-per-settings", action="store_true",
+                   help="write into a subfolder of --out named after the settings, so runs with other settings never meet")
     s.add_argument("--task", choices=("vqa", "caption"), default="vqa", help="task of records without a 'task' field (E-VQA: vqa, E-IC: caption)")
     s.add_argument("--methods", default=",".join(EDITORS), help=f"comma-separated editors among {', '.join(EDITORS)}")
     s.add_argument("--n-edits", type=integer(1), default=None, help="edit this many records, drawn with --seed (default: all)")
@@ -91,7 +94,6 @@ def study(args: argparse.Namespace) -> None:
                          seed=args.seed, layer=args.layer, steps=args.steps, lr=args.lr, n_support=args.n_support, known_only=args.known_only,
                          sequential=args.sequential)
     image_root = args.image_root or args.data.parent
-    identity = {"model": str(args.model.resolve()), "data": str(args.data.resolve()), "image_root": str(image_root.resolve())}
     check_out(args.out)
     check_device_map(args.device_map)
     check_processor(args.model, checkpoint_architecture(args.model))
@@ -100,11 +102,14 @@ def study(args: argparse.Namespace) -> None:
     check_generality(records, args.allow_missing_generality)
     check_sequential(args.sequential, min(args.n_edits or len(records), len(records)))
     decode_images(records)
-    check_manifest(args.out, {**identity, "task": config.task})
+    settings = study_settings(args.model, args.data, image_root, args.dtype, config)
+    out = settings_folder(args.out, settings) if args.out_per_settings else args.out
+    check_settings(out, settings)
+    inputs = {"model": str(args.model.resolve()), "data": str(args.data.resolve()), "image_root": str(image_root.resolve())}
     model, processor = load_pretrained(args.model, dtype=args.dtype, device_map=args.device_map)
-    summary = run_study(model, PromptEncoder(processor, device=model.device), records, config, args.out, identity)
+    summary = run_study(model, PromptEncoder(processor, device=model.device), records, config, out, settings, inputs)
     print(summary.to_string(index=False))
-    print(f"tables written to {args.out}")
+    print(f"tables written to {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(stop.code or 0)
     try:
         study(args)
-    except (FileNotFoundError, CheckpointError, RecordError, UnsupportedArchitecture, StudyError, InputError) as err:
+    except (FileNotFoundError, CheckpointError, RecordError, UnsupportedArchitecture, StudyError, InputError, ResumeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,6 +12,9 @@ import asam_lib.mmedit_study
 from asam_lib import preflight
 from asam_lib.benchmark import export_mmedit
 from asam_lib.cli import main
+from asam_lib.editing import EditError
+from asam_lib.mmedit_study import choose_records
+from asam_lib.records import load_records
 
 N_EDITS = 4
 
@@ -88,14 +91,60 @@ def test_an_interrupted_study_resumes_without_redoing_finished_edits(assets, uni
     assert _study(assets, tmp_path) == 0 and calls == []  # a finished study redoes nothing
 
 
-def test_a_truncated_last_progress_line_is_redone(assets, uninterrupted, tmp_path):
+@pytest.mark.parametrize("newline", [True, False], ids=["cut line ends", "cut mid-line"])
+def test_a_truncated_last_progress_line_is_redone_and_cut_off(newline, assets, uninterrupted, tmp_path):
     (tmp_path / "progress").mkdir()
     for method in ("FT-L", "Patch"):
         lines = (uninterrupted / "progress" / f"{method}.jsonl").read_text().splitlines()[:2]
-        (tmp_path / "progress" / f"{method}.jsonl").write_text("\n".join(lines[:1] + [lines[1][:40]]) + "\n")
+        (tmp_path / "progress" / f"{method}.jsonl").write_text("\n".join(lines[:1] + [lines[1][:40]]) + ("\n" if newline else ""))
     (tmp_path / "study.json").write_text((uninterrupted / "study.json").read_text())
-    assert _study(assets, tmp_path) == 0
+    assert _study(assets, tmp_path, "--sequential", "1,2") == 0
+    for method in ("FT-L", "Patch"):
+        assert len(_lines(tmp_path / "progress" / f"{method}.jsonl")) == N_EDITS + 1  # every line whole
     pd.testing.assert_frame_equal(_without_time(tmp_path / "edits.csv"), _without_time(uninterrupted / "edits.csv"))
+
+
+def test_a_killed_restarted_reoptioned_and_partly_failed_study_ends_with_the_clean_tables(assets, uninterrupted, tmp_path, monkeypatch, capsys):
+    edited, _ = choose_records(load_records(assets[1]), N_EDITS, seed=0)
+    trouble = {"broken": f"vqa-{edited[1].index}", "kill after": N_EDITS + 3, "calls": 0}
+    real = asam_lib.mmedit_study.edit_and_evaluate
+
+    def flaky(*args, **kwargs):
+        name = args[4].request.name
+        trouble["calls"] += 1
+        if trouble["kill after"] is not None and trouble["calls"] > trouble["kill after"]:
+            raise KeyboardInterrupt
+        if name == trouble["broken"]:
+            raise EditError(f"{name}: the cause of this failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asam_lib.mmedit_study, "edit_and_evaluate", flaky)
+    sequential = ("--sequential", "1,2")
+    assert _study(assets, tmp_path, *sequential) == 130  # killed during Patch's third edit, after one FT-L edit failed
+    patch = tmp_path / "progress" / "Patch.jsonl"
+    patch.write_bytes(patch.read_bytes()[:-30])  # ... in the middle of writing Patch's second line
+    capsys.readouterr()
+    assert _study(assets, tmp_path, *sequential, "--n-support", "3") == 2  # re-optioned: refused, nothing touched
+    assert re.match(r"error: .* holds a study with other settings: --n-support 2 there, 3 now;", capsys.readouterr().err.strip())
+    trouble["kill after"] = None
+    assert _study(assets, tmp_path, *sequential, "--methods", "FT-L") == 0  # FT-L alone; its failed edit fails again
+    assert f"FT-L: {N_EDITS - 1} edit(s) finished, 1 failed (first: {trouble['broken']}: the cause of this failure)" in capsys.readouterr().out
+    assert set(pd.read_csv(tmp_path / "edits.csv").groupby("method").case.nunique().items()) == {("FT-L", N_EDITS - 1), ("Patch", 1)}
+    trouble["broken"] = None
+    trouble["calls"] = 0
+    assert _study(assets, tmp_path, *sequential) == 0  # the cause fixed: the failed and unfinished edits run, nothing else
+    assert trouble["calls"] == 1 + N_EDITS - 1
+    pd.testing.assert_frame_equal(_without_time(tmp_path / "edits.csv"), _without_time(uninterrupted / "edits.csv"))
+    pd.testing.assert_frame_equal(_without_time(tmp_path / "summary.csv"), _without_time(uninterrupted / "summary.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "sequential.csv"), pd.read_csv(uninterrupted / "sequential.csv"))
+
+
+def test_out_per_settings_gives_each_set_of_settings_its_own_folder(assets, uninterrupted, tmp_path):
+    for n_support in ("2", "3", "2"):
+        assert _study(assets, tmp_path, "--methods", "FT-L", "--n-support", n_support, "--out-per-settings") == 0
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert len(folders) == 2 and all(f.startswith("settings-") for f in folders)
+    assert all((tmp_path / f / "summary.csv").exists() for f in folders)
 
 
 def _snapshot(folder):
@@ -157,6 +206,9 @@ def _bad_input(case, assets, tmp_path):
         "layer beyond the model": ("--layer", "7"),
         "unknown device map": ("--device-map", "foo"),
         "absent device": ("--device-map", "cuda:0"),
+        "other dtype": ("--dtype", "bfloat16"),
+        "known only": ("--known-only",),
+        "other n-edits": ("--n-edits", "3"),
     }
     return model, data, options[case]
 
@@ -166,7 +218,7 @@ BAD_INPUTS = {
     "unsupported model": "error: unsupported architecture GPT2LMHeadModel .*supported: LlavaForConditionalGeneration",
     "no processor files": "error: .*weights-only holds no image processor \\(preprocessor_config.json or processor_config.json\\)",
     "qwen2-vl without torchvision": "error: torchvision is not installed: the Qwen2VLForConditionalGeneration processor needs it .*pip install -e '.\\[checkpoints\\]'",
-    "another model": "error: .* holds a study of other inputs \\(model:",
+    "another model": "error: .* holds a study with other settings: --model .* there, .* now",
     "no data": "error: no MMEdit file at",
     "malformed data": r"error: .*malformed.json: record 1: field 'alt': missing",
     "no rephrase": r"error: .*no-rephrase.json: record 2: field 'rephrase': missing, so the edit's T-Gen and TI-Gen .*--allow-missing-generality",
@@ -180,6 +232,9 @@ BAD_INPUTS = {
     "layer beyond the model": "error: --layer 7 is out of range: .* has 2 language layers",
     "unknown device map": "error: --device-map 'foo' is neither a placement strategy",
     "absent device": "error: --device-map cuda:0: torch sees no cuda device here",
+    "other dtype": "error: .* holds a study with other settings: --dtype 'float32' there, 'bfloat16' now",
+    "known only": "error: .* holds a study with other settings: --known-only False there, True now",
+    "other n-edits": "error: .* holds a study with other settings: --n-edits 4 there, 3 now",
 }
 
 
