@@ -25,7 +25,9 @@ Modules, one idea each:
     precision  half-precision models edited with float32 numerics (solve, SVD, losses, Adam)
     mmedit_study  a resumable study on any supported checkpoint and an MMEdit-format file
     preflight  every input of the study checked before the model loads
-    cli        the command line: ``python -m asam_lib study ...``
+    resume     a study folder's settings and progress files: resume you can trust
+    launch     many processes on one study: shards and devices (torchrun, accelerate, SLURM arrays)
+    cli        the command line: ``python -m asam_lib study ...`` and ``merge``
     parameters notebook parameters checked against their types
     plots      one plotting style for every figure
 """

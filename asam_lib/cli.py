@@ -1,7 +1,8 @@
 """The command line: ``python -m asam_lib study --model DIR --data FILE.json --out DIR``.
 
 Runs :func:`asam_lib.mmedit_study.run_study` on a local checkpoint folder and an MMEdit-format JSON file, with
-a progress bar per method. Interrupt it at any time (Ctrl-C) and run the same command again: finished edits
+a progress bar per method, in one process or as one of many (``torchrun``, ``accelerate launch``, a SLURM
+array with ``--shard``: :mod:`asam_lib.launch`); ``python -m asam_lib merge --out DIR`` writes the tables. Interrupt it at any time (Ctrl-C) and run the same command again: finished edits
 are skipped. Every input is checked before the model loads (:mod:`asam_lib.preflight`): a bad option, path,
 record or image, an unsupported model or a missing requirement stops it with one line saying what is wrong
 and how to fix it (exit status 2), before anything in ``--out`` is touched.
@@ -15,12 +16,13 @@ import sys
 from pathlib import Path
 
 from asam_lib.architectures import UnsupportedArchitecture
+from asam_lib.launch import launcher_shard, process_device_map, shard
 from asam_lib.model import CheckpointError, checkpoint_architecture, load_pretrained
 from asam_lib.preflight import InputError, check_device_map, check_generality, check_layer, check_out, check_processor, check_sequential
 from asam_lib.prompting import PromptEncoder
 from asam_lib.records import RecordError, decode_images, load_records
-from asam_lib.mmedit_study import EDITORS, StudyConfig, StudyError, run_study
-from asam_lib.resume import ResumeError, check_settings, settings_folder, study_settings
+from asam_lib.mmedit_study import EDITORS, StudyConfig, StudyError, run_study, write_tables
+from asam_lib.resume import ResumeError, check_settings, folder_lock, settings_folder, study_settings
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -85,7 +87,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-missing-generality", action="store_true",
                    help="edit records without 'rephrase' / 'image_rephrase' (their T-Gen / I-Gen / TI-Gen are left out; summary.csv counts the edits behind each metric)")
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"), help="weights' dtype")
-    s.add_argument("--device-map", default=None, help="from_pretrained's device_map, e.g. auto or cuda:0 (default: CPU)")
+    s.add_argument("--device-map", default=None,
+                   help="from_pretrained's device_map, e.g. auto or cuda:0 (default: the CPU; under torchrun / accelerate with GPUs: cuda:LOCAL_RANK)")
+    s.add_argument("--shard", type=shard, default=None,
+                   help="edit only share i of n of the records, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (default: RANK/WORLD_SIZE under torchrun or accelerate, else 0/1)")
+    m = sub.add_parser("merge", help="write the tables of a study folder from every finished edit of every process (no model needed)")
+    m.add_argument("--out", type=Path, required=True, help="the study's results folder")
     return p
 
 
@@ -95,7 +102,8 @@ def study(args: argparse.Namespace) -> None:
                          sequential=args.sequential)
     image_root = args.image_root or args.data.parent
     check_out(args.out)
-    check_device_map(args.device_map)
+    device_map = process_device_map(args.device_map)
+    check_device_map(device_map)
     check_processor(args.model, checkpoint_architecture(args.model))
     check_layer(args.model, args.layer)
     records = load_records(args.data, args.image_root, args.task)
@@ -106,10 +114,19 @@ def study(args: argparse.Namespace) -> None:
     out = settings_folder(args.out, settings) if args.out_per_settings else args.out
     check_settings(out, settings)
     inputs = {"model": str(args.model.resolve()), "data": str(args.data.resolve()), "image_root": str(image_root.resolve())}
-    model, processor = load_pretrained(args.model, dtype=args.dtype, device_map=args.device_map)
-    summary = run_study(model, PromptEncoder(processor, device=model.device), records, config, out, settings, inputs)
+    model, processor = load_pretrained(args.model, dtype=args.dtype, device_map=device_map)
+    summary = run_study(model, PromptEncoder(processor, device=model.device), records, config, out, settings, inputs, args.shard or launcher_shard())
     print(summary.to_string(index=False))
-    print(f"tables written to {out}")
+    print(f"tables written to {out} (from every edit finished there so far)")
+
+
+def merge(args: argparse.Namespace) -> None:
+    if not list((args.out / "progress").glob("*.jsonl")):
+        raise StudyError(f"{args.out} holds no progress files (progress/*.jsonl): pass the --out of a study")
+    with folder_lock(args.out):
+        summary = write_tables(args.out)
+    print(summary.to_string(index=False))
+    print(f"tables written to {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # --help, or an option argparse refused (already printed on one line)
         return int(stop.code or 0)
     try:
-        study(args)
+        {"study": study, "merge": merge}[args.command](args)
     except (FileNotFoundError, CheckpointError, RecordError, UnsupportedArchitecture, StudyError, InputError, ResumeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: finished edits are kept in {args.out / 'progress'}; run the same command again to resume", file=sys.stderr)
+        print(f"interrupted: finished edits are kept under {args.out}; run the same command again to resume", file=sys.stderr)
         return 130
     return 0

@@ -148,7 +148,7 @@ def write_tables(out: Path) -> pd.DataFrame:
         finished = sum(1 for key, e in latest.items() if key[0] == method and key[1] == "single" and "rows" in e)
         if failed:
             tqdm.write(f"{method}: {finished} edit(s) finished, {len(failed)} failed (first: {failed[0]['error']}); "
-                       f"fix the cause and rerun to retry them, see {out / 'progress' / (method + '.jsonl')}")
+                       f"fix the cause and rerun to retry them, see the error lines in {out / 'progress'}")
     if not rows:
         raise StudyError(f"every edit failed; see the error lines in {out / 'progress'}")
     table = pd.DataFrame(rows)
@@ -161,12 +161,14 @@ def write_tables(out: Path) -> pd.DataFrame:
 
 
 def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], config: StudyConfig, out: str | Path, settings: dict,
-              inputs: dict | None = None) -> pd.DataFrame:
+              inputs: dict | None = None, shard: tuple[int, int] = (0, 1)) -> pd.DataFrame:
     """Run (or resume) the study and write the tables of every finished edit in ``out``; return the summary.
 
     ``settings``: :func:`asam_lib.resume.study_settings` of the study, checked against and kept in
     ``out/study.json`` with ``inputs`` (the paths, for people). Runs with other seeds or methods into the same
-    folder add up; an edit that failed before is tried again."""
+    folder add up; an edit that failed before is tried again. ``shard = (i, n)``: edit only every n-th record
+    from the i-th (sequential editing, which cannot be split, runs in shard 0), as one of n processes; the
+    last of them to finish writes tables that hold every shard's edits."""
     out = Path(out)
     resume.check_settings(out, settings)
     editors = build_editors(model, config)
@@ -178,13 +180,15 @@ def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], conf
     if config.sequential and max(config.sequential) > len(edited):
         raise StudyError(f"--sequential {max(config.sequential)}: only {len(edited)} records are edited (with --known-only: the ones the model "
                          "knows); pass smaller checkpoints")
-    resume.record_settings(out, settings, inputs or {})
-    resume.check_editor_configs(out, {method: editor_config(editor) for method, editor in editors.items()})
+    with resume.folder_lock(out):
+        resume.record_settings(out, settings, inputs or {})
+        resume.check_editor_configs(out, {method: editor_config(editor) for method, editor in editors.items()})
     finished = {key for key, e in resume.latest_entries(out).items() if "rows" in e}
+    mine = edited[shard[0] :: shard[1]]
     for method, editor in editors.items():
-        progress = resume.Progress(out / "progress" / f"{method}.jsonl", method)
-        todo = [r for r in edited if (method, "single", f"{r.task}-{r.index}", config.seed) not in finished]
-        for record in tqdm(todo, desc=f"{method} (seed {config.seed})", initial=len(edited) - len(todo), total=len(edited)):
+        progress = resume.Progress(resume.progress_path(out, method, shard), method)
+        todo = [r for r in mine if (method, "single", f"{r.task}-{r.index}", config.seed) not in finished]
+        for record in tqdm(todo, desc=f"{method} (seed {config.seed})", initial=len(mine) - len(todo), total=len(mine)):
             try:  # a record the model cannot take (missing image, untokenisable text) fails alone
                 case = case_from_record(record, pool, config.n_support, config.seed)
                 reference = locality_reference(model, encoder, case.locality) if case.locality else None
@@ -193,8 +197,9 @@ def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], conf
                 entry = {"error": str(err)}
             progress.append({"case": f"{record.task}-{record.index}", "seed": config.seed, **entry})
         name = f"T={','.join(map(str, config.sequential))}"
-        if config.sequential and (method, "sequential", name, config.seed) not in finished:
+        if config.sequential and shard[0] == 0 and (method, "sequential", name, config.seed) not in finished:
             cases = [case_from_record(r, pool, config.n_support, config.seed) for r in edited[: max(config.sequential)]]
             table = run_sequential(model, encoder, method, editor, cases, config.seed, config.sequential, config.task)
             progress.append({"kind": "sequential", "case": name, "seed": config.seed, "rows": table.to_dict("records")})
-    return write_tables(out)
+    with resume.folder_lock(out):
+        return write_tables(out)

@@ -8,7 +8,8 @@ gives every set of settings a subfolder of its own instead (:func:`settings_fold
 not settings: runs with other seeds or methods into one folder add up.
 
 ``out/progress/<method>.jsonl`` holds one line per attempt at an edit: its tidy rows, or the error that
-stopped it, written and synced before the next edit starts. The latest line of an edit wins
+stopped it, written and synced before the next edit starts (a process that edits shard ``i`` of ``n`` writes
+``<method>.shard-i-of-n.jsonl``, so processes never share a file). The latest line of an edit wins
 (:func:`latest_entries`), so a failed edit is tried again by the next run, and a finished one never is. A
 last line cut short by a kill is skipped when read and cut off before the next line is appended.
 """
@@ -18,7 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock
 
 from asam_lib.cache import write_atomically
 from asam_lib.model import config_hash
@@ -157,15 +162,26 @@ class Progress:
         self.entries.append({"method": self.method, **entry})
 
 
-def progress_files(out: Path) -> dict[str, Path]:
-    """Method -> its progress file, for every method that has run in ``out``."""
-    return {p.stem: p for p in sorted((out / "progress").glob("*.jsonl"))}
+def progress_path(out: Path, method: str, shard: tuple[int, int] = (0, 1)) -> Path:
+    """The progress file of ``method`` written by shard ``i`` of ``n`` (one file per process)."""
+    i, n = shard
+    return out / "progress" / (f"{method}.jsonl" if n == 1 else f"{method}.shard-{i}-of-{n}.jsonl")
 
 
 def latest_entries(out: Path) -> dict[tuple, dict]:
-    """The latest entry of every edit in every progress file of ``out``, by :func:`entry_key`."""
+    """The latest entry of every edit in every progress file of ``out`` (all methods, all shards), by
+    :func:`entry_key`."""
     latest: dict[tuple, dict] = {}
-    for method, path in progress_files(out).items():
-        for entry in Progress(path, method).entries:
+    for path in sorted((out / "progress").glob("*.jsonl")):
+        for entry in Progress(path, path.name.split(".")[0]).entries:
             latest[entry_key(entry)] = entry
     return latest
+
+
+@contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold the lock of study folder ``out`` (processes of one study share it) while writing its
+    ``study.json`` or its tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".lock")):
+        yield

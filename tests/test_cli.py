@@ -2,7 +2,10 @@
 resuming after an interruption without redoing edits, and clear errors that keep partial results."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -79,7 +82,7 @@ def test_an_interrupted_study_resumes_without_redoing_finished_edits(assets, uni
     assert _study(assets, tmp_path) == 130
     err = capsys.readouterr().err  # progress bars, then one line
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == f"interrupted: finished edits are kept in {tmp_path / 'progress'}; run the same command again to resume"
+    assert err.strip().splitlines()[-1] == f"interrupted: finished edits are kept under {tmp_path}; run the same command again to resume"
     assert len(_lines(tmp_path / "progress" / "FT-L.jsonl")) == N_EDITS
     assert len(_lines(tmp_path / "progress" / "Patch.jsonl")) == 1
     assert not (tmp_path / "summary.csv").exists()
@@ -278,3 +281,37 @@ def test_records_without_rephrase_are_edited_when_allowed_and_counted_per_metric
 def test_a_failed_start_leaves_no_output_folder(assets, tmp_path):
     assert _study((tmp_path / "nowhere", assets[1]), tmp_path / "out") == 2
     assert not (tmp_path / "out").exists()
+
+
+def _same_tables(folder, reference):
+    pd.testing.assert_frame_equal(_without_time(folder / "edits.csv"), _without_time(reference / "edits.csv"))
+    pd.testing.assert_frame_equal(_without_time(folder / "summary.csv"), _without_time(reference / "summary.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "sequential.csv"), pd.read_csv(reference / "sequential.csv"))
+
+
+def test_shards_of_a_slurm_array_and_merge_give_the_tables_of_one_process(assets, uninterrupted, tmp_path):
+    for i in (1, 0):
+        assert _study(assets, tmp_path, "--sequential", "1,2", "--shard", f"{i}/2") == 0
+    assert sorted(p.name for p in (tmp_path / "progress").iterdir()) == [f"{m}.shard-{i}-of-2.jsonl" for m in ("FT-L", "Patch") for i in (0, 1)]
+    _same_tables(tmp_path, uninterrupted)  # the last shard to finish wrote every shard's edits
+    for name in ("edits.csv", "summary.csv", "sequential.csv"):
+        (tmp_path / name).unlink()
+    assert main(["merge", "--out", str(tmp_path)]) == 0
+    _same_tables(tmp_path, uninterrupted)
+
+
+def test_two_processes_under_torchrun_give_the_tables_of_one(assets, uninterrupted, tmp_path):
+    model, data = assets
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asam_lib", "study",
+               "--model", str(model), "--data", str(data), "--out", str(tmp_path), "--methods", "FT-L,Patch", "--n-edits", str(N_EDITS),
+               "--steps", "2", "--n-support", "2", "--sequential", "1,2"]
+    done = subprocess.run(command, env={**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "progress").iterdir()) == [f"{m}.shard-{i}-of-2.jsonl" for m in ("FT-L", "Patch") for i in (0, 1)]
+    _same_tables(tmp_path, uninterrupted)
+
+
+@pytest.mark.parametrize("value, message", [("2/2", "2/2: i/n needs 0 <= i < n"), ("a", "'a' is not i/n (e.g. 0/4)")])
+def test_a_bad_shard_gives_one_line(value, message, assets, tmp_path, capsys):
+    assert _study(assets, tmp_path, "--shard", value) == 2
+    assert capsys.readouterr().err.strip() == f"error: argument --shard: {message} (see python -m asam_lib study --help)"
