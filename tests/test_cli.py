@@ -315,3 +315,12 @@ def test_two_processes_under_torchrun_give_the_tables_of_one(assets, uninterrupt
 def test_a_bad_shard_gives_one_line(value, message, assets, tmp_path, capsys):
     assert _study(assets, tmp_path, "--shard", value) == 2
     assert capsys.readouterr().err.strip() == f"error: argument --shard: {message} (see python -m asam_lib study --help)"
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_the_documented_half_precision_study_runs_every_method_without_a_failed_edit(dtype, assets, tmp_path):
+    model, data = assets
+    assert main(["study", "--model", str(model), "--data", str(data), "--out", str(tmp_path), "--n-edits", "2", "--steps", "2",
+                 "--n-support", "1", "--dtype", dtype]) == 0
+    entries = [e for p in sorted((tmp_path / "progress").glob("*.jsonl")) for e in _lines(p)]
+    assert len(entries) == 2 * len(asam_lib.mmedit_study.EDITORS) and all("rows" in e for e in entries), [e.get("error") for e in entries]
