@@ -27,8 +27,13 @@ Modules, one idea each:
     summaries  targets, ablation tables, gap closure, consistency against distance
     lar_study  notebook 02's experiments on LAR variants
     playground the function behind notebook 05's widgets: one edit, measured before and after, rolled back
+    precision  half-precision models edited with float32 numerics (solve, SVD, losses, Adam)
     mmedit_study  a resumable study on any supported checkpoint and an MMEdit-format file
-    cli        the command line: ``python -m asam_lib study ...``
+    preflight  every input of the study checked before the model loads
+    resume     a study folder's settings and progress files: resume you can trust
+    launch     many processes on one study: shards and devices (torchrun, accelerate, SLURM arrays)
+    cli        the command line: ``python -m asam_lib study ...`` and ``merge``
+    parameters notebook parameters checked against their types
     plots      one plotting style for every figure
     provenance content hashes and the library fingerprint in figures' sidecars
 

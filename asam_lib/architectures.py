@@ -51,7 +51,8 @@ class Architecture:
     embeddings); ``layers``: its decoder blocks; ``ffn``: the FFN attribute of a block, whose projections
     are ``ffn_projections`` (gate, up, down); ``image_token``: the config field holding the image
     placeholder token id; ``embeds_inputs(model, batch)``: extra keyword inputs the model needs when run
-    from ``inputs_embeds`` instead of ``input_ids`` + pixels."""
+    from ``inputs_embeds`` instead of ``input_ids`` + pixels; ``processor_needs_torchvision``: loading the
+    checkpoint's processor imports torchvision (its video processor does)."""
 
     name: str
     language_model: str = "model.language_model"
@@ -60,6 +61,7 @@ class Architecture:
     ffn_projections: tuple[str, str, str] = ("gate_proj", "up_proj", "down_proj")
     image_token: str = "image_token_id"
     embeds_inputs: Callable[[object, object], dict[str, torch.Tensor]] = _no_extra_inputs
+    processor_needs_torchvision: bool = False
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -67,8 +69,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     for a in (
         Architecture("LlavaForConditionalGeneration"),  # LLaVA-1.5 (and the embedded model)
         Architecture("LlavaNextForConditionalGeneration"),  # LLaVA-NeXT (LLaVA-1.6)
-        Architecture("LlavaOnevisionForConditionalGeneration"),  # LLaVA-OneVision
-        Architecture("Qwen2VLForConditionalGeneration", embeds_inputs=_mrope_positions),
+        Architecture("LlavaOnevisionForConditionalGeneration", processor_needs_torchvision=True),  # LLaVA-OneVision
+        Architecture("Qwen2VLForConditionalGeneration", embeds_inputs=_mrope_positions, processor_needs_torchvision=True),
     )
 }
 

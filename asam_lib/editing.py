@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from asam_lib.architectures import architecture, edit_layer_mlp, language_layers, language_model
 from asam_lib.hooks import module_input
+from asam_lib.precision import adam, at_least_float32
 from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits
 from asam_lib.seeding import torch_generator
 
@@ -171,13 +172,13 @@ def forward_embeds(model, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
 def answer_log_probs_per_item(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
     """Per item, log-probabilities over the vocabulary at its answer-predicting positions (items' answers
     differ in length, hence a list of ``(answer_len_i, V)``)."""
-    return [F.log_softmax(lg, -1) for lg in answer_logits(logits, batch)]
+    return [F.log_softmax(at_least_float32(lg), -1) for lg in answer_logits(logits, batch)]
 
 
 def mean_answer_ce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Cross-entropy of the answer tokens and ``</s>`` (the batch's labels), averaged over every such token of
     the batch: a scalar (per row: :func:`asam_lib.lar.answer_ce_per_row`)."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=-100)
+    return F.cross_entropy(at_least_float32(logits[:, :-1].flatten(0, 1)), batch.labels[:, 1:].flatten(), ignore_index=-100)
 
 
 def locality_kl(post: list[torch.Tensor], pre: list[torch.Tensor]) -> torch.Tensor:
@@ -317,7 +318,7 @@ class Editor:
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=context.generator)))
             installed = self.install(model, context)
         context.originals, context.editor_state = installed.originals, installed.state
-        optimiser = torch.optim.Adam(installed.params, lr=self.config.lr)
+        optimiser = adam(installed.params, lr=self.config.lr)
         history: list[dict[str, float]] = []
         try:
             for step in range(self.config.steps):

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from asam_lib.architectures import language_layers
 from asam_lib.editing import forward_embeds
 from asam_lib.hooks import module_output
+from asam_lib.precision import at_least_float32
 from asam_lib.prompting import Batch
 
 ROLES = ("image", "question", "both")
@@ -121,16 +122,16 @@ def project(delta: torch.Tensor, radius: torch.Tensor, mask: torch.Tensor) -> to
 
 def random_start(shape: tuple[int, ...], radius: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """K seeded random points of the ball: a uniform direction and a uniform fraction of the radius."""
-    direction = torch.randn(shape, generator=generator)
+    direction = torch.randn(shape, generator=generator).to(radius)  # drawn on the CPU: the same variants on any device
     direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    fraction = torch.rand(shape[:-1], generator=generator)[..., None]
+    fraction = torch.rand(shape[:-1], generator=generator).to(radius)[..., None]
     return direction * fraction * radius[None, :, None] * mask[None, :, None]
 
 
 def answer_ce_per_row(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Per row, the mean cross-entropy of the answer tokens and ``</s>``: (K,) (over the whole batch:
     :func:`asam_lib.editing.mean_answer_ce`)."""
-    per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), batch.labels[:, 1:], ignore_index=-100, reduction="none")
+    per_token = F.cross_entropy(at_least_float32(logits[:, :-1]).transpose(1, 2), batch.labels[:, 1:], ignore_index=-100, reduction="none")
     counted = (batch.labels[:, 1:] != -100).float()
     return (per_token * counted).sum(1) / counted.sum(1)
 
@@ -140,7 +141,7 @@ def answer_span_log_probs(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     of one input): (K, answer_len, V) (items with spans of their own:
     :func:`asam_lib.editing.answer_log_probs_per_item`)."""
     start, n = int(batch.answer_start[0]), int(batch.answer_len[0])
-    return F.log_softmax(logits[:, start - 1 : start - 1 + n], -1)
+    return F.log_softmax(at_least_float32(logits[:, start - 1 : start - 1 + n]), -1)
 
 
 def coherence_kl(pre_variant: torch.Tensor, pre_clean: torch.Tensor) -> torch.Tensor:
@@ -154,8 +155,8 @@ def added_to_block_output(model, block: int, delta: torch.Tensor) -> Iterator[No
 
     def add(_module, _args, output):
         if isinstance(output, tuple):
-            return (output[0] + delta, *output[1:])
-        return output + delta
+            return (output[0] + delta.to(output[0].dtype), *output[1:])
+        return output + delta.to(output.dtype)
 
     handle = language_layers(model)[block].register_forward_hook(add)
     try:
@@ -176,7 +177,7 @@ def forward_variants(model, forward: Forward, anchor_embeds: torch.Tensor, delta
     embeddings ``anchor_embeds`` (1, L, d), or to block ``block``'s output."""
     base = anchor_embeds.expand(delta.shape[0], -1, -1)
     if block is None:
-        return forward(base + delta, rows)
+        return forward(base + delta.to(base.dtype), rows)
     with added_to_block_output(model, block, delta):
         return forward(base, rows)
 
@@ -199,7 +200,7 @@ def adversarial_variants(
     rows = repeat_batch(batch, config.k)
     mask = role_mask(batch, image_token_id(model), config.roles)
     clean = anchor_embeds[0] if config.block is None else block_output(model, anchor_embeds, batch, config.block)[0]
-    radius = config.eps * clean.norm(dim=-1)
+    radius = config.eps * at_least_float32(clean).norm(dim=-1)
     with torch.no_grad():
         pre_clean = answer_span_log_probs(unedited(anchor_embeds, repeat_batch(batch, 1)), rows)
 
@@ -230,8 +231,8 @@ def noise_variants(model, anchor_embeds: torch.Tensor, batch: Batch, config: LAR
     position on the sphere of radius ``eps * |z_p|``), no gradient ascent."""
     mask = role_mask(batch, image_token_id(model), config.roles)
     clean = anchor_embeds[0] if config.block is None else block_output(model, anchor_embeds, batch, config.block)[0]
-    radius = config.eps * clean.norm(dim=-1)
-    direction = torch.randn((config.k, *clean.shape), generator=generator)
+    radius = config.eps * at_least_float32(clean).norm(dim=-1)
+    direction = torch.randn((config.k, *clean.shape), generator=generator).to(radius)
     delta = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12) * radius[None, :, None] * mask[None, :, None]
     return Variants((clean[None] + delta), delta, radius, mask, config.block)
 

@@ -6,18 +6,17 @@ its own ``loc`` / ``m_loc`` items as locality *evaluation* items, and locality *
 the editor) drawn from the ``loc`` / ``m_loc`` items of records that are not edited, so the two never
 overlap.
 
-Progress is written to ``out/progress/<method>.jsonl``, one line per finished edit (its tidy rows, or the
-error that stopped it), flushed to disk before the next edit starts. A rerun with the same model, data
-and settings skips every edit already on disk, keyed by (record, seed, editor config); an interrupted
-run therefore loses at most the edit in progress. ``out/study.json`` records which model and data the
-folder belongs to. At the end, ``edits.csv`` (all rows) and ``summary.csv`` (mean and 95% CI per
-method, metric and protocol) are written as :func:`asam_lib.harness.save_table` writes every table.
+Progress is written to ``out/progress/<method>.jsonl``, one line per attempt at an edit (its tidy rows, or
+the error that stopped it), synced to disk before the next edit starts; ``out/study.json`` records the
+settings the folder belongs to (:mod:`asam_lib.resume`). A rerun with the same settings skips every
+finished edit and tries the failed ones again; an interrupted run loses at most the edit in progress. At
+the end, ``edits.csv`` (all rows), ``summary.csv`` (mean and 95% CI per method, metric and protocol, and
+the number of edits behind each mean) and ``sequential.csv`` are written from every finished edit of every
+method in the folder, as :func:`asam_lib.harness.save_table` writes every table.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +24,7 @@ from typing import Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
+from asam_lib import resume
 from asam_lib.architectures import language_layers
 from asam_lib import methods
 from asam_lib.editing import EditError, EditRequest, Editor
@@ -120,96 +120,79 @@ def prefix_cases(model, encoder: PromptEncoder, records: Sequence[EditRecord], n
     return [replace(c, unit=with_latent_distances(model, encoder, c.unit, layer)) for c in cases]
 
 
-class Progress:
-    """The per-edit progress file of one method: finished keys, and appending one line per edit."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.lines: list[dict] = []
-        if path.exists():
-            text = path.read_text().splitlines()
-            for n, line in enumerate(text, start=1):
-                try:
-                    self.lines.append(json.loads(line))
-                except json.JSONDecodeError:
-                    if n < len(text):  # only the last line can be cut short by an interruption
-                        raise StudyError(f"{path}: line {n} is not valid JSON; delete that line (its edit will be redone)") from None
-
-    @staticmethod
-    def key(case: str, seed: int, config: str, kind: str = "single") -> tuple:
-        return (kind, case, seed, config)
-
-    def done(self) -> set[tuple]:
-        return {self.key(x["case"], x["seed"], x["config"], x.get("kind", "single")) for x in self.lines}
-
-    def append(self, entry: dict) -> None:
-        """Write one finished edit to disk (flushed and synced) before anything else happens."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.lines.append(entry)
+def summary_with_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`asam_lib.harness.summarize` plus ``n_edits``: how many edits (all seeds) each mean is taken over. A
+    metric a record cannot measure (T-Gen without its ``rephrase``) is left out for that edit, not counted."""
+    by = ["method", "metric", "protocol"]
+    counts = table.dropna(subset=["value"]).groupby(by).size().rename("n_edits").reset_index()
+    summary = summarize(table).merge(counts, on=by, how="left")
+    summary["n_edits"] = summary["n_edits"].fillna(0).astype(int)
+    return summary
 
 
-def check_manifest(out: Path, identity: dict) -> None:
-    """Refuse to mix studies: an existing ``out/study.json`` must name the same model, data and task."""
-    path = Path(out) / "study.json"
-    if path.exists():
-        before = json.loads(path.read_text())
-        if before != identity:
-            changed = ", ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in identity.items() if before.get(k) != v)
-            raise StudyError(f"{out} holds a study of other inputs ({changed}); pass a new --out or delete {out}")
+def write_tables(out: Path) -> pd.DataFrame:
+    """``edits.csv``, ``summary.csv`` (and ``sequential.csv``) from every finished edit of every method in
+    ``out``; return the summary. Failed edits are counted per method on the console, not in the tables."""
+    latest = resume.latest_entries(out)
+    rows = [row for (_, kind, _, _), e in latest.items() if kind == "single" and "rows" in e for row in e["rows"]]
+    sequential_rows = [row for (_, kind, _, _), e in latest.items() if kind == "sequential" and "rows" in e for row in e["rows"]]
+    for method in sorted({key[0] for key in latest}):
+        failed = [e for key, e in latest.items() if key[0] == method and "error" in e]
+        finished = sum(1 for key, e in latest.items() if key[0] == method and key[1] == "single" and "rows" in e)
+        if failed:
+            tqdm.write(f"{method}: {finished} edit(s) finished, {len(failed)} failed (first: {failed[0]['error']}); "
+                       f"fix the cause and rerun to retry them, see the error lines in {out / 'progress'}")
+    if not rows:
+        raise StudyError(f"every edit failed; see the error lines in {out / 'progress'}")
+    table = pd.DataFrame(rows)
+    save_table(table, "edits", out)
+    summary = summary_with_counts(table)
+    save_table(summary, "summary", out)
+    if sequential_rows:
+        save_table(summarize(pd.DataFrame(sequential_rows), by=("method", "T", "metric", "protocol")), "sequential", out)
+    return summary
 
 
-def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], config: StudyConfig, out: str | Path, identity: dict) -> pd.DataFrame:
-    """Run (or resume) the study and write its tables under ``out``; return the summary table.
+def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], config: StudyConfig, out: str | Path, settings: dict,
+              inputs: dict | None = None, shard: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+    """Run (or resume) the study and write the tables of every finished edit in ``out``; return the summary.
 
-    ``identity`` names the model and data (kept in ``out/study.json``). Runs with other seeds into the
-    same folder add up: the tables hold every seed finished so far with the current editor configs."""
-    out, identity = Path(out), {**identity, "task": config.task}
-    check_manifest(out, identity)
+    ``settings``: :func:`asam_lib.resume.study_settings` of the study, checked against and kept in
+    ``out/study.json`` with ``inputs`` (the paths, for people). Runs with other seeds or methods into the same
+    folder add up; an edit that failed before is tried again. ``shard = (i, n)``: edit only every n-th record
+    from the i-th (sequential editing, which cannot be split, runs in shard 0), as one of n processes; the
+    last of them to finish writes tables that hold every shard's edits."""
+    out = Path(out)
+    resume.check_settings(out, settings)
     editors = build_editors(model, config)
     if config.known_only:
         records = known_records(model, encoder, records)
     edited, pool = choose_records(records, config.n_edits, config.seed)
     if not edited:
         raise StudyError("no records to edit (with --known-only: the model answers none of them with their 'pred')")
-    if not (out / "study.json").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "study.json").write_text(json.dumps(identity, indent=1) + "\n")
-    rows: list[dict] = []
-    sequential_rows: list[dict] = []
+    if config.sequential and max(config.sequential) > len(edited):
+        raise StudyError(f"--sequential {max(config.sequential)}: only {len(edited)} records are edited (with --known-only: the ones the model "
+                         "knows); pass smaller checkpoints")
+    with resume.folder_lock(out):
+        resume.record_settings(out, settings, inputs or {})
+        resume.check_editor_configs(out, {method: editor_config(editor) for method, editor in editors.items()})
+    finished = {key for key, e in resume.latest_entries(out).items() if "rows" in e}
+    mine = edited[shard[0] :: shard[1]]
     for method, editor in editors.items():
-        progress = Progress(out / "progress" / f"{method}.jsonl")
-        tag, done = editor_config(editor), progress.done()
-        todo = [r for r in edited if Progress.key(f"{r.task}-{r.index}", config.seed, tag) not in done]
-        for record in tqdm(todo, desc=f"{method} (seed {config.seed})", initial=len(edited) - len(todo), total=len(edited)):
+        progress = resume.Progress(resume.progress_path(out, method, shard), method)
+        todo = [r for r in mine if (method, "single", f"{r.task}-{r.index}", config.seed) not in finished]
+        for record in tqdm(todo, desc=f"{method} (seed {config.seed})", initial=len(mine) - len(todo), total=len(mine)):
             try:  # a record the model cannot take (missing image, untokenisable text) fails alone
                 case = case_from_record(record, pool, config.n_support, config.seed)
                 reference = locality_reference(model, encoder, case.locality) if case.locality else None
                 entry = {"rows": edit_and_evaluate(model, encoder, method, editor, case, reference, config.seed, config.task)}
             except (EditError, ValueError) as err:
                 entry = {"error": str(err)}
-            progress.append({"case": f"{record.task}-{record.index}", "seed": config.seed, "config": tag, **entry})
-        if config.sequential:
-            key = Progress.key(f"T={','.join(map(str, config.sequential))}", config.seed, tag, "sequential")
-            if key not in progress.done():
-                cases = [case_from_record(r, pool, config.n_support, config.seed) for r in edited[: max(config.sequential)]]
-                table = run_sequential(model, encoder, method, editor, cases, config.seed, config.sequential, config.task)
-                progress.append({"kind": "sequential", "case": key[1], "seed": config.seed, "config": tag, "rows": table.to_dict("records")})
-        for entry in progress.lines:
-            if entry["config"] == tag and "rows" in entry:
-                (sequential_rows if entry.get("kind") == "sequential" else rows).extend(entry["rows"])
-        failed = [e for e in progress.lines if e["config"] == tag and "error" in e]
-        if failed:
-            tqdm.write(f"{method}: {len(failed)} edit(s) failed, see {progress.path} (first: {failed[0]['error']})")
-    if not rows:
-        raise StudyError(f"every edit failed; see the error lines in {out / 'progress'}")
-    table = pd.DataFrame(rows)
-    save_table(table, "edits", out)
-    summary = summarize(table)
-    save_table(summary, "summary", out)
-    if sequential_rows:
-        save_table(summarize(pd.DataFrame(sequential_rows), by=("method", "T", "metric", "protocol")), "sequential", out)
-    return summary
+            progress.append({"case": f"{record.task}-{record.index}", "seed": config.seed, **entry})
+        name = f"T={','.join(map(str, config.sequential))}"
+        if config.sequential and shard[0] == 0 and (method, "sequential", name, config.seed) not in finished:
+            cases = [case_from_record(r, pool, config.n_support, config.seed) for r in edited[: max(config.sequential)]]
+            table = run_sequential(model, encoder, method, editor, cases, config.seed, config.sequential, config.task)
+            progress.append({"kind": "sequential", "case": name, "seed": config.seed, "rows": table.to_dict("records")})
+    with resume.folder_lock(out):
+        return write_tables(out)

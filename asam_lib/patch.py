@@ -35,6 +35,7 @@ import torch
 from asam_lib.architectures import edit_layer_mlp, replace_edit_layer_mlp
 from asam_lib.editing import EditConfig, EditContext, Editor, Installed, forward_embeds, parameter_names
 from asam_lib.hooks import module_input
+from asam_lib.precision import at_least_float32, computed_in_float32
 from asam_lib.prompting import Batch
 
 
@@ -68,6 +69,7 @@ def answer_positions(states: torch.Tensor, batch: Batch) -> torch.Tensor:
     return states[torch.arange(len(batch)), batch.answer_start - 1]
 
 
+@computed_in_float32
 def selective_key(edit_x: torch.Tensor, memory_x: torch.Tensor, activation: float, threshold: float, shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Key ``k`` (d,) and bias ``b`` () of a neuron that fires ``activation`` on ``edit_x`` (d,), is silent on
     the memory centre ``m`` and starts firing a fraction ``threshold`` of the way from ``m`` to ``edit_x``
@@ -156,7 +158,7 @@ class Patch(Editor):
         s, state = self.settings, context.editor_state
         terms = {}
         if s.lambda_act > 0:
-            terms["activation"] = s.lambda_act * torch.relu(s.act_margin - state.patch.neuron_activations(state.edit_x)).mean()
+            terms["activation"] = s.lambda_act * torch.relu(s.act_margin - at_least_float32(state.patch.neuron_activations(state.edit_x))).mean()
         if s.lambda_mem > 0:
-            terms["memory"] = s.lambda_mem * torch.relu(state.patch.neuron_activations(state.memory_x) - s.mem_margin).mean()
+            terms["memory"] = s.lambda_mem * torch.relu(at_least_float32(state.patch.neuron_activations(state.memory_x)) - s.mem_margin).mean()
         return terms

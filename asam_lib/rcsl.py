@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
+from asam_lib.precision import at_least_float32
+
 OBJECTIVES = ("tail_energy", "tail_sum", "nuclear")
 
 
@@ -74,7 +76,7 @@ def rank_loss(H: torch.Tensor, objective: str = "tail_energy", rank: int = 1, ep
 
 def rcsl_loss(anchor: torch.Tensor, variants: torch.Tensor, config: RCSLConfig = RCSLConfig()) -> torch.Tensor:
     """L_rank of the anchor's (d,) and the variants' (K, d) representations under ``config``."""
-    H = stack_representations(anchor, variants, config.asymmetric)
+    H = at_least_float32(stack_representations(anchor, variants, config.asymmetric))
     if config.centre:
         H = H - H.mean(0, keepdim=True)
     return rank_loss(H, config.objective, config.rank)

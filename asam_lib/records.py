@@ -8,15 +8,19 @@ JSON files, which look like::
      "loc": "nq question: ...", "loc_ans": "...", "m_loc": "...jpg", "m_loc_q": "...", "m_loc_a": "..."}
 
 Images are checked for existence when the file is loaded and read only when asked for
-(:meth:`EditRecord.image`). Every problem raises a :class:`RecordError` naming the file, the record
+(:meth:`EditRecord.image`); :func:`decode_images` decodes every one up front (the command line does, so a
+corrupt file stops it before the model loads). Every problem raises a :class:`RecordError` naming the file, the record
 index, the field and what to do.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
@@ -153,3 +157,26 @@ def load_records(path: str | Path, image_root: str | Path | None = None, task: s
         raise MalformedRecord(str(path), -1, "<file>", f"expected a JSON list, got {type(raw).__name__}", "the file must hold a JSON list of records")
     return [parse_record(r, i, root, task, str(path), check_images) for i, r in enumerate(raw)]
 
+
+
+def decode_images(records: Sequence[EditRecord], workers: int | None = None) -> None:
+    """Decode every image the records name, each file once (threads: decoding releases the GIL); raise the
+    :class:`MissingImage` of the first record, in file order, whose image does not decode."""
+    first_use: dict[Path, tuple[EditRecord, str]] = {}
+    for record in records:
+        for name in IMAGE_FIELDS:
+            rel = getattr(record, f"{name}_path")
+            if rel:
+                first_use.setdefault(record.image_root / rel, (record, name))
+
+    def decode(use: tuple[EditRecord, str]) -> MissingImage | None:
+        try:
+            use[0].image(use[1])
+        except MissingImage as err:
+            return err
+        return None
+
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        failures = [err for err in pool.map(decode, first_use.values()) if err is not None]
+    if failures:
+        raise failures[0]
