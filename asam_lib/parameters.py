@@ -9,9 +9,13 @@ line naming the parameter and the fix.
 
 from __future__ import annotations
 
+import ast
+import json
 import types
 import typing
 from typing import Mapping
+
+from asam_lib import paths
 
 
 class ParameterError(TypeError):
@@ -61,3 +65,33 @@ def check_types(namespace: Mapping[str, object], expected: Mapping[str, object])
             fix = (f"papermill's -p passes text; pass the value as YAML instead: -y '{name}: {value}'" if isinstance(value, str)
                    else f"pass a value of type {_type_name(kind)}")
             raise ParameterError(f"parameter {name} = {value!r} ({type(value).__name__}) should be {_type_name(kind)} ({fix})")
+
+
+def parameter_defaults(notebook: str) -> dict[str, object]:
+    """Name -> default of every parameter of ``notebooks/<notebook>.ipynb``: the plain literals assigned in
+    its one cell tagged ``parameters``."""
+    path = paths.NOTEBOOKS / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {notebook!r} -> {path} not found (give the file's stem)")
+    tagged = [c for c in json.loads(path.read_text())["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"{path.name} has {len(tagged)} cells tagged 'parameters', expected 1")
+    return {target.id: ast.literal_eval(node.value) for node in ast.parse("".join(tagged[0]["source"])).body
+            if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+
+
+def declared_type(default: object) -> object:
+    """The type a parameter must have, read from its default: ``[0]`` -> ``list[int]``, ``{}`` -> ``dict``."""
+    if isinstance(default, list):
+        kinds = {declared_type(v) for v in default}
+        return list[kinds.pop()] if len(kinds) == 1 else list
+    if isinstance(default, dict):
+        keys, values = {declared_type(k) for k in default}, {declared_type(v) for v in default.values()}
+        return dict[keys.pop(), values.pop()] if len(keys) == len(values) == 1 else dict
+    return typing.Any if default is None else type(default)
+
+
+def check_parameters(notebook: str, namespace: Mapping[str, object]) -> None:
+    """:func:`check_types` of every parameter of ``notebook`` (pass ``globals()``) against the type of its
+    default, so a notebook checks its parameters in one line right after its ``parameters`` cell."""
+    check_types(namespace, {name: declared_type(value) for name, value in parameter_defaults(notebook).items()})

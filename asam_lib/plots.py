@@ -10,7 +10,6 @@ Sidecars hold no timestamps and no absolute paths, so they are as reproducible a
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -22,7 +21,9 @@ import numpy as np
 import seaborn as sns
 from PIL import Image
 
-from asam_lib import paths, provenance as prov
+from asam_lib import paths
+from asam_lib import provenance as prov
+from asam_lib.parameters import parameter_defaults
 
 KIND_COLOURS = {"anchor": "#4c4c4c", "text": "#1f77b4", "image": "#ff7f0e", "both": "#2ca02c"}
 OUTCOME_COLOURS = {"right": "#1a9850", "wrong": "#d73027"}  # frames of predictions that are right / wrong
@@ -45,14 +46,8 @@ def provenance(notebook: str, namespace: Mapping[str, object]) -> dict:
     """
     global _provenance
     path = paths.NOTEBOOKS / f"{notebook}.ipynb"
-    if not path.is_file():
-        raise FileNotFoundError(f"provenance: notebook {notebook!r} -> {path} not found (give the file's stem)")
+    names = list(parameter_defaults(notebook))
     cells = json.loads(path.read_text())["cells"]
-    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(tagged) != 1:
-        raise ValueError(f"provenance: {path.name} has {len(tagged)} cells tagged 'parameters', expected 1")
-    names = [t.id for node in ast.parse("".join(tagged[0]["source"])).body if isinstance(node, ast.Assign)
-             for t in node.targets if isinstance(t, ast.Name)]
     missing = [n for n in names if n not in namespace]
     if missing:
         raise KeyError(f"provenance: parameters {missing} of {path.name} are not defined (pass globals())")

@@ -37,3 +37,16 @@ def test_a_missing_parameter_is_named():
 
 def test_tuples_of_fixed_length_are_checked_element_by_element():
     assert matches((1, "a"), tuple[int, str]) and not matches((1, 2), tuple[int, str]) and not matches([1, "a"], tuple[int, str])
+
+
+def test_each_notebook_checks_its_parameters_against_the_types_of_their_defaults():
+    from asam_lib import paths
+    from asam_lib.parameters import check_parameters, declared_type, parameter_defaults
+
+    assert declared_type([0]) == list[int] and declared_type({}) is dict and declared_type({"vqa": "x.json"}) == dict[str, str]
+    for notebook in sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        defaults = parameter_defaults(notebook)
+        check_parameters(notebook, defaults)
+        if "seeds" in defaults:  # papermill's -p seeds "[7]" arrives as a string
+            with pytest.raises(ParameterError, match=r"parameter seeds = '\[7\]' \(str\) should be list\[int\] .*-y 'seeds: \[7\]'"):
+                check_parameters(notebook, {**defaults, "seeds": "[7]"})
