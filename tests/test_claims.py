@@ -198,11 +198,12 @@ def test_asam_gives_up_about_a_point_of_locality_on_vqa(main):
 
 def test_lora_moves_the_unit_on_vqa_but_changes_unrelated_answers_and_is_less_reliable_on_captions(main):
     assert main.loc[("vqa", "LoRA", "Unit"), "mean"] >= 0.95, "README: LoRA also moves the unit on VQA (Unit >= 0.95)"
-    for task in TASKS:
-        for metric in ["T-Loc", "I-Loc"]:
+    for metric in ["T-Loc", "I-Loc"]:
+        assert main.loc[("vqa", "LoRA", metric), "mean"] < 0.95, f"README: on VQA LoRA changes unrelated answers too (locality around 93%: {metric} < 0.95)"
+        for task in TASKS:
             lora = main.loc[(task, "LoRA", metric), "mean"]
-            assert lora < 0.95 and all(lora < main.loc[(task, m, metric), "mean"] for m in ["FT-L", "Patch", "ASAM"]), (
-                f"README: LoRA changes unrelated answers (on {task}, its {metric} is the lowest and below 0.95)")
+            assert all(lora < main.loc[(task, m, metric), "mean"] for m in ["FT-L", "Patch", "ASAM"]), (
+                f"README: LoRA changes unrelated answers (on {task}, its {metric} is the lowest of the four editors)")
     rel = main.xs(("caption", "Rel"), level=["task", "metric"])["mean"]
     assert rel.idxmin() == "LoRA", f"README: LoRA is less reliable on captions than the other editors; Rel {rel.round(3).to_dict()}"
 
