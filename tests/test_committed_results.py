@@ -30,7 +30,8 @@ def test_the_readme_tables_are_the_ones_results_and_the_base_model_give(tmp_path
     readme = tmp_path / "README.md"
     shutil.copy(paths.REPO_ROOT / "README.md", readme)
     written = readme_tables.update(readme, paths.REPO_ROOT / "results", paths.CHECKPOINTS / "base")
-    assert set(written) == {*readme_tables.BLOCKS, "accuracy"}, f"README.md lacks the markers of blocks {set(readme_tables.BLOCKS) - set(written)}"
+    blocks = {*readme_tables.BLOCKS, "accuracy"}
+    assert set(written) == blocks, f"README.md lacks the markers of the generated blocks {sorted(blocks - set(written))}"
     committed, regenerated = (paths.REPO_ROOT / "README.md").read_text(), readme.read_text()
     diff = "".join(difflib.unified_diff(committed.splitlines(True), regenerated.splitlines(True), "README.md", "from results/"))
     assert not diff, ("README.md's generated tables differ from what results/ and checkpoints/base/asam_meta.json give "
