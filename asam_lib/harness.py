@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from asam_lib import paths
+from asam_lib import paths, provenance
 from asam_lib.benchmark import exported_benchmark, locality_pools
 from asam_lib.editing import EditRequest, Editor, UneditedPasses
 from asam_lib.metrics import evaluate_edit, locality_reference
@@ -203,8 +203,14 @@ def tidy(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_table(table: pd.DataFrame, name: str, folder: Path | None = None) -> Path:
-    """Write ``table`` to ``results/name.csv`` sorted and rounded (:func:`tidy`), so a re-run writes the same bytes."""
+    """Write ``table`` to ``results/name.csv`` sorted and rounded (:func:`tidy`), so a re-run writes the same bytes.
+
+    After :func:`asam_lib.provenance.declare` (a notebook's setup cell), also writes the sidecar ``name.json``
+    that figures get: the notebook, its parameters, the hash of its code and of the library.
+    """
     folder = paths.ensure(folder or paths.RESULTS)
     path = folder / f"{name}.csv"
     tidy(table).to_csv(path, index=False)
+    if provenance.declared() is not None:
+        provenance.write_sidecar([path], {"table": name, **provenance.declared()})
     return path

@@ -2,17 +2,17 @@
 registry entry's, :func:`asam_lib.methods.colours`).
 
 Figures are saved as PNG and PDF with fixed metadata, so a re-run writes the same bytes. Once a notebook
-has declared its provenance (``plots.provenance("01_knowledge_units", globals())`` in its setup cell), each
-saved figure gets a sidecar ``<name>.json``: the notebook, the values of its ``parameters`` cell and their
-content hash, a hash of the notebook's code, the library fingerprint and the hashes of the PNG and PDF.
+has declared its provenance (``provenance.declare("01_knowledge_units", globals())`` in its setup cell),
+each saved figure gets a sidecar ``<name>.json``: the notebook, the values of its ``parameters`` cell and
+their content hash, a hash of the notebook's code, the library fingerprint and the hashes of the PNG and PDF
+(:func:`asam_lib.provenance.write_sidecar`).
 Sidecars hold no timestamps and no absolute paths, so they are as reproducible as the figures.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import matplotlib
 
@@ -21,9 +21,7 @@ import numpy as np
 import seaborn as sns
 from PIL import Image
 
-from asam_lib import paths
-from asam_lib import provenance as prov
-from asam_lib.parameters import parameter_defaults
+from asam_lib import paths, provenance
 
 KIND_COLOURS = {"anchor": "#4c4c4c", "text": "#1f77b4", "image": "#ff7f0e", "both": "#2ca02c"}
 OUTCOME_COLOURS = {"right": "#1a9850", "wrong": "#d73027"}  # frames of predictions that are right / wrong
@@ -35,46 +33,17 @@ def set_style() -> None:
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "svg.hashsalt": "asam", "pdf.compression": 6})
 
 
-_provenance: dict | None = None  # set by provenance(), read by save()
-
-
-def provenance(notebook: str, namespace: Mapping[str, object]) -> dict:
-    """Declare that the figures saved from now on come from ``notebook`` run with its current parameters.
-
-    ``notebook`` is the stem of a file in notebooks/; the names assigned in its cell tagged ``parameters``
-    are looked up in ``namespace`` (pass ``globals()``), so papermill's overrides are what gets recorded.
-    """
-    global _provenance
-    path = paths.NOTEBOOKS / f"{notebook}.ipynb"
-    names = list(parameter_defaults(notebook))
-    cells = json.loads(path.read_text())["cells"]
-    missing = [n for n in names if n not in namespace]
-    if missing:
-        raise KeyError(f"provenance: parameters {missing} of {path.name} are not defined (pass globals())")
-    parameters = {n: namespace[n] for n in names}
-    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    _provenance = {
-        "notebook": path.relative_to(paths.REPO_ROOT).as_posix(),
-        "notebook_code_sha256": prov.content_hash(code),
-        "parameters": parameters,
-        "parameters_sha256": prov.content_hash(parameters),
-        **prov.library_fingerprint(),
-    }
-    return _provenance
-
-
 def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
     """Save ``fig`` as ``name``.png and ``name``.pdf (fixed metadata) under ``folder`` (default figures/).
 
-    After :func:`provenance`, also writes the sidecar ``name``.json.
+    After :func:`asam_lib.provenance.declare`, also writes the sidecar ``name``.json.
     """
     folder = paths.ensure(folder or paths.FIGURES)
     png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
     fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(pdf, bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None})
-    if _provenance is not None:
-        sidecar = {"figure": name, "files": {p.name: prov.sha256_file(p) for p in (png, pdf)}, **_provenance}
-        (folder / f"{name}.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+    if provenance.declared() is not None:
+        provenance.write_sidecar([png, pdf], {"figure": name, **provenance.declared()})
     return png
 
 

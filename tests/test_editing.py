@@ -65,6 +65,18 @@ def test_the_same_seed_gives_the_same_edit(name, small_world, tiny_parts, tiny_e
     assert torch.equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("name", ["LoRA", "Patch"])  # their adapter / keys start from seeded noise (FT-L has none)
+def test_another_seed_gives_another_edit(name, small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    editor, request = EDITORS[name](EditConfig(layer=1, steps=4, stop_loss=0.0)), make_request(small_world)
+    results = []
+    for seed in (3, 4):
+        handle = editor.edit(model, tiny_encoder, request, seed=seed)
+        results.append(_logits(model, tiny_encoder, request))
+        handle.restore()
+    assert not torch.equal(results[0], results[1])
+
+
 class _NaNEditor(FTL):
     def extra_losses(self, model, context, step):
         return {"poison": torch.tensor(float("nan"))} if step == 2 else {}

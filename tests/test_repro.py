@@ -51,9 +51,9 @@ def _figure():
 
 
 def test_saved_figure_and_sidecar_are_byte_identical_across_saves(tmp_path, monkeypatch):
-    monkeypatch.setattr(plots, "_provenance", None)
+    monkeypatch.setattr(provenance, "_declared", None)
     namespace = {"quick": True, "seed": 0, "n_units": 24, "n_edits": 6, "seeds": [0], "workers": 2, "save_figures": True}
-    recorded = plots.provenance("01_knowledge_units", namespace)
+    recorded = provenance.declare("01_knowledge_units", namespace)
     assert recorded["parameters"] == namespace
     for run in ("a", "b"):
         fig = _figure()
@@ -68,9 +68,9 @@ def test_saved_figure_and_sidecar_are_byte_identical_across_saves(tmp_path, monk
 
 
 def test_provenance_names_missing_parameters(monkeypatch):
-    monkeypatch.setattr(plots, "_provenance", None)
+    monkeypatch.setattr(provenance, "_declared", None)
     with pytest.raises(KeyError, match="n_edits"):
-        plots.provenance("01_knowledge_units", {"quick": True, "seed": 0, "n_units": 24, "seeds": [0], "save_figures": True})
+        provenance.declare("01_knowledge_units", {"quick": True, "seed": 0, "n_units": 24, "seeds": [0], "save_figures": True})
 
 
 def test_committed_figures_match_their_sidecars():

@@ -11,10 +11,12 @@ To cover a new architecture in the end-to-end tests, add a builder to :data:`BUI
 
 from __future__ import annotations
 
+import importlib.util
 import string
 from dataclasses import dataclass
 
 import torch
+import transformers
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -118,6 +120,17 @@ class Qwen2VLProcessorWithoutVideo(_WithoutVideo, Qwen2VLProcessor):
     pass
 
 
+TORCHVISION = importlib.util.find_spec("torchvision") is not None
+
+
+def _with_video(processor_class, without_video, video_processor: str, **video_kwargs):
+    """``(processor class, video processor)``: the real pair where torchvision is installed (the real-checkpoint
+    extra, so the saved processor loads with ``AutoProcessor``), else the class that accepts no video processor."""
+    if TORCHVISION:
+        return processor_class, getattr(transformers, video_processor)(**video_kwargs)
+    return without_video, None
+
+
 def _clip(image_size: int) -> CLIPVisionConfig:
     return CLIPVisionConfig(**SIZE, image_size=image_size, patch_size=8, projection_dim=32)
 
@@ -155,8 +168,10 @@ def build_llava_next(words):
 def build_llava_onevision(words):
     tok = qwen_tokenizer(words, "<image>")
     image = LlavaOnevisionImageProcessorPil(size={"height": 16, "width": 16}, image_grid_pinpoints=PINPOINTS)
-    processor = OnevisionProcessorWithoutVideo(image_processor=image, tokenizer=tok, video_processor=None, num_image_tokens=4,
-                                               vision_feature_select_strategy="full", chat_template=TEMPLATES["llava_onevision"])
+    processor_class, video = _with_video(LlavaOnevisionProcessor, OnevisionProcessorWithoutVideo, "LlavaOnevisionVideoProcessor",
+                                         size={"height": 16, "width": 16})
+    processor = processor_class(image_processor=image, tokenizer=tok, video_processor=video, num_image_tokens=4,
+                                vision_feature_select_strategy="full", chat_template=TEMPLATES["llava_onevision"])
     vision = SiglipVisionConfig(**SIZE, image_size=16, patch_size=8)
     config = LlavaOnevisionConfig(vision_config=vision, text_config=Qwen2Config(**_qwen2_text(tok)),
                                   image_token_index=tok.convert_tokens_to_ids("<image>"), video_token_index=tok.convert_tokens_to_ids("<video>"),
@@ -167,7 +182,9 @@ def build_llava_onevision(words):
 def build_qwen2_vl(words):
     tok = qwen_tokenizer(words, "<|image_pad|>")
     image = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=8 * 8, max_pixels=32 * 32)
-    processor = Qwen2VLProcessorWithoutVideo(image_processor=image, tokenizer=tok, video_processor=None, chat_template=TEMPLATES["qwen2_vl"])
+    processor_class, video = _with_video(Qwen2VLProcessor, Qwen2VLProcessorWithoutVideo, "Qwen2VLVideoProcessor",
+                                         patch_size=4, merge_size=2, temporal_patch_size=2)
+    processor = processor_class(image_processor=image, tokenizer=tok, video_processor=video, chat_template=TEMPLATES["qwen2_vl"])
     vision = dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2)
     text = dict(**_qwen2_text(tok), rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]})
     ids = {name: tok.convert_tokens_to_ids(t) for name, t in

@@ -1,4 +1,5 @@
-"""Write the README's result tables from the tables in ``results/`` (``make figures`` runs this last).
+"""Write the README's result tables from the tables in ``results/`` and the base model's accuracy table from
+``checkpoints/base/asam_meta.json`` (``make figures`` runs this last).
 
 The README marks each generated block with ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->``; this
 module replaces what is between the markers and leaves everything else alone, so no number in those
@@ -7,8 +8,10 @@ blocks is typed by hand. A table that does not exist yet is reported, not invent
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +21,16 @@ from asam_lib import methods, paths
 from asam_lib.ablations import ablation_editors
 
 METRICS = list(methods.METRICS)
+BASE_MODEL = paths.CHECKPOINTS / "base"
+SLICES = {  # asam_lib.pretrain.knowledge_report's slices, in the README's words
+    "image_heldout": "held-out images, training phrasings",
+    "paraphrase_heldout": "pretraining images, held-out phrasings",
+    "both_heldout": "held-out images and held-out phrasings",
+    "text": "text-only facts",
+    "text_paraphrase": "text-only facts, held-out phrasings",
+    "caption_image_heldout": "captions on held-out images",
+    "caption_paraphrase_heldout": "captions on pretraining images, held-out phrasings",
+}
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -81,7 +94,15 @@ def baseline_table(results: Path) -> str:
     return markdown(pivot)
 
 
-BLOCKS: dict[str, Callable[[Path], str]] = {
+def accuracy_table(checkpoint: Path) -> str:
+    """The base model's accuracy per slice and its targets, from ``checkpoint/asam_meta.json``."""
+    meta = json.loads((checkpoint / "asam_meta.json").read_text())
+    rows = [{"slice": label, "accuracy": f"{meta['accuracy'][key]:.1%}",
+             "target": f"≥ {meta['targets'][key]:.0%}" if key in meta["targets"] else ""} for key, label in SLICES.items()]
+    return markdown(pd.DataFrame(rows))
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {  # rendered from results/
     "baselines": baseline_table,
     "predictive": predictive_table,
     "main": main_table,
@@ -91,16 +112,20 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 }
 
 
-def update(readme: Path, results: Path) -> list[str]:
-    """Rewrite every marked block of ``readme`` whose table exists; return the names of the blocks written."""
+def update(readme: Path, results: Path, checkpoint: Path = BASE_MODEL) -> list[str]:
+    """Rewrite every marked block of ``readme`` whose table exists; return the names of the blocks written.
+
+    ``results``: the folder of result tables; ``checkpoint``: the base model's folder (its ``asam_meta.json``).
+    """
     text = readme.read_text()
     written = []
-    for name, render in BLOCKS.items():
+    renders = {**{name: partial(render, results) for name, render in BLOCKS.items()}, "accuracy": partial(accuracy_table, checkpoint)}
+    for name, render in renders.items():
         pattern = re.compile(rf"(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)", re.S)
         if not pattern.search(text):
             continue
         try:
-            block = render(results)
+            block = render()
         except FileNotFoundError as err:
             print(f"README block {name!r} left as it is: {err.filename} does not exist yet", file=sys.stderr)
             continue
@@ -112,4 +137,4 @@ def update(readme: Path, results: Path) -> list[str]:
 
 if __name__ == "__main__":
     names = update(paths.REPO_ROOT / "README.md", paths.RESULTS)
-    print(f"README tables written from {paths.RESULTS.name}/: {', '.join(names) or 'none'}")
+    print(f"README tables written from {paths.RESULTS.name}/ and {BASE_MODEL.name}/asam_meta.json: {', '.join(names) or 'none'}")

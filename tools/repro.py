@@ -6,12 +6,15 @@ configuration, writing figures and result tables into ``build/check-repro/run-1`
 compares the sha256 of every file produced and fails on any difference. Each notebook runs in a fresh
 kernel, so the second run shares nothing in memory with the first.
 
-The hashes are :mod:`asam_lib.provenance`'s content hashes.
+The hashes are :mod:`asam_lib.provenance`'s content hashes. :func:`stale_files` asks the other question,
+whether the committed files are today's: each figure's and table's sidecar must name the notebook code and
+the ``asam_lib`` source that exist now (``make test`` checks it on ``figures/`` and ``results/``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asam_lib import paths
-from asam_lib.provenance import digest_folder
+from asam_lib.provenance import digest_folder, library_fingerprint, notebook_code_sha256, sha256_file
+
+SAVED_SUFFIXES = (".png", ".pdf", ".csv")  # what notebooks save; each file has a sidecar <stem>.json beside it
 
 @dataclass(frozen=True)
 class Comparison:
@@ -56,6 +61,39 @@ def format_table(rows: list[Comparison]) -> str:
     for r in rows:
         lines.append(f"{r.path:{width}s}  {(r.first or '-')[:12]:12s}  {(r.second or '-')[:12]:12s}  {r.status}")
     return "\n".join(lines)
+
+
+def stale_files(folder: Path, library_sha256: str | None = None) -> list[str]:
+    """The figures and tables in ``folder`` that today's code did not write, as ``"<file>: <why>"`` lines.
+
+    A file is stale when it has no sidecar, when its bytes are not the ones its sidecar records, or when the
+    sidecar's hash of the notebook's code or of ``asam_lib``'s source (``library_sha256``, default: today's)
+    is not today's. ``make figures`` rewrites every file and sidecar.
+    """
+    library_sha256 = library_sha256 or library_fingerprint()["asam_lib_source_sha256"]
+    notebook_hashes: dict[str, str | None] = {}
+    stale = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.suffix in SAVED_SUFFIXES):
+        sidecar_path = path.with_suffix(".json")
+        if not sidecar_path.exists():
+            stale.append(f"{path.name}: no provenance sidecar {sidecar_path.name}")
+            continue
+        sidecar = json.loads(sidecar_path.read_text())
+        notebook = paths.REPO_ROOT / sidecar["notebook"]
+        if sidecar["notebook"] not in notebook_hashes:
+            notebook_hashes[sidecar["notebook"]] = notebook_code_sha256(notebook) if notebook.is_file() else None
+        reasons = []
+        if sidecar["files"].get(path.name) != sha256_file(path):
+            reasons.append(f"its bytes differ from the sha256 in {sidecar_path.name}")
+        if notebook_hashes[sidecar["notebook"]] is None:
+            reasons.append(f"{sidecar['notebook']} no longer exists")
+        elif sidecar["notebook_code_sha256"] != notebook_hashes[sidecar["notebook"]]:
+            reasons.append(f"the code of {sidecar['notebook']} changed since")
+        if sidecar["asam_lib_source_sha256"] != library_sha256:
+            reasons.append("asam_lib's source changed since")
+        if reasons:
+            stale.append(f"{path.name}: " + "; ".join(reasons))
+    return stale
 
 
 def run_pipeline(notebooks: list[Path], out: Path) -> float:

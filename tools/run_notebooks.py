@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:32s} {figures:7d} {tables:6d} {len(new):5d} {len(changed):7d} {seconds:7.0f}")
     print(f"{'total':32s} {'':7s} {'':6s} {sum(len(r[2]) for r in rows):5d} {sum(len(r[3]) for r in rows):7d} "
           f"{sum(r[4] for r in rows):7.0f}")
-    print(f"\nfigures (PNG + PDF + JSON sidecar) in {paths.FIGURES}, tables in {paths.RESULTS}; "
+    print(f"\nfigures (PNG + PDF + JSON sidecar) in {paths.FIGURES}, tables (CSV + JSON sidecar) in {paths.RESULTS}; "
           "new / changed: files that did not exist / whose bytes differ from before the run")
     for name, _, _, changed, _ in rows:
         for f in changed:
