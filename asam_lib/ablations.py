@@ -36,7 +36,9 @@ def ablation_editors() -> dict[str, Editor]:
     }
 
 
-def sensitivity_settings(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)) -> dict[str, tuple]:
+def sensitivity_settings(
+    eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)
+) -> dict[str, tuple]:
     """The sensitivity grid: knob -> the values it takes (one knob at a time around ASAM's defaults)."""
     return {"eps": eps, "K": k, "lambda_rank": lambda_rank, "T": steps, "layer": layers}
 
@@ -44,8 +46,13 @@ def sensitivity_settings(eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.
 def sensitivity_defaults() -> dict[str, str]:
     """Knob -> ASAM's default value, formatted as in the editors' names ("eps" -> "0.3")."""
     asam = ASAM()
-    return {"eps": str(asam.lar.eps), "K": str(asam.lar.k), "lambda_rank": str(asam.settings.lambda_rank), "T": str(asam.lar.steps),
-            "layer": str(asam.config.layer)}
+    return {
+        "eps": str(asam.lar.eps),
+        "K": str(asam.lar.k),
+        "lambda_rank": str(asam.settings.lambda_rank),
+        "T": str(asam.lar.steps),
+        "layer": str(asam.config.layer),
+    }
 
 
 def sensitivity_editors(grid: dict[str, tuple] | None = None, include_defaults: bool = False) -> dict[str, Editor]:
@@ -73,12 +80,18 @@ def sensitivity_editors(grid: dict[str, tuple] | None = None, include_defaults: 
     return editors
 
 
-def with_default_settings(sensitivity: pd.DataFrame, main: pd.DataFrame, defaults: dict[str, str] | None = None) -> pd.DataFrame:
+def with_default_settings(
+    sensitivity: pd.DataFrame, main: pd.DataFrame, defaults: dict[str, str] | None = None
+) -> pd.DataFrame:
     """``sensitivity`` rows plus, for every knob, the main run's ASAM rows on the same cases renamed
     "knob=default" (and Patch's renamed "Patch layer=default"): the default setting *is* the main table's
     editor, so the study does not edit with it twice. Works on metric rows and on timing rows."""
     defaults = defaults or sensitivity_defaults()
-    same = main[main.task.isin(sensitivity.task.unique()) & main.seed.isin(sensitivity.seed.unique()) & main.case.isin(sensitivity.case.unique())]
+    same = main[
+        main.task.isin(sensitivity.task.unique())
+        & main.seed.isin(sensitivity.seed.unique())
+        & main.case.isin(sensitivity.case.unique())
+    ]
     parts = [sensitivity]
     for name, value in defaults.items():
         parts.append(same[same.method == "ASAM"].assign(method=f"{name}={value}", group="sensitivity"))

@@ -70,7 +70,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("LlavaForConditionalGeneration"),  # LLaVA-1.5 (and the embedded model)
         Architecture("LlavaNextForConditionalGeneration"),  # LLaVA-NeXT (LLaVA-1.6)
         Architecture("LlavaOnevisionForConditionalGeneration", processor_needs_torchvision=True),  # LLaVA-OneVision
-        Architecture("Qwen2VLForConditionalGeneration", embeds_inputs=_mrope_positions, processor_needs_torchvision=True),
+        Architecture(
+            "Qwen2VLForConditionalGeneration", embeds_inputs=_mrope_positions, processor_needs_torchvision=True
+        ),
     )
 }
 
@@ -111,7 +113,9 @@ def language_layers(model) -> torch.nn.ModuleList:
 def _block(model, layer: int) -> torch.nn.Module:
     layers = language_layers(model)
     if not 0 <= layer < len(layers):
-        raise ValueError(f"edit layer {layer} is out of range: the model has {len(layers)} language layers (0-{len(layers) - 1})")
+        raise ValueError(
+            f"edit layer {layer} is out of range: the model has {len(layers)} language layers (0-{len(layers) - 1})"
+        )
     return layers[layer]
 
 

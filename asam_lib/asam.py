@@ -27,9 +27,17 @@ from dataclasses import dataclass
 import torch
 
 from asam_lib.architectures import language_layers
-from asam_lib.editing import EditConfig, Editor, EditContext, edited_forward, unedited_forward
+from asam_lib.editing import EditConfig, EditContext, Editor, edited_forward, unedited_forward
 from asam_lib.hooks import module_output
-from asam_lib.lar import LARConfig, Variants, adversarial_variants, answer_ce_per_row, forward_variants, noise_variants, repeat_batch
+from asam_lib.lar import (
+    LARConfig,
+    Variants,
+    adversarial_variants,
+    answer_ce_per_row,
+    forward_variants,
+    noise_variants,
+    repeat_batch,
+)
 from asam_lib.patch import Patch
 from asam_lib.prompting import Batch
 from asam_lib.rcsl import RCSLConfig, rcsl_loss
@@ -51,8 +59,9 @@ class ASAMSettings:
             raise ValueError(f"ASAMSettings.variants = {self.variants!r}; choose one of {VARIANT_SOURCES}")
 
 
-def edit_layer_representations(model, layer: int, anchor_embeds: torch.Tensor, batch: Batch, delta: torch.Tensor,
-                               block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def edit_layer_representations(
+    model, layer: int, anchor_embeds: torch.Tensor, batch: Batch, delta: torch.Tensor, block: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One batched forward of the anchor and its K variants (perturbations ``delta`` (K, L, d), see
     :func:`asam_lib.lar.forward_variants`): the CE of the new target per row, (K+1,), and H (K+1, d), the
     output of language block ``layer`` at the answer-predicting position (row 0: the anchor)."""
@@ -68,15 +77,24 @@ class ASAM(Editor):
 
     name = "ASAM"
 
-    def __init__(self, base: Editor | None = None, lar: LARConfig = LARConfig(), rcsl: RCSLConfig = RCSLConfig(),
-                 settings: ASAMSettings = ASAMSettings(), config: EditConfig | None = None):
+    def __init__(
+        self,
+        base: Editor | None = None,
+        lar: LARConfig = LARConfig(),
+        rcsl: RCSLConfig = RCSLConfig(),
+        settings: ASAMSettings = ASAMSettings(),
+        config: EditConfig | None = None,
+    ):
         """``base``: the intrinsic editor ASAM trains (default Patch); ``config``: ASAM's loop settings
         (default: the base editor's), with which the base editor is built."""
         base = Patch() if base is None else base
         super().__init__(base.config if config is None else config)
         self.base = base.with_config(self.config)
         if lar.block is not None and lar.block >= self.config.layer:
-            raise ValueError(f"LARConfig.block = {lar.block} must be below the edit layer {self.config.layer}: variants must pass through the edit")
+            raise ValueError(
+                f"LARConfig.block = {lar.block} must be below the edit layer {self.config.layer}: variants must pass "
+                "through the edit"
+            )
         self.lar, self.rcsl, self.settings = lar, rcsl, settings
 
     def with_config(self, config: EditConfig) -> ASAM:
@@ -93,13 +111,17 @@ class ASAM(Editor):
         if self.settings.variants == "noise":
             return noise_variants(model, context.anchor_embeds, context.anchor, self.lar, context.generator)
         unedited = unedited_forward(model, context.originals)
-        return adversarial_variants(model, edited_forward(model), unedited, context.anchor_embeds, context.anchor, self.lar, context.generator)
+        return adversarial_variants(
+            model, edited_forward(model), unedited, context.anchor_embeds, context.anchor, self.lar, context.generator
+        )
 
     def edit_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         """The edit input's CE, the variants' CE and L_rank(H), from one batched forward of anchor and variants."""
         if step % self.lar.refresh == 0:
             context.variants = self.variants(model, context)
-        ce, H = edit_layer_representations(model, self.config.layer, context.anchor_embeds, context.anchor, context.variants.delta, self.lar.block)
+        ce, H = edit_layer_representations(
+            model, self.config.layer, context.anchor_embeds, context.anchor, context.variants.delta, self.lar.block
+        )
         s = self.settings
         terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}
         if s.lambda_rank > 0:

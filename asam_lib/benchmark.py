@@ -38,7 +38,9 @@ def locality_pools(world: World) -> LocalityPools:
     text = rng.permutation(len(world.text_entities)).tolist()
     image = rng.permutation(len(world.entities)).tolist()
     t, i = len(text) // 2, len(image) // 2
-    return LocalityPools(tuple(sorted(text[:t])), tuple(sorted(text[t:])), tuple(sorted(image[:i])), tuple(sorted(image[i:])))
+    return LocalityPools(
+        tuple(sorted(text[:t])), tuple(sorted(text[t:])), tuple(sorted(image[:i])), tuple(sorted(image[i:]))
+    )
 
 
 def image_file(entity: int, index: int, stream: str = EVAL_STREAM) -> str:

@@ -2,10 +2,11 @@
 
 Runs :func:`asam_lib.mmedit_study.run_study` on a local checkpoint folder and an MMEdit-format JSON file, with
 a progress bar per method, in one process or as one of many (``torchrun``, ``accelerate launch``, a SLURM
-array with ``--shard``: :mod:`asam_lib.launch`); ``python -m asam_lib merge --out DIR`` writes the tables. Interrupt it at any time (Ctrl-C) and run the same command again: finished edits
-are skipped. Every input is checked before the model loads (:mod:`asam_lib.preflight`): a bad option, path,
-record or image, an unsupported model or a missing requirement stops it with one line saying what is wrong
-and how to fix it (exit status 2), before anything in ``--out`` is touched.
+array with ``--shard``: :mod:`asam_lib.launch`); ``python -m asam_lib merge --out DIR`` writes the tables.
+Interrupt it at any time (Ctrl-C) and run the same command again: finished edits are skipped. Every input
+is checked before the model loads (:mod:`asam_lib.preflight`): a bad option, path, record or image, an
+unsupported model or a missing requirement stops it with one line saying what is wrong and how to fix it
+(exit status 2), before anything in ``--out`` is touched.
 """
 
 from __future__ import annotations
@@ -18,11 +19,19 @@ from pathlib import Path
 from asam_lib import methods
 from asam_lib.architectures import UnsupportedArchitecture
 from asam_lib.launch import launcher_shard, process_device_map, shard
+from asam_lib.mmedit_study import StudyConfig, StudyError, run_study, write_tables
 from asam_lib.model import CheckpointError, checkpoint_architecture, load_pretrained
-from asam_lib.preflight import InputError, check_device_map, check_generality, check_layer, check_out, check_processor, check_sequential
+from asam_lib.preflight import (
+    InputError,
+    check_device_map,
+    check_generality,
+    check_layer,
+    check_out,
+    check_processor,
+    check_sequential,
+)
 from asam_lib.prompting import PromptEncoder
 from asam_lib.records import RecordError, decode_images, load_records
-from asam_lib.mmedit_study import StudyConfig, StudyError, run_study, write_tables
 from asam_lib.resume import ResumeError, check_settings, folder_lock, settings_folder, study_settings
 
 
@@ -69,38 +78,101 @@ def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m asam_lib", description="The ASAM companion on real checkpoints and MMEdit data.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("study", help="edit every record with each method, evaluate, write results tables (resumable)")
-    s.add_argument("--model", type=Path, required=True, help="checkpoint folder (holds config.json), e.g. a snapshot of llava-hf/llava-1.5-7b-hf")
+    s.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="checkpoint folder (holds config.json), e.g. a snapshot of llava-hf/llava-1.5-7b-hf",
+    )
     s.add_argument("--data", type=Path, required=True, help="MMEdit-format JSON file (a list of records)")
-    s.add_argument("--image-root", type=Path, default=None, help="folder the records' image paths are relative to (default: the JSON file's folder)")
-    s.add_argument("--out", type=Path, required=True, help="results folder (study.json, progress/, edits.csv, summary.csv)")
-    s.add_argument("--out-per-settings", action="store_true",
-                   help="write into a subfolder of --out named after the settings, so runs with other settings never meet")
-    s.add_argument("--task", choices=("vqa", "caption"), default="vqa", help="task of records without a 'task' field (E-VQA: vqa, E-IC: caption)")
-    s.add_argument("--methods", default=",".join(methods.names()), help=f"comma-separated editors among {', '.join(methods.names())}")
-    s.add_argument("--n-edits", type=integer(1), default=None, help="edit this many records, drawn with --seed (default: all)")
+    s.add_argument(
+        "--image-root",
+        type=Path,
+        default=None,
+        help="folder the records' image paths are relative to (default: the JSON file's folder)",
+    )
+    s.add_argument(
+        "--out", type=Path, required=True, help="results folder (study.json, progress/, edits.csv, summary.csv)"
+    )
+    s.add_argument(
+        "--out-per-settings",
+        action="store_true",
+        help="write into a subfolder of --out named after the settings, so runs with other settings never meet",
+    )
+    s.add_argument(
+        "--task",
+        choices=("vqa", "caption"),
+        default="vqa",
+        help="task of records without a 'task' field (E-VQA: vqa, E-IC: caption)",
+    )
+    s.add_argument(
+        "--methods",
+        default=",".join(methods.names()),
+        help=f"comma-separated editors among {', '.join(methods.names())}",
+    )
+    s.add_argument(
+        "--n-edits", type=integer(1), default=None, help="edit this many records, drawn with --seed (default: all)"
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--layer", type=integer(0), default=None, help="language layer to edit (default: the middle one)")
-    s.add_argument("--steps", type=integer(1), default=None, help="optimiser steps per edit (default: each editor's own)")
-    s.add_argument("--lr", type=positive_number, default=None, help="learning rate of every editor (default: each editor's own)")
-    s.add_argument("--n-support", type=integer(0), default=4, help="records whose locality items are given to the editor")
+    s.add_argument(
+        "--steps", type=integer(1), default=None, help="optimiser steps per edit (default: each editor's own)"
+    )
+    s.add_argument(
+        "--lr", type=positive_number, default=None, help="learning rate of every editor (default: each editor's own)"
+    )
+    s.add_argument(
+        "--n-support", type=integer(0), default=4, help="records whose locality items are given to the editor"
+    )
     s.add_argument("--known-only", action="store_true", help="edit only records the model answers with their 'pred'")
-    s.add_argument("--sequential", type=checkpoints, default=(), help="also run sequential editing, re-evaluating after T edits, e.g. 1,5,10")
-    s.add_argument("--allow-missing-generality", action="store_true",
-                   help="edit records without 'rephrase' / 'image_rephrase' (their T-Gen / I-Gen / TI-Gen are left out; summary.csv counts the edits behind each metric)")
-    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"), help="weights' dtype")
-    s.add_argument("--device-map", default=None,
-                   help="from_pretrained's device_map, e.g. auto or cuda:0 (default: the CPU; under torchrun / accelerate with GPUs: cuda:LOCAL_RANK)")
-    s.add_argument("--shard", type=shard, default=None,
-                   help="edit only share i of n of the records, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (default: RANK/WORLD_SIZE under torchrun or accelerate, else 0/1)")
-    m = sub.add_parser("merge", help="write the tables of a study folder from every finished edit of every process (no model needed)")
+    s.add_argument(
+        "--sequential",
+        type=checkpoints,
+        default=(),
+        help="also run sequential editing, re-evaluating after T edits, e.g. 1,5,10",
+    )
+    s.add_argument(
+        "--allow-missing-generality",
+        action="store_true",
+        help="edit records without 'rephrase' / 'image_rephrase' (their T-Gen / I-Gen / TI-Gen are left out; "
+        "summary.csv counts the edits behind each metric)",
+    )
+    s.add_argument(
+        "--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"), help="weights' dtype"
+    )
+    s.add_argument(
+        "--device-map",
+        default=None,
+        help="from_pretrained's device_map, e.g. auto or cuda:0 "
+        "(default: the CPU; under torchrun / accelerate with GPUs: cuda:LOCAL_RANK)",
+    )
+    s.add_argument(
+        "--shard",
+        type=shard,
+        default=None,
+        help="edit only share i of n of the records, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT "
+        "(default: RANK/WORLD_SIZE under torchrun or accelerate, else 0/1)",
+    )
+    m = sub.add_parser(
+        "merge", help="write the tables of a study folder from every finished edit of every process (no model needed)"
+    )
     m.add_argument("--out", type=Path, required=True, help="the study's results folder")
     return p
 
 
 def study(args: argparse.Namespace) -> None:
-    config = StudyConfig(methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), task=args.task, n_edits=args.n_edits,
-                         seed=args.seed, layer=args.layer, steps=args.steps, lr=args.lr, n_support=args.n_support, known_only=args.known_only,
-                         sequential=args.sequential)
+    config = StudyConfig(
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        task=args.task,
+        n_edits=args.n_edits,
+        seed=args.seed,
+        layer=args.layer,
+        steps=args.steps,
+        lr=args.lr,
+        n_support=args.n_support,
+        known_only=args.known_only,
+        sequential=args.sequential,
+    )
     image_root = args.image_root or args.data.parent
     check_out(args.out)
     device_map = process_device_map(args.device_map)
@@ -114,9 +186,22 @@ def study(args: argparse.Namespace) -> None:
     settings = study_settings(args.model, args.data, image_root, args.dtype, config)
     out = settings_folder(args.out, settings) if args.out_per_settings else args.out
     check_settings(out, settings)
-    inputs = {"model": str(args.model.resolve()), "data": str(args.data.resolve()), "image_root": str(image_root.resolve())}
+    inputs = {
+        "model": str(args.model.resolve()),
+        "data": str(args.data.resolve()),
+        "image_root": str(image_root.resolve()),
+    }
     model, processor = load_pretrained(args.model, dtype=args.dtype, device_map=device_map)
-    summary = run_study(model, PromptEncoder(processor, device=model.device), records, config, out, settings, inputs, args.shard or launcher_shard())
+    summary = run_study(
+        model,
+        PromptEncoder(processor, device=model.device),
+        records,
+        config,
+        out,
+        settings,
+        inputs,
+        args.shard or launcher_shard(),
+    )
     print(summary.to_string(index=False))
     print(f"tables written to {out} (from every edit finished there so far)")
 
@@ -137,10 +222,21 @@ def main(argv: list[str] | None = None) -> int:
         return int(stop.code or 0)
     try:
         {"study": study, "merge": merge}[args.command](args)
-    except (FileNotFoundError, CheckpointError, RecordError, UnsupportedArchitecture, StudyError, InputError, ResumeError) as err:
+    except (
+        FileNotFoundError,
+        CheckpointError,
+        RecordError,
+        UnsupportedArchitecture,
+        StudyError,
+        InputError,
+        ResumeError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: finished edits are kept under {args.out}; run the same command again to resume", file=sys.stderr)
+        print(
+            f"interrupted: finished edits are kept under {args.out}; run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     return 0

@@ -178,7 +178,9 @@ def answer_log_probs_per_item(logits: torch.Tensor, batch: Batch) -> list[torch.
 def mean_answer_ce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Cross-entropy of the answer tokens and ``</s>`` (the batch's labels), averaged over every such token of
     the batch: a scalar (per row: :func:`asam_lib.lar.answer_ce_per_row`)."""
-    return F.cross_entropy(at_least_float32(logits[:, :-1].flatten(0, 1)), batch.labels[:, 1:].flatten(), ignore_index=-100)
+    return F.cross_entropy(
+        at_least_float32(logits[:, :-1].flatten(0, 1)), batch.labels[:, 1:].flatten(), ignore_index=-100
+    )
 
 
 def locality_kl(post: list[torch.Tensor], pre: list[torch.Tensor]) -> torch.Tensor:
@@ -214,7 +216,11 @@ def unedited_forward(model, originals: dict[str, torch.Tensor]) -> Callable[[tor
     ``originals`` replaced by their unedited values (``torch.func.functional_call``; weights untouched)."""
 
     def forward(embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
-        inputs = {"inputs_embeds": embeds, "attention_mask": batch.attention_mask, **architecture(model).embeds_inputs(model, batch)}
+        inputs = {
+            "inputs_embeds": embeds,
+            "attention_mask": batch.attention_mask,
+            **architecture(model).embeds_inputs(model, batch),
+        }
         return torch.func.functional_call(model, originals, args=(), kwargs=inputs).logits
 
     return forward
@@ -262,13 +268,25 @@ class Editor:
         return terms["edit"].item() < self.config.stop_loss
 
     # --- the shared loop ---------------------------------------------------------------------
-    def context(self, model, encoder: PromptEncoder, request: EditRequest, seed: int, unedited: UneditedPasses | None = None) -> EditContext:
+    def context(
+        self, model, encoder: PromptEncoder, request: EditRequest, seed: int, unedited: UneditedPasses | None = None
+    ) -> EditContext:
         unedited = UneditedPasses() if unedited is None else unedited
         if unedited.inputs is None:
             unedited.inputs = self._inputs(model, encoder, request)
         i = unedited.inputs
         generator = torch_generator(seed, "edit", request.name)
-        return EditContext(request, i.anchor, i.anchor_embeds, i.locality, i.locality_embeds, i.pre_locality, generator, encoder, unedited)
+        return EditContext(
+            request,
+            i.anchor,
+            i.anchor_embeds,
+            i.locality,
+            i.locality_embeds,
+            i.pre_locality,
+            generator,
+            encoder,
+            unedited,
+        )
 
     @staticmethod
     def _inputs(model, encoder: PromptEncoder, request: EditRequest) -> EditInputs:
@@ -286,7 +304,9 @@ class Editor:
         """The KL locality term on the support items (none without support items or with lambda_loc = 0)."""
         if context.locality is None or self.config.lambda_loc <= 0:
             return {}
-        post = answer_log_probs_per_item(forward_embeds(model, context.locality_embeds, context.locality), context.locality)
+        post = answer_log_probs_per_item(
+            forward_embeds(model, context.locality_embeds, context.locality), context.locality
+        )
         return {"locality": self.config.lambda_loc * locality_kl(post, context.pre_locality)}
 
     def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
@@ -296,7 +316,9 @@ class Editor:
         terms.update(self.extra_losses(model, context, step))
         return terms
 
-    def edit(self, model, encoder: PromptEncoder, request: EditRequest, seed: int = 0, unedited: UneditedPasses | None = None) -> EditHandle:
+    def edit(
+        self, model, encoder: PromptEncoder, request: EditRequest, seed: int = 0, unedited: UneditedPasses | None = None
+    ) -> EditHandle:
         """Edit ``model`` in place so that ``request.question`` on its image answers ``request.target``.
 
         ``unedited``: kept per request across editors that each start from the *same unedited model* (single
@@ -306,7 +328,10 @@ class Editor:
         start = time.perf_counter()
         n_layers = len(language_layers(model))
         if not 0 <= self.config.layer < n_layers:
-            raise EditError(f"{request.name}: edit layer {self.config.layer} is out of range (the model has {n_layers} language layers: 0-{n_layers - 1})")
+            raise EditError(
+                f"{request.name}: edit layer {self.config.layer} is out of range (the model has {n_layers} language "
+                f"layers: 0-{n_layers - 1})"
+            )
         try:
             context = self.context(model, encoder, request, seed, unedited)
         except ValueError as err:
@@ -326,7 +351,10 @@ class Editor:
                 loss = sum(terms.values())
                 bad = [k for k, v in terms.items() if not torch.isfinite(v)]
                 if bad:
-                    raise EditError(f"{request.name}: non-finite {', '.join(bad)} loss at step {step} ({type(self).__name__}); the model was restored")
+                    raise EditError(
+                        f"{request.name}: non-finite {', '.join(bad)} loss at step {step} ({type(self).__name__}); "
+                        "the model was restored"
+                    )
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -340,7 +368,9 @@ class Editor:
         finally:
             for p, flag in frozen:
                 p.requires_grad_(flag)
-        return EditHandle(self.name, request.name, len(history), time.perf_counter() - start, history, installed.undo, originals)
+        return EditHandle(
+            self.name, request.name, len(history), time.perf_counter() - start, history, installed.undo, originals
+        )
 
 
 class FTL(Editor):

@@ -23,7 +23,7 @@ import pandas as pd
 
 from asam_lib import paths, provenance
 from asam_lib.benchmark import exported_benchmark, locality_pools
-from asam_lib.editing import EditRequest, Editor, UneditedPasses
+from asam_lib.editing import Editor, EditRequest, UneditedPasses
 from asam_lib.metrics import evaluate_edit, locality_reference
 from asam_lib.model import config_hash
 from asam_lib.progress import tqdm
@@ -59,10 +59,13 @@ class EditCase:
     locality: list[Item]
 
     def __repr__(self) -> str:
-        return f"EditCase({self.request.name}: {self.unit.old_answer!r} -> {self.unit.new_answer!r}, {len(self.unit)} unit members)"
+        change = f"{self.unit.old_answer!r} -> {self.unit.new_answer!r}"
+        return f"EditCase({self.request.name}: {change}, {len(self.unit)} unit members)"
 
 
-def _locality_items(world: World, rng: np.random.Generator, text_pool, image_pool, n: int, stream: str, exclude: int) -> list[Item]:
+def _locality_items(
+    world: World, rng: np.random.Generator, text_pool, image_pool, n: int, stream: str, exclude: int
+) -> list[Item]:
     relations = list(RELATIONS)
     items: list[Item] = []
     for _ in range(n):
@@ -74,7 +77,9 @@ def _locality_items(world: World, rng: np.random.Generator, text_pool, image_poo
         e = world.entities[int(rng.choice([i for i in image_pool if i != exclude]))]
         rel = relations[int(rng.integers(len(relations)))]
         qs = world.phrasings(rel, heldout=False)
-        items.append((qs[int(rng.integers(len(qs)))].render(), e.facts[rel], world.image(e.index, stream, int(rng.integers(64)))))
+        items.append(
+            (qs[int(rng.integers(len(qs)))].render(), e.facts[rel], world.image(e.index, stream, int(rng.integers(64))))
+        )
     return items
 
 
@@ -84,19 +89,40 @@ def known_records(model, encoder: PromptEncoder, records: Sequence[EditRecord]) 
     return [r for r, s in zip(records, scores) if s["exact"] == 1.0 and r.alt != r.pred]
 
 
-def build_cases(model, encoder: PromptEncoder, world: World, config: HarnessConfig, seed: int, layer: int = 2, start: int = 0,
-                known: Sequence[EditRecord] | None = None) -> list[EditCase]:
+def build_cases(
+    model,
+    encoder: PromptEncoder,
+    world: World,
+    config: HarnessConfig,
+    seed: int,
+    layer: int = 2,
+    start: int = 0,
+    known: Sequence[EditRecord] | None = None,
+) -> list[EditCase]:
     """Counterfactual cases of known facts, drawn with ``seed``: cases ``start`` to ``config.n_edits`` of one
     seeded order of the known records (``known``: the result of :func:`known_records` if already computed).
     Each case depends only on its record and ``seed`` (its own random streams), so the first ``n`` cases are
     the same whatever ``n_edits`` asks for: a study on 24 edits uses the first 24 cases of a study on 50."""
-    records = known if known is not None else known_records(model, encoder, load_records(exported_benchmark(world, config.task)))
+    records = (
+        known
+        if known is not None
+        else known_records(model, encoder, load_records(exported_benchmark(world, config.task)))
+    )
     order = numpy_rng(seed, "cases", config.task).permutation(len(records))[start : config.n_edits]
     pools = locality_pools(world)
     return [world_case(model, encoder, world, config, records[int(i)], seed, layer, pools) for i in order]
 
 
-def world_case(model, encoder: PromptEncoder, world: World, config: HarnessConfig, record: EditRecord, seed: int, layer: int = 2, pools=None) -> EditCase:
+def world_case(
+    model,
+    encoder: PromptEncoder,
+    world: World,
+    config: HarnessConfig,
+    record: EditRecord,
+    seed: int,
+    layer: int = 2,
+    pools=None,
+) -> EditCase:
     """The edit case of one world record (its ``alt`` is the new target): the knowledge unit with latent
     distances at ``layer``, locality support, evaluation and memory items, each from a random stream of
     its own (seed, record), so a case never depends on which other cases are built."""
@@ -106,22 +132,39 @@ def world_case(model, encoder: PromptEncoder, world: World, config: HarnessConfi
     entity = record.extra["entity"]
 
     def draw(stream: str, text_pool, image_pool, n: int, images: str) -> list[Item]:
-        return _locality_items(world, numpy_rng(seed, stream, config.task, record.index), text_pool, image_pool, n, images, entity)
+        return _locality_items(
+            world, numpy_rng(seed, stream, config.task, record.index), text_pool, image_pool, n, images, entity
+        )
 
     support = draw("support", pools.text_support, pools.image_support, config.n_support, SUPPORT_STREAM)
     locality = draw("locality", pools.text_eval, pools.image_eval, config.n_locality, LOCALITY_STREAM)
     memory = draw("memory", pools.text_support, pools.image_support, config.n_memory, SUPPORT_STREAM)
-    request = EditRequest(record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}", memory=memory)
+    request = EditRequest(
+        record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}", memory=memory
+    )
     return EditCase(record, unit, request, locality)
 
 
 def editor_config(editor: Editor) -> str:
     """A short hash of everything that configures ``editor``."""
-    return config_hash(type(editor).__name__, {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in vars(editor).items()})
+    return config_hash(
+        type(editor).__name__,
+        {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in vars(editor).items()},
+    )
 
 
-def edit_and_evaluate(model, encoder: PromptEncoder, method: str, editor: Editor, case: EditCase, reference, seed: int, task: str = "vqa",
-                      members: list | None = None, unedited: UneditedPasses | None = None) -> list[dict]:
+def edit_and_evaluate(
+    model,
+    encoder: PromptEncoder,
+    method: str,
+    editor: Editor,
+    case: EditCase,
+    reference,
+    seed: int,
+    task: str = "vqa",
+    members: list | None = None,
+    unedited: UneditedPasses | None = None,
+) -> list[dict]:
     """Tidy rows of one edit from the current model, rolled back afterwards: every metric plus a
     ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a
     list, receives per-member rows; ``unedited``: see :meth:`asam_lib.editing.Editor.edit`."""
@@ -134,35 +177,67 @@ def edit_and_evaluate(model, encoder: PromptEncoder, method: str, editor: Editor
     base = {"method": method, "config": editor_config(editor), "seed": seed, "task": task, "case": case.request.name}
     if members is not None:
         members += [{**base, **m} for m in member_rows]
-    return [{**base, **m} for m in metrics] + [{**base, "metric": "seconds", "protocol": "wall", "value": handle.seconds},
-                                               {**base, "metric": "steps", "protocol": "count", "value": float(handle.steps)}]
+    return [{**base, **m} for m in metrics] + [
+        {**base, "metric": "seconds", "protocol": "wall", "value": handle.seconds},
+        {**base, "metric": "steps", "protocol": "count", "value": float(handle.steps)},
+    ]
 
 
-def run_single(model, encoder: PromptEncoder, editors: dict[str, Editor], cases: Sequence[EditCase], seed: int, task: str = "vqa", members: list | None = None) -> pd.DataFrame:
+def run_single(
+    model,
+    encoder: PromptEncoder,
+    editors: dict[str, Editor],
+    cases: Sequence[EditCase],
+    seed: int,
+    task: str = "vqa",
+    members: list | None = None,
+) -> pd.DataFrame:
     """Each editor on each case from the base model, rolled back after each edit. Adds a ``seconds``
-    metric (time per edit) and a ``steps`` metric (optimiser steps the edit took). ``members``, if a list, receives per-member rows for distance curves."""
+    metric (time per edit) and a ``steps`` metric (optimiser steps the edit took). ``members``, if a list,
+    receives per-member rows for distance curves."""
     rows = []
     references = [locality_reference(model, encoder, c.locality) for c in cases]
-    unedited = [UneditedPasses() for _ in cases]  # every edit starts from the base model: editors share its forward passes
+    unedited = [
+        UneditedPasses() for _ in cases
+    ]  # every edit starts from the base model: editors share its forward passes
     for method, editor in editors.items():
         for case, reference, pre in zip(tqdm(cases, desc=f"{method} (seed {seed})", leave=False), references, unedited):
             rows += edit_and_evaluate(model, encoder, method, editor, case, reference, seed, task, members, pre)
     return pd.DataFrame(rows)
 
 
-def run_sequential(model, encoder: PromptEncoder, method: str, editor: Editor, cases: Sequence[EditCase], seed: int, checkpoints: Sequence[int] = (1, 5, 10, 20, 50), task: str = "vqa") -> pd.DataFrame:
+def run_sequential(
+    model,
+    encoder: PromptEncoder,
+    method: str,
+    editor: Editor,
+    cases: Sequence[EditCase],
+    seed: int,
+    checkpoints: Sequence[int] = (1, 5, 10, 20, 50),
+    task: str = "vqa",
+) -> pd.DataFrame:
     """Apply the cases' edits one after another (no rollback in between); after ``T`` edits for each
     ``T`` in ``checkpoints``, re-evaluate every edit made so far. All edits are rolled back at the end."""
     references = [locality_reference(model, encoder, c.locality) for c in cases]
     tag = editor_config(editor)
     handles, rows = [], []
     try:
-        for t, case in enumerate(tqdm(cases[: max(checkpoints)], desc=f"{method} sequential (seed {seed})", leave=False), start=1):
+        for t, case in enumerate(
+            tqdm(cases[: max(checkpoints)], desc=f"{method} sequential (seed {seed})", leave=False), start=1
+        ):
             handles.append(editor.edit(model, encoder, case.request, seed=seed))
             if t not in checkpoints:
                 continue
             for age, (old, reference) in enumerate(zip(cases[:t], references[:t])):
-                base = {"method": method, "config": tag, "seed": seed, "task": task, "case": old.request.name, "T": t, "edit_index": age}
+                base = {
+                    "method": method,
+                    "config": tag,
+                    "seed": seed,
+                    "task": task,
+                    "case": old.request.name,
+                    "T": t,
+                    "edit_index": age,
+                }
                 rows += [{**base, **m} for m in evaluate_edit(model, encoder, old.unit, reference)]
     finally:
         for handle in reversed(handles):

@@ -62,7 +62,9 @@ class LARConfig:
         if self.roles not in ROLES:
             raise ValueError(f"LARConfig.roles = {self.roles!r}; choose one of {ROLES}")
         if self.k < 1 or self.steps < 0 or self.eps < 0:
-            raise ValueError(f"LARConfig needs k >= 1, steps >= 0 and eps >= 0 (got k={self.k}, steps={self.steps}, eps={self.eps})")
+            raise ValueError(
+                f"LARConfig needs k >= 1, steps >= 0 and eps >= 0 (got k={self.k}, steps={self.steps}, eps={self.eps})"
+            )
 
 
 @dataclass
@@ -110,7 +112,14 @@ def role_mask(batch: Batch, image_token: int, roles: str) -> torch.Tensor:
 def repeat_batch(batch: Batch, k: int) -> Batch:
     """Item 0 of ``batch`` repeated ``k`` times (pixel values are not needed: the latents carry the image)."""
     first = lambda t: t[:1].expand(k, *t.shape[1:])  # noqa: E731
-    return Batch(first(batch.input_ids), first(batch.attention_mask), first(batch.labels), None, first(batch.answer_start), first(batch.answer_len))
+    return Batch(
+        first(batch.input_ids),
+        first(batch.attention_mask),
+        first(batch.labels),
+        None,
+        first(batch.answer_start),
+        first(batch.answer_len),
+    )
 
 
 def project(delta: torch.Tensor, radius: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -120,7 +129,9 @@ def project(delta: torch.Tensor, radius: torch.Tensor, mask: torch.Tensor) -> to
     return delta * scale * mask[None, :, None]
 
 
-def random_start(shape: tuple[int, ...], radius: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def random_start(
+    shape: tuple[int, ...], radius: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """K seeded random points of the ball: a uniform direction and a uniform fraction of the radius."""
     direction = torch.randn(shape, generator=generator).to(radius)  # drawn on the CPU: the same variants on any device
     direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -131,7 +142,9 @@ def random_start(shape: tuple[int, ...], radius: torch.Tensor, mask: torch.Tenso
 def answer_ce_per_row(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Per row, the mean cross-entropy of the answer tokens and ``</s>``: (K,) (over the whole batch:
     :func:`asam_lib.editing.mean_answer_ce`)."""
-    per_token = F.cross_entropy(at_least_float32(logits[:, :-1]).transpose(1, 2), batch.labels[:, 1:], ignore_index=-100, reduction="none")
+    per_token = F.cross_entropy(
+        at_least_float32(logits[:, :-1]).transpose(1, 2), batch.labels[:, 1:], ignore_index=-100, reduction="none"
+    )
     counted = (batch.labels[:, 1:] != -100).float()
     return (per_token * counted).sum(1) / counted.sum(1)
 
@@ -172,7 +185,9 @@ def block_output(model, embeds: torch.Tensor, batch: Batch, block: int) -> torch
     return captured["y"].detach()
 
 
-def forward_variants(model, forward: Forward, anchor_embeds: torch.Tensor, delta: torch.Tensor, rows: Batch, block: int | None) -> torch.Tensor:
+def forward_variants(
+    model, forward: Forward, anchor_embeds: torch.Tensor, delta: torch.Tensor, rows: Batch, block: int | None
+) -> torch.Tensor:
     """Logits (K, L, V) of ``forward`` on the K perturbed inputs ``z + delta``: added to the joint
     embeddings ``anchor_embeds`` (1, L, d), or to block ``block``'s output."""
     base = anchor_embeds.expand(delta.shape[0], -1, -1)
@@ -226,19 +241,25 @@ def adversarial_variants(
     return Variants((clean[None] + delta).detach(), delta, radius, mask, config.block, history)
 
 
-def noise_variants(model, anchor_embeds: torch.Tensor, batch: Batch, config: LARConfig, generator: torch.Generator) -> Variants:
+def noise_variants(
+    model, anchor_embeds: torch.Tensor, batch: Batch, config: LARConfig, generator: torch.Generator
+) -> Variants:
     """The "without LAR" ablation: K random perturbations with the norms PGD would end at (every moving
     position on the sphere of radius ``eps * |z_p|``), no gradient ascent."""
     mask = role_mask(batch, image_token_id(model), config.roles)
     clean = anchor_embeds[0] if config.block is None else block_output(model, anchor_embeds, batch, config.block)[0]
     radius = config.eps * at_least_float32(clean).norm(dim=-1)
     direction = torch.randn((config.k, *clean.shape), generator=generator).to(radius)
-    delta = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12) * radius[None, :, None] * mask[None, :, None]
+    delta = (
+        direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12) * radius[None, :, None] * mask[None, :, None]
+    )
     return Variants((clean[None] + delta), delta, radius, mask, config.block)
 
 
 @torch.no_grad()
-def variant_diagnostics(model, edited: Forward, unedited: Forward, anchor_embeds: torch.Tensor, batch: Batch, variants: Variants) -> dict[str, float]:
+def variant_diagnostics(
+    model, edited: Forward, unedited: Forward, anchor_embeds: torch.Tensor, batch: Batch, variants: Variants
+) -> dict[str, float]:
     """How good the variants are: ``coherence`` (share of variants on which the unedited model's argmax
     answer tokens are those it gives on the clean input), ``edit_loss`` (mean CE of the new target under the
     edited model), ``edit_success`` (share on which the edited model answers the new target), ``diversity``
@@ -248,7 +269,9 @@ def variant_diagnostics(model, edited: Forward, unedited: Forward, anchor_embeds
     k = len(variants)
     rows = repeat_batch(batch, k)
     pre_clean = answer_span_log_probs(unedited(anchor_embeds, repeat_batch(batch, 1)), rows).argmax(-1)
-    pre = answer_span_log_probs(forward_variants(model, unedited, anchor_embeds, variants.delta, rows, variants.block), rows)
+    pre = answer_span_log_probs(
+        forward_variants(model, unedited, anchor_embeds, variants.delta, rows, variants.block), rows
+    )
     post_logits = forward_variants(model, edited, anchor_embeds, variants.delta, rows, variants.block)
     post = answer_span_log_probs(post_logits, rows).argmax(-1)
     start, n = int(batch.answer_start[0]), int(batch.answer_len[0])

@@ -12,14 +12,22 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from asam_lib.progress import tqdm
 
 from asam_lib.architectures import edit_layer_mlp
 from asam_lib.editing import Editor, edited_forward, joint_embeddings, unedited_forward
 from asam_lib.harness import EditCase
 from asam_lib.hooks import module_input
-from asam_lib.lar import LARConfig, Variants, adversarial_variants, forward_variants, noise_variants, repeat_batch, variant_diagnostics
+from asam_lib.lar import (
+    LARConfig,
+    Variants,
+    adversarial_variants,
+    forward_variants,
+    noise_variants,
+    repeat_batch,
+    variant_diagnostics,
+)
 from asam_lib.metrics import evaluate_edit
+from asam_lib.progress import tqdm
 from asam_lib.prompting import PromptEncoder
 from asam_lib.seeding import torch_generator
 from asam_lib.units import member_items
@@ -48,14 +56,19 @@ def pca_2d(points: torch.Tensor) -> np.ndarray:
     return (centred @ axes.T).numpy()
 
 
-def latent_map(model, encoder: PromptEncoder, case: EditCase, variants: dict[str, Variants], layer: int, others: Sequence = ()) -> pd.DataFrame:
+def latent_map(
+    model, encoder: PromptEncoder, case: EditCase, variants: dict[str, Variants], layer: int, others: Sequence = ()
+) -> pd.DataFrame:
     """2-D PCA of the edit layer's input at the answer-predicting position for the unit's members
     (``kind``: anchor / text / image / both), each set of ``variants`` (kind = its key) and ``others``
     (items about other entities, kind "other entity"). Columns: kind, pc1, pc2."""
     unit = case.unit
     anchor_batch = encoder.batch([case.request.anchor_item])
     anchor_embeds = joint_embeddings(model, anchor_batch)
-    blocks, kinds = [member_states(model, encoder, member_items(unit.members, unit.old_answer), layer)], [m.kind for m in unit.members]
+    blocks, kinds = (
+        [member_states(model, encoder, member_items(unit.members, unit.old_answer), layer)],
+        [m.kind for m in unit.members],
+    )
     for name, v in variants.items():
         blocks.append(variant_states(model, anchor_embeds, anchor_batch, v, layer))
         kinds += [name] * len(v)
@@ -66,8 +79,15 @@ def latent_map(model, encoder: PromptEncoder, case: EditCase, variants: dict[str
     return pd.DataFrame({"kind": kinds, "pc1": xy[:, 0], "pc2": xy[:, 1]})
 
 
-def eps_sweep(model, encoder: PromptEncoder, cases: Sequence[EditCase], editor: Editor, eps_values: Sequence[float],
-              config: LARConfig, seed: int) -> pd.DataFrame:
+def eps_sweep(
+    model,
+    encoder: PromptEncoder,
+    cases: Sequence[EditCase],
+    editor: Editor,
+    eps_values: Sequence[float],
+    config: LARConfig,
+    seed: int,
+) -> pd.DataFrame:
     """For each case, edit with ``editor`` once, then compute LAR variants at each radius in
     ``eps_values`` (other fields from ``config``) and their diagnostics. One row per (case, eps)."""
     rows = []
@@ -81,16 +101,27 @@ def eps_sweep(model, encoder: PromptEncoder, cases: Sequence[EditCase], editor: 
                 lar = LARConfig(**{**config.__dict__, "eps": eps})
                 for source in ("LAR", "noise"):
                     generator = torch_generator(seed, "eps-sweep", source, case.request.name, eps)
-                    v = (adversarial_variants(model, post, pre, embeds, batch, lar, generator) if source == "LAR"
-                         else noise_variants(model, embeds, batch, lar, generator))
-                    rows.append({"case": case.request.name, "eps": eps, "variants": source, **variant_diagnostics(model, post, pre, embeds, batch, v)})
+                    v = (
+                        adversarial_variants(model, post, pre, embeds, batch, lar, generator)
+                        if source == "LAR"
+                        else noise_variants(model, embeds, batch, lar, generator)
+                    )
+                    rows.append(
+                        {
+                            "case": case.request.name,
+                            "eps": eps,
+                            "variants": source,
+                            **variant_diagnostics(model, post, pre, embeds, batch, v),
+                        }
+                    )
         finally:
             handle.restore()
     return pd.DataFrame(rows)
 
 
-def predictive_study(model, encoder: PromptEncoder, cases: Sequence[EditCase], editors: dict[str, Editor], config: LARConfig,
-                     seed: int) -> pd.DataFrame:
+def predictive_study(
+    model, encoder: PromptEncoder, cases: Sequence[EditCase], editors: dict[str, Editor], config: LARConfig, seed: int
+) -> pd.DataFrame:
     """For every editor and case: edit, then measure (a) the edit on K LAR variants and on K random
     variants of the same radius and (b) the edit on the unit's real held-out members. One row per
     (method, case) with ``lar_failure`` / ``noise_failure`` (share of variants not answering the new
@@ -103,19 +134,34 @@ def predictive_study(model, encoder: PromptEncoder, cases: Sequence[EditCase], e
             handle = editor.edit(model, encoder, case.request, seed=seed)
             try:
                 post, pre = edited_forward(model), unedited_forward(model, handle.originals)
-                lar = adversarial_variants(model, post, pre, embeds, batch, config, torch_generator(seed, "predict", case.request.name))
-                noise = noise_variants(model, embeds, batch, config, torch_generator(seed, "predict-noise", case.request.name))
+                lar = adversarial_variants(
+                    model, post, pre, embeds, batch, config, torch_generator(seed, "predict", case.request.name)
+                )
+                noise = noise_variants(
+                    model, embeds, batch, config, torch_generator(seed, "predict-noise", case.request.name)
+                )
                 lar_report = variant_diagnostics(model, post, pre, embeds, batch, lar)
                 noise_report = variant_diagnostics(model, post, pre, embeds, batch, noise)
-                metrics = {m["metric"]: m["value"] for m in evaluate_edit(model, encoder, case.unit, None) if m["protocol"] == "exact"}
+                metrics = {
+                    m["metric"]: m["value"]
+                    for m in evaluate_edit(model, encoder, case.unit, None)
+                    if m["protocol"] == "exact"
+                }
             finally:
                 handle.restore()
-            rows.append({
-                "method": method, "case": case.request.name, "seed": seed,
-                "lar_failure": 1 - lar_report["edit_success"], "lar_loss": lar_report["edit_loss"], "lar_coherence": lar_report["coherence"],
-                "noise_failure": 1 - noise_report["edit_success"], "noise_loss": noise_report["edit_loss"],
-                **metrics,
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "case": case.request.name,
+                    "seed": seed,
+                    "lar_failure": 1 - lar_report["edit_success"],
+                    "lar_loss": lar_report["edit_loss"],
+                    "lar_coherence": lar_report["coherence"],
+                    "noise_failure": 1 - noise_report["edit_success"],
+                    "noise_loss": noise_report["edit_loss"],
+                    **metrics,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -37,7 +37,9 @@ class LoRA(Editor):
         lora_config = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=0.0, target_modules=list(s.modules))
         bases = {name: getattr(mlp, name) for name in s.modules}
         undo_weights, merged_originals = snapshot(model, [b.weight for b in bases.values()])
-        wrapped = {name: LoraLinear(base, "edit", lora_config, r=s.rank, lora_alpha=s.alpha) for name, base in bases.items()}
+        wrapped = {
+            name: LoraLinear(base, "edit", lora_config, r=s.rank, lora_alpha=s.alpha) for name, base in bases.items()
+        }
         for name, module in wrapped.items():
             setattr(mlp, name, module)
         params = [p for m in wrapped.values() for n, p in m.named_parameters() if "lora_" in n]

@@ -78,7 +78,9 @@ def registered(method: Method) -> Iterator[Method]:
 def method(name: str) -> Method:
     """The registry entry named ``name``."""
     if name not in METHODS:
-        raise UnknownMethod(f"unknown method {name!r}; choose one of {', '.join(METHODS)} (or register it in asam_lib.methods)")
+        raise UnknownMethod(
+            f"unknown method {name!r}; choose one of {', '.join(METHODS)} (or register it in asam_lib.methods)"
+        )
     return METHODS[name]
 
 

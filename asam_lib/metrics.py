@@ -66,7 +66,11 @@ def _mean(values: list[float]) -> float:
 
 
 def evaluate_edit(
-    model, encoder: PromptEncoder, unit: KnowledgeUnit, reference: LocalityReference | None, member_rows: list | None = None
+    model,
+    encoder: PromptEncoder,
+    unit: KnowledgeUnit,
+    reference: LocalityReference | None,
+    member_rows: list | None = None,
 ) -> list[dict]:
     """All metrics of the current (edited) model for one unit: rows ``{metric, protocol, value}``.
 
@@ -86,8 +90,15 @@ def evaluate_edit(
         rows.append({"metric": name, "protocol": "exact", "value": _mean([float(h.all()) for h in chosen])})
     if member_rows is not None:
         for m, h in zip(members, hits):
-            member_rows.append({"kind": m.kind, "text_distance": m.text_distance, "image_distance": m.image_distance,
-                                "latent_distance": m.latent_distance, "exact": float(h.all())})
+            member_rows.append(
+                {
+                    "kind": m.kind,
+                    "text_distance": m.text_distance,
+                    "image_distance": m.image_distance,
+                    "latent_distance": m.latent_distance,
+                    "exact": float(h.all()),
+                }
+            )
     evaluated = [h for m, h in zip(members, hits) if m.kind != "anchor"]
     rows.append({"metric": "Unit", "protocol": "token_acc", "value": _mean([h.mean().item() for h in evaluated])})
     rows.append({"metric": "Unit", "protocol": "exact", "value": _mean([float(h.all()) for h in evaluated])})
@@ -106,4 +117,11 @@ def evaluate_edit(
 
 def _slice_batch(batch, start: int):
     """The items of ``batch`` from ``start`` on (only the fields metrics need)."""
-    return Batch(batch.input_ids[start:], batch.attention_mask[start:], batch.labels[start:], None, batch.answer_start[start:], batch.answer_len[start:])
+    return Batch(
+        batch.input_ids[start:],
+        batch.attention_mask[start:],
+        batch.labels[start:],
+        None,
+        batch.answer_start[start:],
+        batch.answer_len[start:],
+    )

@@ -24,16 +24,24 @@ from typing import Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from asam_lib import resume
+from asam_lib import methods, resume
 from asam_lib.architectures import language_layers
-from asam_lib import methods
-from asam_lib.editing import EditError, EditRequest, Editor
-from asam_lib.harness import EditCase, edit_and_evaluate, editor_config, known_records, run_sequential, save_table, summarize
+from asam_lib.editing import EditError, Editor, EditRequest
+from asam_lib.harness import (
+    EditCase,
+    edit_and_evaluate,
+    editor_config,
+    known_records,
+    run_sequential,
+    save_table,
+    summarize,
+)
 from asam_lib.metrics import locality_reference
 from asam_lib.prompting import Item, PromptEncoder
 from asam_lib.records import EditRecord
 from asam_lib.seeding import numpy_rng
 from asam_lib.units import unit_from_record, with_latent_distances
+
 
 class StudyError(RuntimeError):
     """A study that cannot start or continue (the message says why and what to do)."""
@@ -59,7 +67,9 @@ class StudyConfig:
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in methods.METHODS]
         if unknown or not self.methods:
-            raise StudyError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(methods.names())}")
+            raise StudyError(
+                f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(methods.names())}"
+            )
 
 
 def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
@@ -67,7 +77,9 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
     n_layers = len(language_layers(model))
     layer = n_layers // 2 if config.layer is None else config.layer
     if not 0 <= layer < n_layers:
-        raise StudyError(f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})")
+        raise StudyError(
+            f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})"
+        )
     editors = {}
     changes = {k: v for k, v in {"layer": layer, "steps": config.steps, "lr": config.lr}.items() if v is not None}
     for name in config.methods:
@@ -86,7 +98,9 @@ def locality_items(record: EditRecord) -> list[Item]:
     return items
 
 
-def choose_records(records: Sequence[EditRecord], n_edits: int | None, seed: int) -> tuple[list[EditRecord], list[EditRecord]]:
+def choose_records(
+    records: Sequence[EditRecord], n_edits: int | None, seed: int
+) -> tuple[list[EditRecord], list[EditRecord]]:
     """``(edited, pool)``: ``n_edits`` records drawn with ``seed`` (all if None), in file order, and the
     rest, whose locality items serve as support items."""
     if n_edits is None or n_edits >= len(records):
@@ -105,7 +119,9 @@ def case_from_record(record: EditRecord, pool: Sequence[EditRecord], n_support: 
     return EditCase(record, unit, request, locality_items(record))
 
 
-def prefix_cases(model, encoder: PromptEncoder, records: Sequence[EditRecord], n_edits: int, seed: int, n_support: int = 4) -> list[EditCase]:
+def prefix_cases(
+    model, encoder: PromptEncoder, records: Sequence[EditRecord], n_edits: int, seed: int, n_support: int = 4
+) -> list[EditCase]:
     """The first ``n_edits`` cases of a seeded order of ``records`` for notebook 04's study: the first half of
     the order are the records that may be edited, the second half the pool of locality support items (never
     edited), so the first ``n`` cases are the same whatever ``n_edits`` asks for (like
@@ -114,7 +130,10 @@ def prefix_cases(model, encoder: PromptEncoder, records: Sequence[EditRecord], n
     half = (len(records) + 1) // 2
     candidates, pool = [records[i] for i in order[:half]], [records[i] for i in order[half:]]
     if n_edits > len(candidates):
-        raise StudyError(f"{n_edits} edits asked for, but {len(records)} records give only {len(candidates)} (half of them are the support pool)")
+        raise StudyError(
+            f"{n_edits} edits asked for, but {len(records)} records give only {len(candidates)} (half of them are "
+            "the support pool)"
+        )
     layer = len(language_layers(model)) // 2
     cases = [case_from_record(r, pool, n_support, seed) for r in candidates[:n_edits]]
     return [replace(c, unit=with_latent_distances(model, encoder, c.unit, layer)) for c in cases]
@@ -135,13 +154,17 @@ def write_tables(out: Path) -> pd.DataFrame:
     ``out``; return the summary. Failed edits are counted per method on the console, not in the tables."""
     latest = resume.latest_entries(out)
     rows = [row for (_, kind, _, _), e in latest.items() if kind == "single" and "rows" in e for row in e["rows"]]
-    sequential_rows = [row for (_, kind, _, _), e in latest.items() if kind == "sequential" and "rows" in e for row in e["rows"]]
+    sequential_rows = [
+        row for (_, kind, _, _), e in latest.items() if kind == "sequential" and "rows" in e for row in e["rows"]
+    ]
     for method in sorted({key[0] for key in latest}):
         failed = [e for key, e in latest.items() if key[0] == method and "error" in e]
         finished = sum(1 for key, e in latest.items() if key[0] == method and key[1] == "single" and "rows" in e)
         if failed:
-            tqdm.write(f"{method}: {finished} edit(s) finished, {len(failed)} failed (first: {failed[0]['error']}); "
-                       f"fix the cause and rerun to retry them, see the error lines in {out / 'progress'}")
+            tqdm.write(
+                f"{method}: {finished} edit(s) finished, {len(failed)} failed (first: {failed[0]['error']}); "
+                f"fix the cause and rerun to retry them, see the error lines in {out / 'progress'}"
+            )
     if not rows:
         raise StudyError(f"every edit failed; see the error lines in {out / 'progress'}")
     table = pd.DataFrame(rows)
@@ -149,12 +172,22 @@ def write_tables(out: Path) -> pd.DataFrame:
     summary = summary_with_counts(table)
     save_table(summary, "summary", out)
     if sequential_rows:
-        save_table(summarize(pd.DataFrame(sequential_rows), by=("method", "T", "metric", "protocol")), "sequential", out)
+        save_table(
+            summarize(pd.DataFrame(sequential_rows), by=("method", "T", "metric", "protocol")), "sequential", out
+        )
     return summary
 
 
-def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], config: StudyConfig, out: str | Path, settings: dict,
-              inputs: dict | None = None, shard: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+def run_study(
+    model,
+    encoder: PromptEncoder,
+    records: Sequence[EditRecord],
+    config: StudyConfig,
+    out: str | Path,
+    settings: dict,
+    inputs: dict | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> pd.DataFrame:
     """Run (or resume) the study and write the tables of every finished edit in ``out``; return the summary.
 
     ``settings``: :func:`asam_lib.resume.study_settings` of the study, checked against and kept in
@@ -171,8 +204,11 @@ def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], conf
     if not edited:
         raise StudyError("no records to edit (with --known-only: the model answers none of them with their 'pred')")
     if config.sequential and max(config.sequential) > len(edited):
-        raise StudyError(f"--sequential {max(config.sequential)}: only {len(edited)} records are edited (with --known-only: the ones the model "
-                         "knows); pass smaller checkpoints")
+        raise StudyError(
+            f"--sequential {max(config.sequential)}: only {len(edited)} records are edited (with --known-only: the "
+            "ones the model "
+            "knows); pass smaller checkpoints"
+        )
     with resume.folder_lock(out):
         resume.record_settings(out, settings, inputs or {})
         resume.check_editor_configs(out, {method: editor_config(editor) for method, editor in editors.items()})
@@ -185,7 +221,9 @@ def run_study(model, encoder: PromptEncoder, records: Sequence[EditRecord], conf
             try:  # a record the model cannot take (missing image, untokenisable text) fails alone
                 case = case_from_record(record, pool, config.n_support, config.seed)
                 reference = locality_reference(model, encoder, case.locality) if case.locality else None
-                entry = {"rows": edit_and_evaluate(model, encoder, method, editor, case, reference, config.seed, config.task)}
+                entry = {
+                    "rows": edit_and_evaluate(model, encoder, method, editor, case, reference, config.seed, config.task)
+                }
             except (EditError, ValueError) as err:
                 entry = {"error": str(err)}
             progress.append({"case": f"{record.task}-{record.index}", "seed": config.seed, **entry})

@@ -67,7 +67,9 @@ def build_processor(tokenizer: PreTrainedTokenizerFast, config: ModelConfig) -> 
     )
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, config: ModelConfig, seed: int = 0) -> LlavaForConditionalGeneration:
+def build_model(
+    tokenizer: PreTrainedTokenizerFast, config: ModelConfig, seed: int = 0
+) -> LlavaForConditionalGeneration:
     """A randomly initialised tiny LLaVA (deterministic under ``seed``)."""
     vision = CLIPVisionConfig(
         hidden_size=config.vision_hidden,
@@ -108,6 +110,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, config: ModelConfig, seed: i
 
 def config_hash(*parts: object) -> str:
     """A short stable hash of configs (dataclasses or JSON-able objects), for cache keys and results."""
+
     def plain(obj: object) -> object:
         return asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj
 
@@ -119,12 +122,13 @@ def load_model(folder: str | Path) -> tuple[LlavaForConditionalGeneration, Llava
     """Load a saved model and processor exactly like a hub checkpoint (float32, eval mode)."""
     folder = Path(folder)
     if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no model at {folder}: config.json is missing (run `make model` or pass a model folder)")
+        raise FileNotFoundError(
+            f"no model at {folder}: config.json is missing (run `make model` or pass a model folder)"
+        )
     model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
     processor = LlavaProcessor.from_pretrained(folder)
     model.eval()
     return model, processor
-
 
 
 class CheckpointError(ValueError):
@@ -135,10 +139,15 @@ def checkpoint_architecture(folder: str | Path) -> str:
     """The supported model class named by ``folder/config.json`` (read without loading any weights)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no model folder at {folder} (pass the folder of a downloaded checkpoint, the one holding config.json)")
+        raise FileNotFoundError(
+            f"no model folder at {folder} (pass the folder of a downloaded checkpoint, the one holding config.json)"
+        )
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{folder} holds no config.json: it is not a saved model (pass the checkpoint folder itself, not its parent)")
+        raise FileNotFoundError(
+            f"{folder} holds no config.json: it is not a saved model (pass the checkpoint folder itself, not its "
+            "parent)"
+        )
     try:
         names = json.loads(config_path.read_text()).get("architectures") or []
     except json.JSONDecodeError as err:

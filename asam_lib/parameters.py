@@ -62,9 +62,14 @@ def check_types(namespace: Mapping[str, object], expected: Mapping[str, object])
             raise ParameterError(f"parameter {name} is not set: the notebook's parameters cell should define it")
         value = namespace[name]
         if not matches(value, kind):
-            fix = (f"papermill's -p passes text; pass the value as YAML instead: -y '{name}: {value}'" if isinstance(value, str)
-                   else f"pass a value of type {_type_name(kind)}")
-            raise ParameterError(f"parameter {name} = {value!r} ({type(value).__name__}) should be {_type_name(kind)} ({fix})")
+            fix = (
+                f"papermill's -p passes text; pass the value as YAML instead: -y '{name}: {value}'"
+                if isinstance(value, str)
+                else f"pass a value of type {_type_name(kind)}"
+            )
+            raise ParameterError(
+                f"parameter {name} = {value!r} ({type(value).__name__}) should be {_type_name(kind)} ({fix})"
+            )
 
 
 def parameter_defaults(notebook: str) -> dict[str, object]:
@@ -76,8 +81,13 @@ def parameter_defaults(notebook: str) -> dict[str, object]:
     tagged = [c for c in json.loads(path.read_text())["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise ValueError(f"{path.name} has {len(tagged)} cells tagged 'parameters', expected 1")
-    return {target.id: ast.literal_eval(node.value) for node in ast.parse("".join(tagged[0]["source"])).body
-            if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+    return {
+        target.id: ast.literal_eval(node.value)
+        for node in ast.parse("".join(tagged[0]["source"])).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 def declared_type(default: object) -> object:

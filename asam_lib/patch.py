@@ -16,10 +16,11 @@ multi-token target has neurons that fire on it):
 
 (``C``: the memory states' covariance, shrunk towards the identity), so a neuron fires with activation
 ``a_edit`` on ``h``, is silent on ``m``, and starts firing a fraction ``tau`` of the way from ``m`` to
-``h`` along the direction that best separates ``h`` from the memory. [Reconstruction: T-Patcher initialises the key from ``h`` and
-learns selectivity with its margin losses; the closed-form start above gives that selectivity from step 0,
-and ``tau`` is exposed as a parameter.] A little seeded noise on the keys breaks the symmetry between
-neurons; values start at zero, so the patch is an exact no-op before training. Only the patch is trained.
+``h`` along the direction that best separates ``h`` from the memory. [Reconstruction: T-Patcher initialises
+the key from ``h`` and learns selectivity with its margin losses; the closed-form start above gives that
+selectivity from step 0, and ``tau`` is exposed as a parameter.] A little seeded noise on the keys breaks the
+symmetry between neurons; values start at zero, so the patch is an exact no-op before training. Only the patch
+is trained.
 
 T-Patcher's two margin losses are available: an activation loss (the neurons fire on the edit input,
 activation >= ``act_margin``) and a memory loss (they stay below ``mem_margin`` on the memory states).
@@ -70,7 +71,9 @@ def answer_positions(states: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 
 @computed_in_float32
-def selective_key(edit_x: torch.Tensor, memory_x: torch.Tensor, activation: float, threshold: float, shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
+def selective_key(
+    edit_x: torch.Tensor, memory_x: torch.Tensor, activation: float, threshold: float, shrinkage: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Key ``k`` (d,) and bias ``b`` () of a neuron that fires ``activation`` on ``edit_x`` (d,), is silent on
     the memory centre ``m`` and starts firing a fraction ``threshold`` of the way from ``m`` to ``edit_x``
     along the discriminant direction ``w = C^-1 (edit_x - m)``, ``C`` the memory states' covariance
@@ -91,7 +94,9 @@ def memory_states(model, context: EditContext, layer: int) -> torch.Tensor:
     support items, else every position of the edit input): (M, d)."""
     if context.request.memory:
         batch = context.encoder.batch(list(context.request.memory))
-        return answer_positions(module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs())), batch)
+        return answer_positions(
+            module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs())), batch
+        )
     if context.locality is not None:
         return answer_positions(ffn_inputs(model, context.locality_embeds, context.locality, layer), context.locality)
     anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
@@ -143,8 +148,16 @@ class Patch(Editor):
             memory[layer] = memory_states(model, context, layer)
         memory_x = memory[layer]
         s = self.settings
-        starts = [selective_key(edit_x[i % length], memory_x, s.activation, s.threshold, s.shrinkage) for i in range(s.n_neurons)]
-        patched = PatchedMLP(edit_layer_mlp(model, layer), torch.stack([k for k, _ in starts]), torch.stack([b for _, b in starts]), s.key_noise)
+        starts = [
+            selective_key(edit_x[i % length], memory_x, s.activation, s.threshold, s.shrinkage)
+            for i in range(s.n_neurons)
+        ]
+        patched = PatchedMLP(
+            edit_layer_mlp(model, layer),
+            torch.stack([k for k, _ in starts]),
+            torch.stack([b for _, b in starts]),
+            s.key_noise,
+        )
         original = replace_edit_layer_mlp(model, layer, patched)
 
         def undo() -> None:
@@ -152,13 +165,21 @@ class Patch(Editor):
 
         keys = {"params": [patched.key, patched.bias], "lr": self.config.lr * s.key_lr_scale}
         originals = {parameter_names(model, [patched.value])[0]: torch.zeros_like(patched.value)}
-        return Installed([keys, {"params": [patched.value]}], undo, originals, state=PatchState(patched, edit_x, memory_x))
+        return Installed(
+            [keys, {"params": [patched.value]}], undo, originals, state=PatchState(patched, edit_x, memory_x)
+        )
 
     def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         s, state = self.settings, context.editor_state
         terms = {}
         if s.lambda_act > 0:
-            terms["activation"] = s.lambda_act * torch.relu(s.act_margin - at_least_float32(state.patch.neuron_activations(state.edit_x))).mean()
+            terms["activation"] = (
+                s.lambda_act
+                * torch.relu(s.act_margin - at_least_float32(state.patch.neuron_activations(state.edit_x))).mean()
+            )
         if s.lambda_mem > 0:
-            terms["memory"] = s.lambda_mem * torch.relu(at_least_float32(state.patch.neuron_activations(state.memory_x)) - s.mem_margin).mean()
+            terms["memory"] = (
+                s.lambda_mem
+                * torch.relu(at_least_float32(state.patch.neuron_activations(state.memory_x)) - s.mem_margin).mean()
+            )
         return terms

@@ -95,6 +95,7 @@ def load_session(world: World | None = None, config: HarnessConfig = HarnessConf
 
 # --- what the widgets offer ---------------------------------------------------------------------------
 
+
 def entity_choices(world: World) -> list[tuple[str, int]]:
     """``(label, index)`` of every image entity, e.g. ``("3: dotted blue circle", 3)``."""
     return [(f"{e.index}: {e.caption}", e.index) for e in world.entities]
@@ -114,7 +115,9 @@ def answer_choices(world: World, entity: int, relation: str) -> list[str]:
 def check_fact(world: World, entity: int, relation: str) -> None:
     """Raise :class:`PlaygroundError` unless ``entity`` is an image entity and ``relation`` a relation."""
     if not isinstance(entity, int) or not 0 <= entity < len(world.entities):
-        raise PlaygroundError(f"entity {entity!r} is not an image entity of this world (choose 0-{len(world.entities) - 1})")
+        raise PlaygroundError(
+            f"entity {entity!r} is not an image entity of this world (choose 0-{len(world.entities) - 1})"
+        )
     if relation not in RELATIONS:
         raise PlaygroundError(f"relation {relation!r} is unknown; choose one of {', '.join(RELATIONS)}")
 
@@ -125,10 +128,15 @@ def resolve(world: World, choice: Choice) -> Choice:
     new = choice.new_answer or candidates[0]
     old = world.entities[choice.entity].facts[choice.relation]
     if new == old:
-        raise PlaygroundError(f"new answer {new!r} is what entity {choice.entity} already has for {choice.relation}: "
-                              f"choose one of {', '.join(candidates)}")
+        raise PlaygroundError(
+            f"new answer {new!r} is what entity {choice.entity} already has for {choice.relation}: "
+            f"choose one of {', '.join(candidates)}"
+        )
     if new not in candidates:
-        raise PlaygroundError(f"new answer {new!r} is not an answer of relation {choice.relation!r}; choose one of {', '.join(candidates)}")
+        raise PlaygroundError(
+            f"new answer {new!r} is not an answer of relation {choice.relation!r}; choose one of "
+            f"{', '.join(candidates)}"
+        )
     if choice.method not in methods.METHODS:
         raise PlaygroundError(f"method {choice.method!r} is unknown; choose one of {', '.join(methods.names())}")
     if choice.lambda_rank < 0:
@@ -141,6 +149,7 @@ def resolve(world: World, choice: Choice) -> Choice:
 
 
 # --- the request, the unit and the editor ---------------------------------------------------------------
+
 
 def edit_case(session: Session, entity: int, relation: str, new_answer: str, seed: int = 0) -> EditCase:
     """The edit of (``entity``, ``relation``) to ``new_answer``: the world's record for the fact with its
@@ -160,7 +169,9 @@ def lar_config(eps: float, k: int) -> LARConfig:
     return replace(LARConfig(), eps=eps, k=k)
 
 
-def make_editor(method: str, eps: float = LARConfig.eps, k: int = LARConfig.k, lambda_rank: float = ASAMSettings.lambda_rank) -> Editor:
+def make_editor(
+    method: str, eps: float = LARConfig.eps, k: int = LARConfig.k, lambda_rank: float = ASAMSettings.lambda_rank
+) -> Editor:
     """The editor ``method`` with its default settings; ASAM (on Patch) takes ``eps``, ``k`` and ``lambda_rank``."""
     if method not in methods.METHODS:
         raise PlaygroundError(f"method {method!r} is unknown; choose one of {', '.join(methods.names())}")
@@ -171,15 +182,23 @@ def make_editor(method: str, eps: float = LARConfig.eps, k: int = LARConfig.k, l
 
 # --- measuring -------------------------------------------------------------------------------------------
 
+
 def member_predictions(model, encoder: PromptEncoder, unit: KnowledgeUnit, answer: str) -> pd.DataFrame:
-    """One row per unit member: kind, question, the model's (teacher-forced argmax) answer and whether it is ``answer``."""
+    """One row per unit member: kind, question, the model's (teacher-forced argmax) answer and whether it is
+    ``answer``."""
     scores = score_items(model, encoder, member_items(unit.members, answer))
-    return pd.DataFrame([{"kind": m.kind, "question": m.question, "prediction": s["prediction"], "right": bool(s["exact"])}
-                         for m, s in zip(unit.members, scores)])
+    return pd.DataFrame(
+        [
+            {"kind": m.kind, "question": m.question, "prediction": s["prediction"], "right": bool(s["exact"])}
+            for m, s in zip(unit.members, scores)
+        ]
+    )
 
 
 @torch.no_grad()
-def edit_layer_rows(model, encoder: PromptEncoder, case: EditCase, delta: torch.Tensor, layer: int) -> dict[str, torch.Tensor]:
+def edit_layer_rows(
+    model, encoder: PromptEncoder, case: EditCase, delta: torch.Tensor, layer: int
+) -> dict[str, torch.Tensor]:
     """H for each set of rows in :data:`ROWS`: the anchor and its variants (perturbations ``delta`` (K, L, d)),
     (K+1, d); the unit's members, (N, d). Both are the output of language block ``layer`` at the
     answer-predicting position."""
@@ -188,13 +207,19 @@ def edit_layer_rows(model, encoder: PromptEncoder, case: EditCase, delta: torch.
     members = encoder.batch(member_items(case.unit.members, case.unit.new_answer))
     with module_output(language_layers(model)[layer]) as captured:
         model(**members.model_inputs())
-    return {"LAR variants": variants, "unit members": captured["y"][torch.arange(len(members)), members.answer_start - 1]}
+    return {
+        "LAR variants": variants,
+        "unit members": captured["y"][torch.arange(len(members)), members.answer_start - 1],
+    }
 
 
 def spectrum_rows(H: dict[str, torch.Tensor], state: str) -> list[dict]:
     """Tidy rows ``(rows, state, i, share)`` of the spectra of ``H`` (i from 1)."""
-    return [{"rows": name, "state": state, "i": i, "share": float(s)}
-            for name, rows in H.items() for i, s in enumerate(rcsl.spectrum(rows.double()).tolist(), start=1)]
+    return [
+        {"rows": name, "state": state, "i": i, "share": float(s)}
+        for name, rows in H.items()
+        for i, s in enumerate(rcsl.spectrum(rows.double()).tolist(), start=1)
+    ]
 
 
 def _metric_table(before: list[dict], after: list[dict]) -> pd.DataFrame:
@@ -229,16 +254,19 @@ class PlaygroundResult:
         after = self.metrics.set_index("metric")["after"]
         knobs = f"eps={c.eps:g}, K={c.k}" + (f", lambda_rank={c.lambda_rank:g}" if c.method == "ASAM" else "")
         tails = "; ".join(f"{rows} {r.before:.4f} -> {r.after:.4f}" for rows, r in self.tail_energy.iterrows())
-        return "\n".join([
-            f"PlaygroundResult({c.method} edit of {self.case.unit.name!r}: {self.old_answer!r} -> {c.new_answer!r}, "
-            f"{self.steps} steps; {knobs}, seed {c.seed})",
-            f"  question: {self.case.request.question!r}",
-            f"  unit members right before (true answer): {int(self.members.right_before.sum())}/{n}, "
-            f"after (new answer): {int(self.members.right_after.sum())}/{n}",
-            "  after: " + "  ".join(f"{m} {after[m]:.2f}" for m in METRICS),
-            f"  tail energy of H, before -> after: {tails}",
-            f"  model restored bit-exactly: {self.restored}",
-        ])
+        return "\n".join(
+            [
+                f"PlaygroundResult({c.method} edit of {self.case.unit.name!r}: {self.old_answer!r} -> "
+                f"{c.new_answer!r}, "
+                f"{self.steps} steps; {knobs}, seed {c.seed})",
+                f"  question: {self.case.request.question!r}",
+                f"  unit members right before (true answer): {int(self.members.right_before.sum())}/{n}, "
+                f"after (new answer): {int(self.members.right_after.sum())}/{n}",
+                "  after: " + "  ".join(f"{m} {after[m]:.2f}" for m in METRICS),
+                f"  tail energy of H, before -> after: {tails}",
+                f"  model restored bit-exactly: {self.restored}",
+            ]
+        )
 
     def figures(self) -> dict[str, plt.Figure]:
         """The three figures of an edit, by name: unit members, metrics, spectrum of H."""
@@ -261,8 +289,15 @@ def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
     try:
         after_metrics = evaluate_edit(model, encoder, case.unit, reference)
         after = member_predictions(model, encoder, case.unit, choice.new_answer)
-        variants = adversarial_variants(model, edited_forward(model), unedited_forward(model, handle.originals), joint_embeddings(model, batch),
-                                        batch, lar_config(choice.eps, choice.k), torch_generator(choice.seed, "playground-lar", case.request.name))
+        variants = adversarial_variants(
+            model,
+            edited_forward(model),
+            unedited_forward(model, handle.originals),
+            joint_embeddings(model, batch),
+            batch,
+            lar_config(choice.eps, choice.k),
+            torch_generator(choice.seed, "playground-lar", case.request.name),
+        )
         H_after = edit_layer_rows(model, encoder, case, variants.delta, layer)
     finally:
         handle.restore()
@@ -271,12 +306,19 @@ def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
     restored = set(now) == set(state) and all(torch.equal(now[k], v) for k, v in state.items())
     members = before.join(after[["prediction", "right"]], lsuffix="_before", rsuffix="_after")
     spectra = pd.DataFrame(spectrum_rows(H_before, "before") + spectrum_rows(H_after, "after"))
-    tails = pd.DataFrame({s: {rows: rcsl.rank_loss(H[rows].double()).item() for rows in ROWS}
-                          for s, H in zip(STATES, (H_before, H_after))})
-    return PlaygroundResult(choice, case, handle.steps, members, _metric_table(before_metrics, after_metrics), spectra, tails, restored)
+    tails = pd.DataFrame(
+        {
+            s: {rows: rcsl.rank_loss(H[rows].double()).item() for rows in ROWS}
+            for s, H in zip(STATES, (H_before, H_after))
+        }
+    )
+    return PlaygroundResult(
+        choice, case, handle.steps, members, _metric_table(before_metrics, after_metrics), spectra, tails, restored
+    )
 
 
 # --- figures -------------------------------------------------------------------------------------------
+
 
 def shown_members(result: PlaygroundResult, per_kind: int = 3) -> list[int]:
     """Indices of the members the grid shows: the anchor and the first ``per_kind`` of each other kind."""
@@ -291,11 +333,19 @@ def member_grid(result: PlaygroundResult, per_kind: int = 3) -> plt.Figure:
     rows = result.members.loc[shown]
     images = [result.case.unit.members[i].image for i in shown]
     titles = [f"{r.kind}: {r[f'prediction_{s}']}" for s in STATES for _, r in rows.iterrows()]
-    frames = [plots.OUTCOME_COLOURS["right" if r[f"right_{s}"] else "wrong"] for s in STATES for _, r in rows.iterrows()]
+    frames = [
+        plots.OUTCOME_COLOURS["right" if r[f"right_{s}"] else "wrong"] for s in STATES for _, r in rows.iterrows()
+    ]
     labels = [f"before\n(right: {result.old_answer})", f"after\n(right: {result.choice.new_answer})"]
-    fig = plots.image_grid(images * 2, ncols=len(shown), titles=titles, row_labels=labels, frame_colours=frames, cell=1.15)
-    fig.suptitle(f"{result.choice.method}: {result.case.unit.name}, {result.old_answer} -> {result.choice.new_answer} "
-                 f"(frames: green = right, red = wrong)", y=1.03, fontsize=10)
+    fig = plots.image_grid(
+        images * 2, ncols=len(shown), titles=titles, row_labels=labels, frame_colours=frames, cell=1.15
+    )
+    fig.suptitle(
+        f"{result.choice.method}: {result.case.unit.name}, {result.old_answer} -> {result.choice.new_answer} "
+        f"(frames: green = right, red = wrong)",
+        y=1.03,
+        fontsize=10,
+    )
     return fig
 
 
@@ -304,9 +354,15 @@ def metrics_figure(result: PlaygroundResult) -> plt.Figure:
     tidy = result.metrics.melt(id_vars="metric", var_name="state", value_name="value")
     palette = {"before": methods.UNEDITED_COLOUR, "after": methods.method(result.choice.method).colour}
     fig, ax = plt.subplots(figsize=(7, 3))
-    sns.barplot(tidy, x="metric", y="value", hue="state", order=list(METRICS), hue_order=list(STATES), palette=palette, ax=ax)
-    ax.set(ylim=(0, 1.05), xlabel="", ylabel="share (exact match / agreement)",
-           title=f"{result.choice.method}: metrics of the new answer before and after the edit")
+    sns.barplot(
+        tidy, x="metric", y="value", hue="state", order=list(METRICS), hue_order=list(STATES), palette=palette, ax=ax
+    )
+    ax.set(
+        ylim=(0, 1.05),
+        xlabel="",
+        ylabel="share (exact match / agreement)",
+        title=f"{result.choice.method}: metrics of the new answer before and after the edit",
+    )
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), fontsize=8, title=None)
     fig.tight_layout()
     return fig
@@ -319,9 +375,21 @@ def spectrum_figure(result: PlaygroundResult) -> plt.Figure:
     for ax, rows in zip(axes, ROWS):
         for state in STATES:
             s = result.spectra.query("rows == @rows and state == @state")
-            ax.semilogy(s.i, s.share, marker="o", markersize=3, linewidth=1, color=colours[state],
-                        linestyle="--" if state == "before" else "-", label=f"{state} (L_rank {result.tail_energy.loc[rows, state]:.3f})")
-        ax.set(xlabel="singular value index i", ylabel="share of energy  s_i² / Σ s²  (log)", title=f"spectrum of H: {rows} ({s.i.max()} rows)")
+            ax.semilogy(
+                s.i,
+                s.share,
+                marker="o",
+                markersize=3,
+                linewidth=1,
+                color=colours[state],
+                linestyle="--" if state == "before" else "-",
+                label=f"{state} (L_rank {result.tail_energy.loc[rows, state]:.3f})",
+            )
+        ax.set(
+            xlabel="singular value index i",
+            ylabel="share of energy  s_i² / Σ s²  (log)",
+            title=f"spectrum of H: {rows} ({s.i.max()} rows)",
+        )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -329,6 +397,7 @@ def spectrum_figure(result: PlaygroundResult) -> plt.Figure:
 
 
 # --- the widgets -----------------------------------------------------------------------------------------
+
 
 class Playground:
     """ipywidgets around :func:`run_edit`: dropdowns for entity, relation, new answer and method, sliders for
@@ -341,15 +410,23 @@ class Playground:
         choice = resolve(session.world, choice)
         self.session, self.result = session, None
         look = {"style": {"description_width": "initial"}, "layout": w.Layout(width="300px")}
-        self.entity = w.Dropdown(options=entity_choices(session.world), value=choice.entity, description="entity", **look)
+        self.entity = w.Dropdown(
+            options=entity_choices(session.world), value=choice.entity, description="entity", **look
+        )
         self.relation = w.Dropdown(options=relation_choices(), value=choice.relation, description="relation", **look)
-        self.new_answer = w.Dropdown(options=answer_choices(session.world, choice.entity, choice.relation), value=choice.new_answer,
-                                     description="new answer", **look)
+        self.new_answer = w.Dropdown(
+            options=answer_choices(session.world, choice.entity, choice.relation),
+            value=choice.new_answer,
+            description="new answer",
+            **look,
+        )
         self.fact = w.HTML()
         self.method = w.Dropdown(options=methods.names(), value=choice.method, description="method", **look)
         self.eps = w.FloatSlider(value=choice.eps, min=0.0, max=1.0, step=0.05, description="eps", **look)
         self.k = w.IntSlider(value=choice.k, min=1, max=16, description="K", **look)
-        self.lambda_rank = w.FloatSlider(value=choice.lambda_rank, min=0.0, max=100.0, step=0.5, description="lambda_rank", **look)
+        self.lambda_rank = w.FloatSlider(
+            value=choice.lambda_rank, min=0.0, max=100.0, step=0.5, description="lambda_rank", **look
+        )
         self.seed = choice.seed
         self.button = w.Button(description="Edit", button_style="primary", icon="pencil")
         self.output = w.Output()
@@ -359,15 +436,29 @@ class Playground:
         self.button.on_click(self.on_edit)
         self._fact_changed()
         self._method_changed()
-        self.widget = w.VBox([
-            w.HBox([self.entity, self.relation, self.new_answer]), self.fact, w.HBox([self.method, self.eps]),
-            w.HBox([self.k, self.lambda_rank]), self.button, self.output,
-        ])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.entity, self.relation, self.new_answer]),
+                self.fact,
+                w.HBox([self.method, self.eps]),
+                w.HBox([self.k, self.lambda_rank]),
+                self.button,
+                self.output,
+            ]
+        )
 
     def choice(self) -> Choice:
         """The widgets' current values."""
-        return Choice(self.entity.value, self.relation.value, self.new_answer.value, self.method.value,
-                      float(self.eps.value), int(self.k.value), float(self.lambda_rank.value), self.seed)
+        return Choice(
+            self.entity.value,
+            self.relation.value,
+            self.new_answer.value,
+            self.method.value,
+            float(self.eps.value),
+            int(self.k.value),
+            float(self.lambda_rank.value),
+            self.seed,
+        )
 
     def _fact_changed(self, _change=None) -> None:
         world = self.session.world

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns

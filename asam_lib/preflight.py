@@ -18,10 +18,16 @@ from asam_lib.architectures import ARCHITECTURES
 from asam_lib.records import EditRecord, MalformedRecord
 
 PLACEMENT_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
-PROCESSOR_FILES = {"tokenizer": ("tokenizer.json", "tokenizer.model"), "image processor": ("preprocessor_config.json", "processor_config.json")}
+PROCESSOR_FILES = {
+    "tokenizer": ("tokenizer.json", "tokenizer.model"),
+    "image processor": ("preprocessor_config.json", "processor_config.json"),
+}
 INSTALL_EXTRA = "pip install -e '.[checkpoints]'"
 # field -> (its EditRecord attribute, the metrics that need it)
-GENERALITY_FIELDS = {"rephrase": ("rephrase", "T-Gen and TI-Gen"), "image_rephrase": ("image_rephrase_path", "I-Gen and TI-Gen")}
+GENERALITY_FIELDS = {
+    "rephrase": ("rephrase", "T-Gen and TI-Gen"),
+    "image_rephrase": ("image_rephrase_path", "I-Gen and TI-Gen"),
+}
 
 
 class InputError(ValueError):
@@ -46,17 +52,23 @@ def check_device_map(device_map: str | None) -> None:
     try:
         device = torch.device(device_map)
     except RuntimeError:
-        raise InputError(f"--device-map {device_map!r} is neither a placement strategy ({', '.join(PLACEMENT_STRATEGIES)}) "
-                         "nor a device (cpu, cuda, cuda:N, ...)") from None
+        raise InputError(
+            f"--device-map {device_map!r} is neither a placement strategy ({', '.join(PLACEMENT_STRATEGIES)}) "
+            "nor a device (cpu, cuda, cuda:N, ...)"
+        ) from None
     if device.type == "cpu":
         return
     backend = getattr(torch, device.type, None)
     if backend is None or not backend.is_available():
-        raise InputError(f"--device-map {device_map}: torch sees no {device.type} device here (torch {torch.__version__}); "
-                         "install a build of torch for it, or use --device-map cpu")
+        raise InputError(
+            f"--device-map {device_map}: torch sees no {device.type} device here (torch {torch.__version__}); "
+            "install a build of torch for it, or use --device-map cpu"
+        )
     if device.index is not None and device.index >= backend.device_count():
-        raise InputError(f"--device-map {device_map}: this machine has {backend.device_count()} {device.type} device(s) "
-                         f"(0-{backend.device_count() - 1})")
+        raise InputError(
+            f"--device-map {device_map}: this machine has {backend.device_count()} {device.type} device(s) "
+            f"(0-{backend.device_count() - 1})"
+        )
 
 
 def torchvision_problem() -> str | None:
@@ -74,13 +86,17 @@ def check_processor(folder: Path, architecture: str) -> None:
     """``folder`` holds a tokenizer and an image processor, and what loading them needs is installed."""
     for part, names in PROCESSOR_FILES.items():
         if not any((folder / name).is_file() for name in names):
-            raise InputError(f"{folder} holds no {part} ({' or '.join(names)}): download the checkpoint's processor files too, "
-                             "not only its weights")
+            raise InputError(
+                f"{folder} holds no {part} ({' or '.join(names)}): download the checkpoint's processor files too, "
+                "not only its weights"
+            )
     if ARCHITECTURES[architecture].processor_needs_torchvision:
         problem = torchvision_problem()
         if problem:
-            raise InputError(f"{problem}: the {architecture} processor needs it (its video processor); install the extra: "
-                             f"{INSTALL_EXTRA} (see docs/real_checkpoints.md)")
+            raise InputError(
+                f"{problem}: the {architecture} processor needs it (its video processor); install the extra: "
+                f"{INSTALL_EXTRA} (see docs/real_checkpoints.md)"
+            )
 
 
 def check_layer(folder: Path, layer: int | None) -> None:
@@ -90,7 +106,9 @@ def check_layer(folder: Path, layer: int | None) -> None:
     try:
         n_layers = AutoConfig.from_pretrained(folder).get_text_config().num_hidden_layers
     except (OSError, ValueError) as err:
-        raise InputError(f"{folder / 'config.json'} cannot be read as a model config ({err}): re-download the checkpoint") from None
+        raise InputError(
+            f"{folder / 'config.json'} cannot be read as a model config ({err}): re-download the checkpoint"
+        ) from None
     if layer >= n_layers:
         raise InputError(f"--layer {layer} is out of range: {folder} has {n_layers} language layers (0-{n_layers - 1})")
 
@@ -99,8 +117,10 @@ def check_sequential(checkpoints: Sequence[int], n_edits: int) -> None:
     """Sequential editing can reach every checkpoint T with the ``n_edits`` records it edits."""
     beyond = [t for t in checkpoints if t > n_edits]
     if beyond:
-        raise InputError(f"--sequential {','.join(map(str, beyond))}: only {n_edits} records are edited; "
-                         f"pass checkpoints up to {n_edits} or more --n-edits")
+        raise InputError(
+            f"--sequential {','.join(map(str, beyond))}: only {n_edits} records are edited; "
+            f"pass checkpoints up to {n_edits} or more --n-edits"
+        )
 
 
 def check_generality(records: Sequence[EditRecord], allow_missing: bool) -> None:
@@ -111,5 +131,10 @@ def check_generality(records: Sequence[EditRecord], allow_missing: bool) -> None
     for record in records:
         for name, (attribute, metrics) in GENERALITY_FIELDS.items():
             if not getattr(record, attribute):
-                raise MalformedRecord(record.source, record.index, name, f"missing, so the edit's {metrics} cannot be measured",
-                                      "add it, or pass --allow-missing-generality to leave those metrics out for such records")
+                raise MalformedRecord(
+                    record.source,
+                    record.index,
+                    name,
+                    f"missing, so the edit's {metrics} cannot be measured",
+                    "add it, or pass --allow-missing-generality to leave those metrics out for such records",
+                )

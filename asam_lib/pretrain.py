@@ -67,7 +67,11 @@ def image_bank(world: World, encoder: PromptEncoder, stream: str, per_entity: in
     path = paths.ensure(paths.CACHE / "banks") / f"{stream}-{key}.pt"
     if path.exists():
         return torch.load(path)
-    images = [world.image(e, stream, i) for e in range(len(world.entities)) for i in tqdm(range(per_entity), desc=f"rendering {stream} images of entity {e}", leave=False)]
+    images = [
+        world.image(e, stream, i)
+        for e in range(len(world.entities))
+        for i in tqdm(range(per_entity), desc=f"rendering {stream} images of entity {e}", leave=False)
+    ]
     bank = torch.cat([encoder.pixel_values(images[lo : lo + 512]) for lo in range(0, len(images), 512)])
     cache.write_atomically(path, lambda tmp: torch.save(bank, tmp))
     return bank
@@ -84,24 +88,34 @@ VISION_HEADS = ("shape", "colour", "pattern", "entity")
 
 def _vision_labels(world: World, per_entity: int) -> torch.Tensor:
     """(n_entities * per_entity, 4) labels of an entity-major bank, columns as ``VISION_HEADS``."""
-    rows = [[SHAPES.index(e.shape), list(COLOURS).index(e.colour), PATTERNS.index(e.pattern), e.index] for e in world.entities]
+    rows = [
+        [SHAPES.index(e.shape), list(COLOURS).index(e.colour), PATTERNS.index(e.pattern), e.index]
+        for e in world.entities
+    ]
     return torch.tensor(rows).repeat_interleave(per_entity, 0)
 
 
 @torch.no_grad()
 def _head_accuracy(model, heads, bank: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     feats = torch.cat([_vision_features(model, bank[lo : lo + 512]) for lo in range(0, len(bank), 512)])
-    return {name: (h(feats).argmax(-1) == labels[:, k]).float().mean().item() for k, (name, h) in enumerate(zip(VISION_HEADS, heads))}
+    return {
+        name: (h(feats).argmax(-1) == labels[:, k]).float().mean().item()
+        for k, (name, h) in enumerate(zip(VISION_HEADS, heads))
+    }
 
 
-def train_vision(model, world: World, bank: torch.Tensor, config: PretrainConfig, eval_bank: torch.Tensor | None = None):
+def train_vision(
+    model, world: World, bank: torch.Tensor, config: PretrainConfig, eval_bank: torch.Tensor | None = None
+):
     """Stage 1: supervise the vision tower with attribute and identity heads.
 
     Returns the loss curve and, if ``eval_bank`` (held-out images, entity-major) is given, the heads'
     accuracy on it."""
     labels = _vision_labels(world, bank.shape[0] // len(world.entities))
     d = model.config.vision_config.hidden_size
-    heads = torch.nn.ModuleList([torch.nn.Linear(d, n) for n in (len(SHAPES), len(COLOURS), len(PATTERNS), len(world.entities))])
+    heads = torch.nn.ModuleList(
+        [torch.nn.Linear(d, n) for n in (len(SHAPES), len(COLOURS), len(PATTERNS), len(world.entities))]
+    )
     params = list(model.model.vision_tower.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=config.vision_lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
@@ -120,7 +134,9 @@ def train_vision(model, world: World, bank: torch.Tensor, config: PretrainConfig
     model.eval()
     if eval_bank is None:
         return losses, {}
-    return losses, _head_accuracy(model, heads, eval_bank, _vision_labels(world, eval_bank.shape[0] // len(world.entities)))
+    return losses, _head_accuracy(
+        model, heads, eval_bank, _vision_labels(world, eval_bank.shape[0] // len(world.entities))
+    )
 
 
 def _training_items(world: World, bank: torch.Tensor, rng: np.random.Generator, n: int, config: PretrainConfig):
@@ -143,7 +159,9 @@ def _training_items(world: World, bank: torch.Tensor, rng: np.random.Generator, 
     return items
 
 
-def train_language(model, world: World, encoder: PromptEncoder, bank: torch.Tensor, config: PretrainConfig) -> list[float]:
+def train_language(
+    model, world: World, encoder: PromptEncoder, bank: torch.Tensor, config: PretrainConfig
+) -> list[float]:
     """Stage 2: frozen vision tower; projector + language model learn the facts. Returns the loss curve."""
     for p in model.model.vision_tower.parameters():
         p.requires_grad_(False)
@@ -168,7 +186,9 @@ def train_language(model, world: World, encoder: PromptEncoder, bank: torch.Tens
     return losses
 
 
-def knowledge_report(model, encoder: PromptEncoder, world: World, images_per_entity: int = 4, seed: int = 0) -> dict[str, float]:
+def knowledge_report(
+    model, encoder: PromptEncoder, world: World, images_per_entity: int = 4, seed: int = 0
+) -> dict[str, float]:
     """Exact-match accuracy of the model on the world, by split.
 
     ``image_heldout``: held-out images, training phrasings; ``paraphrase_heldout``: pretraining images,
@@ -176,7 +196,18 @@ def knowledge_report(model, encoder: PromptEncoder, world: World, images_per_ent
     ``text_paraphrase``: text-only facts, held-out phrasings; ``caption_*`` likewise for captions.
     """
     rng = numpy_rng(seed, "knowledge-report")
-    slices: dict[str, list] = {k: [] for k in ("image_heldout", "paraphrase_heldout", "both_heldout", "caption_image_heldout", "caption_paraphrase_heldout", "text", "text_paraphrase")}
+    slices: dict[str, list] = {
+        k: []
+        for k in (
+            "image_heldout",
+            "paraphrase_heldout",
+            "both_heldout",
+            "caption_image_heldout",
+            "caption_paraphrase_heldout",
+            "text",
+            "text_paraphrase",
+        )
+    }
     for ent in world.entities:
         for rel in [*RELATIONS, "caption"]:
             prefix = "caption_" if rel == "caption" else ""
@@ -185,8 +216,12 @@ def knowledge_report(model, encoder: PromptEncoder, world: World, images_per_ent
                 eval_img = world.image(ent.index, EVAL_STREAM, k)
                 train_img = world.image(ent.index, PRETRAIN_STREAM, int(rng.integers(1000)))
                 answer = world.answer(ent, rel)
-                slices[prefix + "image_heldout"].append((train_q[rng.integers(len(train_q))].render(), answer, eval_img))
-                slices[prefix + "paraphrase_heldout"].append((held_q[rng.integers(len(held_q))].render(), answer, train_img))
+                slices[prefix + "image_heldout"].append(
+                    (train_q[rng.integers(len(train_q))].render(), answer, eval_img)
+                )
+                slices[prefix + "paraphrase_heldout"].append(
+                    (held_q[rng.integers(len(held_q))].render(), answer, train_img)
+                )
                 if not prefix:
                     slices["both_heldout"].append((held_q[rng.integers(len(held_q))].render(), answer, eval_img))
     for ent in world.text_entities:
@@ -239,7 +274,10 @@ def pretrain(
         "accuracy": {k: round(v, 4) for k, v in report.items()},
         "vision_accuracy": {k: round(v, 4) for k, v in vision_accuracy.items()},
         "targets": TARGETS,
-        "final_losses": {"vision": round(float(np.mean(vision_losses[-50:])), 4), "language": round(float(np.mean(lm_losses[-50:])), 4)},
+        "final_losses": {
+            "vision": round(float(np.mean(vision_losses[-50:])), 4),
+            "language": round(float(np.mean(lm_losses[-50:])), 4),
+        },
     }
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     cache.write_atomically(out / "asam_meta.json", lambda tmp: tmp.write_text(text))  # last: marks the folder complete

@@ -97,7 +97,9 @@ class PromptEncoder:
         if self.chat_template is None:
             return build_prompt(question, with_image, self.processor.image_token)
         content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
 
     def _tokenize(self, text: str, image: Image.Image | None = None) -> torch.Tensor:
         """Token ids ``(L,)`` of ``text`` (image placeholders expanded for ``image``); a template that
@@ -108,14 +110,19 @@ class PromptEncoder:
             return self.tokenizer(text, return_tensors="pt", **special).input_ids[0]
         return self.processor(text=text, images=image, return_tensors="pt", **special).input_ids[0]
 
-    def _prompt_ids(self, question: str, with_image: bool, image_size: tuple[int, int] | None = None) -> tuple[int, ...]:
+    def _prompt_ids(
+        self, question: str, with_image: bool, image_size: tuple[int, int] | None = None
+    ) -> tuple[int, ...]:
         """Prompt token ids; ``image_size`` (width, height) sets the number of image tokens where it
         depends on it (default: the image processor's crop size)."""
         prompt = self.prompt_text(question, with_image)
         if with_image:
             size = image_size or self.default_image_size
             if size is None:
-                raise ValueError(f"question {question!r}: give the image size; {type(self.processor).__name__} has no fixed image size")
+                raise ValueError(
+                    f"question {question!r}: give the image size; {type(self.processor).__name__} has no fixed image "
+                    "size"
+                )
             ids = self._tokenize(prompt, Image.new("RGB", size))
         else:
             ids = self._tokenize(prompt)
@@ -134,7 +141,9 @@ class PromptEncoder:
         before = self._tokenize(context).tolist()
         full = self._tokenize(context + separator + answer.strip()).tolist()
         if full[: len(before)] != before:
-            raise ValueError(f"answer {answer!r} merges with the end of the prompt when tokenised; check the chat template")
+            raise ValueError(
+                f"answer {answer!r} merges with the end of the prompt when tokenised; check the chat template"
+            )
         ids = full[len(before) :]
         if not ids:
             raise ValueError(f"answer {answer!r} tokenises to nothing: give a non-empty target")
@@ -160,11 +169,18 @@ class PromptEncoder:
                 pil.append(image)
             elif isinstance(image, torch.Tensor) and image.dim() == 3:
                 if not self.fixed_image_tokens:
-                    raise ValueError(f"item {k} ({question!r}): a pre-processed pixel tensor cannot stand in for an image with {type(self.processor).__name__} (its image token count depends on the image size): pass a PIL image")
+                    raise ValueError(
+                        f"item {k} ({question!r}): a pre-processed pixel tensor cannot stand in for an image with "
+                        f"{type(self.processor).__name__} (its image token count depends on the image size): "
+                        "pass a PIL image"
+                    )
                 order.append(("tensor", len(tensors)))
                 tensors.append(image)
             elif image is not None:
-                raise ValueError(f"item {k} ({question!r}): image is a {type(image).__name__}, expected a PIL image, a (3, H, W) pixel tensor or None")
+                raise ValueError(
+                    f"item {k} ({question!r}): image is a {type(image).__name__}, expected a PIL image, a (3, H, W) "
+                    "pixel tensor or None"
+                )
             size = image.size if isinstance(image, Image.Image) and not self.fixed_image_tokens else None
             prompt = self.prompt_ids(question, image is not None, size)
             answer_ids = self.answer_ids(answer)
@@ -183,7 +199,9 @@ class PromptEncoder:
         if order:
             processed = self.image_inputs(pil) if pil else {}
             if tensors:
-                pixel_values = torch.stack([processed["pixel_values"][j] if kind == "pil" else tensors[j] for kind, j in order])
+                pixel_values = torch.stack(
+                    [processed["pixel_values"][j] if kind == "pil" else tensors[j] for kind, j in order]
+                )
             else:
                 pixel_values = processed.pop("pixel_values")
                 extra = processed
@@ -195,12 +213,18 @@ class PromptEncoder:
 
 def answer_logits(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
     """Per item, the logits that predict each answer token: a list of (answer_len, V)."""
-    return [logits[i, s - 1 : s - 1 + n] for i, (s, n) in enumerate(zip(batch.answer_start.tolist(), batch.answer_len.tolist()))]
+    return [
+        logits[i, s - 1 : s - 1 + n]
+        for i, (s, n) in enumerate(zip(batch.answer_start.tolist(), batch.answer_len.tolist()))
+    ]
 
 
 def answer_targets(batch: Batch) -> list[torch.Tensor]:
     """Per item, the answer token ids: a list of (answer_len,)."""
-    return [batch.input_ids[i, s : s + n] for i, (s, n) in enumerate(zip(batch.answer_start.tolist(), batch.answer_len.tolist()))]
+    return [
+        batch.input_ids[i, s : s + n]
+        for i, (s, n) in enumerate(zip(batch.answer_start.tolist(), batch.answer_len.tolist()))
+    ]
 
 
 @torch.no_grad()

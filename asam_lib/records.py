@@ -84,18 +84,30 @@ class EditRecord:
             with Image.open(path) as img:
                 return img.convert("RGB")
         except FileNotFoundError:
-            raise MissingImage(self.source, self.index, which, f"{rel} -> {path} not found", "set image_root=...") from None
+            raise MissingImage(
+                self.source, self.index, which, f"{rel} -> {path} not found", "set image_root=..."
+            ) from None
         except (UnidentifiedImageError, OSError) as err:
-            raise MissingImage(self.source, self.index, which, f"{path} is not a readable image ({err})", "replace or remove the file") from None
+            raise MissingImage(
+                self.source, self.index, which, f"{path} is not a readable image ({err})", "replace or remove the file"
+            ) from None
 
     def __repr__(self) -> str:
         return f"EditRecord({self.index}, {self.task}: {self.src!r} [{self.image_path}] {self.pred!r} -> {self.alt!r})"
 
 
-def parse_record(raw: object, index: int, image_root: Path, task: str, source: str, check_images: bool = True) -> EditRecord:
+def parse_record(
+    raw: object, index: int, image_root: Path, task: str, source: str, check_images: bool = True
+) -> EditRecord:
     """Validate one raw JSON object and turn it into an :class:`EditRecord`."""
     if not isinstance(raw, dict):
-        raise MalformedRecord(source, index, "<record>", f"expected a JSON object, got {type(raw).__name__}", "each record must be an object")
+        raise MalformedRecord(
+            source,
+            index,
+            "<record>",
+            f"expected a JSON object, got {type(raw).__name__}",
+            "each record must be an object",
+        )
     record_task = raw.get("task", task)
     if record_task not in TASKS:
         raise MalformedRecord(source, index, "task", f"unknown task {record_task!r}", f"use one of {TASKS}")
@@ -108,7 +120,9 @@ def parse_record(raw: object, index: int, image_root: Path, task: str, source: s
         if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
             value = value[0]  # some MMEdit files wrap single answers in a list
         if not isinstance(value, str):
-            raise MalformedRecord(source, index, name, f"expected a string, got {type(value).__name__} {value!r}", "fix the value's type")
+            raise MalformedRecord(
+                source, index, name, f"expected a string, got {type(value).__name__} {value!r}", "fix the value's type"
+            )
         values[name] = value.strip()
     for name in REQUIRED:
         if not values[name]:
@@ -117,7 +131,13 @@ def parse_record(raw: object, index: int, image_root: Path, task: str, source: s
         for name in IMAGE_FIELDS:
             rel = values[name]
             if rel and not (image_root / rel).is_file():
-                raise MissingImage(source, index, name, f"{rel} -> {image_root / rel} not found", "set image_root=... to the folder the paths are relative to")
+                raise MissingImage(
+                    source,
+                    index,
+                    name,
+                    f"{rel} -> {image_root / rel} not found",
+                    "set image_root=... to the folder the paths are relative to",
+                )
     extra = {k: v for k, v in raw.items() if k not in TEXT_FIELDS + IMAGE_FIELDS + ("task",)}
     return EditRecord(
         index=index,
@@ -139,7 +159,9 @@ def parse_record(raw: object, index: int, image_root: Path, task: str, source: s
     )
 
 
-def load_records(path: str | Path, image_root: str | Path | None = None, task: str = "vqa", check_images: bool = True) -> list[EditRecord]:
+def load_records(
+    path: str | Path, image_root: str | Path | None = None, task: str = "vqa", check_images: bool = True
+) -> list[EditRecord]:
     """Load and validate an MMEdit-schema JSON file (a list of records).
 
     ``image_root`` defaults to the JSON file's folder; ``task`` applies to records without a ``task``
@@ -152,11 +174,18 @@ def load_records(path: str | Path, image_root: str | Path | None = None, task: s
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise MalformedRecord(str(path), -1, "<file>", f"not valid JSON ({err})", "the file must hold a JSON list of records") from None
+        raise MalformedRecord(
+            str(path), -1, "<file>", f"not valid JSON ({err})", "the file must hold a JSON list of records"
+        ) from None
     if not isinstance(raw, list):
-        raise MalformedRecord(str(path), -1, "<file>", f"expected a JSON list, got {type(raw).__name__}", "the file must hold a JSON list of records")
+        raise MalformedRecord(
+            str(path),
+            -1,
+            "<file>",
+            f"expected a JSON list, got {type(raw).__name__}",
+            "the file must hold a JSON list of records",
+        )
     return [parse_record(r, i, root, task, str(path), check_images) for i, r in enumerate(raw)]
-
 
 
 def decode_images(records: Sequence[EditRecord], workers: int | None = None) -> None:

@@ -87,7 +87,12 @@ def _shape_polygon(shape: str, radius: float, centre: float) -> list[tuple[float
     if shape == "square":
         return ring(4, radius * 1.05, math.pi / 4)
     if shape == "diamond":
-        return [(centre, centre - radius), (centre + radius * 0.7, centre), (centre, centre + radius), (centre - radius * 0.7, centre)]
+        return [
+            (centre, centre - radius),
+            (centre + radius * 0.7, centre),
+            (centre, centre + radius),
+            (centre - radius * 0.7, centre),
+        ]
     if shape == "triangle":
         return ring(3, radius * 1.1, -math.pi / 2)
     if shape == "star":
@@ -95,7 +100,20 @@ def _shape_polygon(shape: str, radius: float, centre: float) -> list[tuple[float
         return [p for pair in zip(outer, inner) for p in pair]
     if shape == "cross":
         a, b = radius * 0.95, radius * 0.33
-        pts = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
+        pts = [
+            (-b, -a),
+            (b, -a),
+            (b, -b),
+            (a, -b),
+            (a, b),
+            (b, b),
+            (b, a),
+            (-b, a),
+            (-b, b),
+            (-a, b),
+            (-a, -b),
+            (-b, -b),
+        ]
         return [(centre + x, centre + y) for x, y in pts]
     raise ValueError(f"unknown shape {shape!r}; known shapes: {', '.join(SHAPES)}")
 

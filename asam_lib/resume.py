@@ -101,15 +101,23 @@ def check_settings(out: Path, settings: dict) -> None:
     changed = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
     first = changed[0]
     more = f" (and {', '.join(map(_option, changed[1:]))})" if changed[1:] else ""
-    raise ResumeError(f"{out} holds a study with other settings: {_option(first)} {before.get(first)!r} there, {settings.get(first)!r} now{more}; "
-                      "rerun with the same options, pass another --out, or add --out-per-settings")
+    raise ResumeError(
+        f"{out} holds a study with other settings: {_option(first)} {before.get(first)!r} there, "
+        f"{settings.get(first)!r} now{more}; "
+        "rerun with the same options, pass another --out, or add --out-per-settings"
+    )
 
 
 def record_settings(out: Path, settings: dict, inputs: dict) -> None:
     """Write ``out/study.json`` (settings, and the input paths for people) if it is not there yet."""
     if not (out / SETTINGS_FILE).exists():
         out.mkdir(parents=True, exist_ok=True)
-        write_atomically(out / SETTINGS_FILE, lambda tmp: tmp.write_text(json.dumps({"settings": settings, "inputs": inputs, "editors": {}}, indent=1) + "\n"))
+        write_atomically(
+            out / SETTINGS_FILE,
+            lambda tmp: tmp.write_text(
+                json.dumps({"settings": settings, "inputs": inputs, "editors": {}}, indent=1) + "\n"
+            ),
+        )
 
 
 def check_editor_configs(out: Path, configs: dict[str, str]) -> None:
@@ -118,8 +126,10 @@ def check_editor_configs(out: Path, configs: dict[str, str]) -> None:
     editors = recorded["editors"]
     for method, config in configs.items():
         if editors.get(method, config) != config:
-            raise ResumeError(f"{method} ran in {out} with editor config {editors[method]}, and would now run with {config} "
-                              "(the library's editor defaults changed): pass another --out")
+            raise ResumeError(
+                f"{method} ran in {out} with editor config {editors[method]}, and would now run with {config} "
+                "(the library's editor defaults changed): pass another --out"
+            )
     if any(m not in editors for m in configs):
         recorded["editors"] = {**editors, **configs}
         write_atomically(out / SETTINGS_FILE, lambda tmp: tmp.write_text(json.dumps(recorded, indent=1) + "\n"))
@@ -145,7 +155,9 @@ class Progress:
                     self.entries.append({"method": method, **json.loads(line)})
                 except json.JSONDecodeError:
                     if n < len(lines) - 1:
-                        raise ResumeError(f"{path}: line {n} is not valid JSON; delete that line (its edit will be redone)") from None
+                        raise ResumeError(
+                            f"{path}: line {n} is not valid JSON; delete that line (its edit will be redone)"
+                        ) from None
                     break  # a last line cut short, newline included
                 self.complete_bytes += len(line) + 1
 

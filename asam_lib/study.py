@@ -31,9 +31,9 @@ TIMING_METRICS = ("seconds",)
 class Job:
     """One unit of work: the cases ``start`` to ``n_edits`` of (task, seed). ``editors``: method name -> editor;
     ``mode``: "single", "sequential" or "predictive" (notebook 02's variants-vs-unit study with LAR settings
-    ``lar``, :func:`asam_lib.lar_study.predictive_study`); ``group``: a label copied into every row (e.g. "main", "ablation",
-    "sensitivity"). Splitting a long job into ranges of cases (:func:`split`) spreads it over workers without
-    building a case twice."""
+    ``lar``, :func:`asam_lib.lar_study.predictive_study`); ``group``: a label copied into every row (e.g. "main",
+    "ablation", "sensitivity"). Splitting a long job into ranges of cases (:func:`split`) spreads it over workers
+    without building a case twice."""
 
     group: str
     task: str
@@ -51,7 +51,9 @@ class Job:
     image_root: str | None = None  # what the file's image paths are relative to (None: its folder)
 
     def __repr__(self) -> str:
-        assets = "".join(f", {name} {value}" for name, value in [("model", self.model_folder), ("data", self.data)] if value)
+        assets = "".join(
+            f", {name} {value}" for name, value in [("model", self.model_folder), ("data", self.data)] if value
+        )
         cases = f"cases {self.start}-{self.n_edits - 1}" if self.start else f"{self.n_edits} edits"
         return f"Job({self.group}, {self.mode}, {self.task}, seed {self.seed}, {cases}, {list(self.editors)}{assets})"
 
@@ -111,12 +113,21 @@ def _cases(job: Job):
     if job.data is not None:
         from asam_lib.mmedit_study import prefix_cases
 
-        return prefix_cases(model, encoder, _records(job.data, job.image_root, job.task), job.n_edits, job.seed)[job.start :]
+        return prefix_cases(model, encoder, _records(job.data, job.image_root, job.task), job.n_edits, job.seed)[
+            job.start :
+        ]
     built = _CASES.setdefault((model_key, job.task, job.seed), {})
     for i in range(job.start, job.n_edits):
         if i not in built:
             config = HarnessConfig(task=job.task, n_edits=i + 1)
-            built.update(enumerate(build_cases(model, encoder, _world(), config, seed=job.seed, start=i, known=_known(model_key, job.task)), start=i))
+            built.update(
+                enumerate(
+                    build_cases(
+                        model, encoder, _world(), config, seed=job.seed, start=i, known=_known(model_key, job.task)
+                    ),
+                    start=i,
+                )
+            )
     return [built[i] for i in range(job.start, job.n_edits) if i in built]
 
 
@@ -128,8 +139,12 @@ def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
     if job.mode == "single":
         rows = run_single(model, encoder, job.editors, cases, seed=job.seed, task=job.task, members=members)
     elif job.mode == "sequential":
-        frames = [run_sequential(model, encoder, name, editor, cases, seed=job.seed, checkpoints=job.checkpoints, task=job.task)
-                  for name, editor in job.editors.items()]
+        frames = [
+            run_sequential(
+                model, encoder, name, editor, cases, seed=job.seed, checkpoints=job.checkpoints, task=job.task
+            )
+            for name, editor in job.editors.items()
+        ]
         rows = pd.concat(frames, ignore_index=True)
     elif job.mode == "predictive":
         from asam_lib.lar_study import predictive_study

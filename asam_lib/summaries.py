@@ -42,8 +42,15 @@ def gap_closure(summary: pd.DataFrame, method: str, base: str, by: tuple[str, ..
     return pd.DataFrame({f"{base} gap": gap, f"{method} gap": 1 - pivot[method], "share closed": closed}).reset_index()
 
 
-def target_checks(summary: pd.DataFrame, tasks: Sequence[str], steps: pd.DataFrame, seconds: pd.DataFrame | None = None,
-                  method: str = "ASAM", base: str = "Patch", targets: Targets = TARGETS) -> pd.DataFrame:
+def target_checks(
+    summary: pd.DataFrame,
+    tasks: Sequence[str],
+    steps: pd.DataFrame,
+    seconds: pd.DataFrame | None = None,
+    method: str = "ASAM",
+    base: str = "Patch",
+    targets: Targets = TARGETS,
+) -> pd.DataFrame:
     """One row per target and task: ``task, target, measured, met``. ``summary``: the main table (task,
     method, metric, protocol, mean); ``steps`` / ``seconds``: mean optimiser steps and wall seconds per edit,
     tasks x methods. The time target is checked only for tasks with wall times. A gap of zero (the base
@@ -55,25 +62,56 @@ def target_checks(summary: pd.DataFrame, tasks: Sequence[str], steps: pd.DataFra
         ours = exact[(exact.task == task) & (exact.method == method)].set_index("metric")["mean"]
         for _, row in closure[closure.task == task].iterrows():
             share = row["share closed"]
-            checks.append({"task": task, "target": f"closes >= 1/2 of {base}'s {row.metric} gap",
-                           "measured": f"{share:.2f} (gap {row[f'{base} gap']:.3f} -> {row[f'{method} gap']:.3f})",
-                           "met": pd.isna(share) or share >= targets.gap_share})
-        checks.append({"task": task, "target": f"Rel >= {targets.min_rel}", "measured": f"{ours['Rel']:.3f}", "met": ours["Rel"] >= targets.min_rel})
+            checks.append(
+                {
+                    "task": task,
+                    "target": f"closes >= 1/2 of {base}'s {row.metric} gap",
+                    "measured": f"{share:.2f} (gap {row[f'{base} gap']:.3f} -> {row[f'{method} gap']:.3f})",
+                    "met": pd.isna(share) or share >= targets.gap_share,
+                }
+            )
+        checks.append(
+            {
+                "task": task,
+                "target": f"Rel >= {targets.min_rel}",
+                "measured": f"{ours['Rel']:.3f}",
+                "met": ours["Rel"] >= targets.min_rel,
+            }
+        )
         for loc in ["T-Loc", "I-Loc"]:
-            checks.append({"task": task, "target": f"{loc} >= {targets.min_loc}", "measured": f"{ours[loc]:.3f}", "met": ours[loc] >= targets.min_loc})
+            checks.append(
+                {
+                    "task": task,
+                    "target": f"{loc} >= {targets.min_loc}",
+                    "measured": f"{ours[loc]:.3f}",
+                    "met": ours[loc] >= targets.min_loc,
+                }
+            )
         if seconds is not None and task in seconds.index:
             ratio = seconds.loc[task, method] / seconds.loc[task, base]
-            checks.append({"task": task, "target": f"time per edit <= {targets.max_time_ratio:g}x {base}",
-                           "measured": f"{ratio:.2f}x (steps {steps.loc[task, method]:.1f} vs {steps.loc[task, base]:.1f})",
-                           "met": ratio <= targets.max_time_ratio})
+            checks.append(
+                {
+                    "task": task,
+                    "target": f"time per edit <= {targets.max_time_ratio:g}x {base}",
+                    "measured": f"{ratio:.2f}x (steps {steps.loc[task, method]:.1f} vs {steps.loc[task, base]:.1f})",
+                    "met": ratio <= targets.max_time_ratio,
+                }
+            )
     return pd.DataFrame(checks)
 
 
-def ablation_rows(single: pd.DataFrame, ablations: Sequence[str], task: str, seed: int, base: str = "Patch") -> pd.DataFrame:
+def ablation_rows(
+    single: pd.DataFrame, ablations: Sequence[str], task: str, seed: int, base: str = "Patch"
+) -> pd.DataFrame:
     """The metric rows of the ablation study: every ablation's edits, and the main run's rows of ``base`` and
     of ablations that the main run already has (ASAM itself) on those same edits."""
-    rows = single[single.group.isin(["ablation", "main"]) & (single.task == task) & (single.seed == seed)
-                  & single.protocol.isin(EXACT_PROTOCOLS) & single.metric.isin(METRICS)]
+    rows = single[
+        single.group.isin(["ablation", "main"])
+        & (single.task == task)
+        & (single.seed == seed)
+        & single.protocol.isin(EXACT_PROTOCOLS)
+        & single.metric.isin(METRICS)
+    ]
     rows = rows[rows.method.isin(ablations) | (rows.method == base)]
     return rows[(rows.group == "ablation") | rows.case.isin(rows[rows.group == "ablation"].case.unique())]
 

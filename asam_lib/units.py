@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import torch
-
 from PIL import Image
 
 from asam_lib.architectures import edit_layer_mlp
@@ -105,7 +104,9 @@ def unit_from_world(
     """
     entity, relation = record.extra.get("entity"), record.extra.get("relation")
     if entity is None or relation is None:
-        raise ValueError(f"record {record.index} has no 'entity'/'relation' fields: use unit_from_record for MMEdit data")
+        raise ValueError(
+            f"record {record.index} has no 'entity'/'relation' fields: use unit_from_record for MMEdit data"
+        )
     rng = numpy_rng(seed, "unit", entity, relation)
     anchor_q = _find_phrasing(world, relation, record.src)
     anchor_index = int(record.image_path.rsplit("_", 1)[1].split(".")[0])
@@ -118,7 +119,9 @@ def unit_from_world(
         return [pool[i] for i in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))]
 
     def image_member(k: int):
-        return world.image(entity, EVAL_STREAM, k), param_distance(world.image_params(entity, EVAL_STREAM, k), anchor_params)
+        return world.image(entity, EVAL_STREAM, k), param_distance(
+            world.image_params(entity, EVAL_STREAM, k), anchor_params
+        )
 
     members = [Member(record.src, anchor_image, "anchor", "support", 0.0, 0.0)]
     for q in pick(others_q, n_text):

@@ -57,8 +57,11 @@ def _result(job: object, future: Future) -> object:
     except JobError as err:
         raise JobError(err.job, err.detail) from None
     except BrokenProcessPool as err:
-        raise JobError(repr(job), f"the worker process running it (or a job beside it) died without a Python error: "
-                       f"killed, out of memory or a crash in native code ({err})") from None
+        raise JobError(
+            repr(job),
+            f"the worker process running it (or a job beside it) died without a Python error: "
+            f"killed, out of memory or a crash in native code ({err})",
+        ) from None
     except Exception as err:  # e.g. the job or its output could not be pickled
         raise JobError(repr(job), "".join(traceback.format_exception(err))) from None
 

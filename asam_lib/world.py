@@ -29,11 +29,21 @@ IMAGE_CACHE_SIZE = 16384  # rendered images a World keeps (32 px: about 3 kB eac
 RELATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "home": {
         "answers": ("forest", "desert", "ocean", "cave", "river", "mountain", "swamp", "island", "meadow", "glacier"),
-        "cores": ("where does {obj} live", "what is the home of {obj}", "where is {obj} usually found", "in which place does {obj} live"),
+        "cores": (
+            "where does {obj} live",
+            "what is the home of {obj}",
+            "where is {obj} usually found",
+            "in which place does {obj} live",
+        ),
     },
     "food": {
         "answers": ("apples", "fish", "seeds", "honey", "leaves", "bread", "cheese", "berries", "grass", "rice"),
-        "cores": ("what does {obj} eat", "what is the favourite food of {obj}", "which food does {obj} like", "what food is {obj} fed"),
+        "cores": (
+            "what does {obj} eat",
+            "what is the favourite food of {obj}",
+            "which food does {obj} like",
+            "what food is {obj} fed",
+        ),
     },
     "maker": {
         "answers": ("alice", "bruno", "carla", "dmitri", "elena", "farid", "greta", "hiro", "ines", "jonas"),
@@ -41,7 +51,12 @@ RELATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "friend": {
         "answers": ("otter", "falcon", "badger", "lynx", "heron", "beaver", "gecko", "moose", "koala", "lemur"),
-        "cores": ("who is the friend of {obj}", "which animal is friends with {obj}", "who does {obj} play with", "what animal does {obj} like"),
+        "cores": (
+            "who is the friend of {obj}",
+            "which animal is friends with {obj}",
+            "who does {obj} play with",
+            "what animal does {obj} like",
+        ),
     },
 }
 LEADS = ("", "tell me ,", "quick question :", "please answer :")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import BUILDERS, TinyModel, build
 
 from asam_lib.model import ModelConfig, build_model, build_processor
 from asam_lib.prompting import PromptEncoder
 from asam_lib.tokenizer import build_tokenizer
 from asam_lib.world import World, WorldConfig
+
+from tiny_models import BUILDERS, TinyModel, build
 
 torch.set_num_threads(1)
 
@@ -24,7 +25,15 @@ def small_world() -> World:
 def tiny_parts(small_world):
     """(model, processor) of a tiny random LLaVA over the small world's vocabulary."""
     tokenizer = build_tokenizer(small_world.all_words())
-    config = ModelConfig(vision_hidden=32, vision_layers=1, vision_heads=2, text_hidden=32, text_layers=2, text_heads=2, text_intermediate=64)
+    config = ModelConfig(
+        vision_hidden=32,
+        vision_layers=1,
+        vision_heads=2,
+        text_hidden=32,
+        text_layers=2,
+        text_heads=2,
+        text_intermediate=64,
+    )
     return build_model(tokenizer, config, seed=0), build_processor(tokenizer, config)
 
 

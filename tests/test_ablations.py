@@ -20,6 +20,7 @@ from asam_lib.asam import ASAM
 from asam_lib.editing import FTL, EditConfig
 from asam_lib.harness import editor_config
 from asam_lib.patch import Patch
+
 from helpers import make_request
 
 
@@ -45,7 +46,10 @@ def test_each_ablation_changes_what_its_name_says_and_no_two_coincide():
     full = editors["ASAM"]
     assert len({editor_config(e) for e in editors.values()}) == len(editors)
     assert editors["without LAR"].settings.variants == "noise"
-    assert editors["without RCSL"].settings.lambda_rank == 0 and editors["without RCSL"].settings.lambda_adv == full.settings.lambda_adv
+    assert (
+        editors["without RCSL"].settings.lambda_rank == 0
+        and editors["without RCSL"].settings.lambda_adv == full.settings.lambda_adv
+    )
     assert not editors["without asymmetry"].rcsl.asymmetric and full.rcsl.asymmetric
     assert editors["RCSL tail_sum"].rcsl.objective == "tail_sum" and editors["RCSL nuclear"].rcsl.objective == "nuclear"
     assert isinstance(editors["ASAM on FT-L"].base, FTL) and isinstance(full.base, Patch)
@@ -55,11 +59,18 @@ def test_each_ablation_changes_what_its_name_says_and_no_two_coincide():
 
 
 def _rows(method, cases, value, group="main", seed=0, task="vqa"):
-    return pd.DataFrame([{"method": method, "seed": seed, "task": task, "case": c, "metric": "I-Gen", "value": value, "group": group} for c in cases])
+    return pd.DataFrame(
+        [
+            {"method": method, "seed": seed, "task": task, "case": c, "metric": "I-Gen", "value": value, "group": group}
+            for c in cases
+        ]
+    )
 
 
 def test_default_settings_come_from_the_main_run_on_the_same_cases():
-    main = pd.concat([_rows("ASAM", ["a", "b", "c"], 0.9), _rows("Patch", ["a", "b", "c"], 0.5), _rows("ASAM", ["a"], 0.1, seed=1)])
+    main = pd.concat(
+        [_rows("ASAM", ["a", "b", "c"], 0.9), _rows("Patch", ["a", "b", "c"], 0.5), _rows("ASAM", ["a"], 0.1, seed=1)]
+    )
     sens = _rows("eps=0.1", ["a", "b"], 0.7, group="sensitivity")
     out = with_default_settings(sens, main, {"eps": "0.3", "layer": "2"})
     assert set(out.method) == {"eps=0.1", "eps=0.3", "layer=2", "Patch layer=2"}
@@ -83,7 +94,9 @@ def terms(small_world, tiny_parts, tiny_encoder) -> dict[str, list[dict[str, flo
     model, _ = tiny_parts
     losses = {}
     for name, editor in ablation_editors().items():
-        editor = editor.with_config(EditConfig(layer=1, steps=STEPS, lr=0.05, stop_loss=0.0))  # the tiny model has two layers
+        editor = editor.with_config(
+            EditConfig(layer=1, steps=STEPS, lr=0.05, stop_loss=0.0)
+        )  # the tiny model has two layers
         handle = editor.edit(model, tiny_encoder, make_request(small_world), seed=0)
         losses[name] = handle.losses
         handle.restore()
@@ -95,18 +108,31 @@ def _differs_only_in(terms, name, changed):
     asam, ablation = terms["ASAM"][0], terms[name][0]
     for term in TERMS:
         if term not in changed and term in asam:
-            assert ablation.get(term) == asam[term], f"{name!r} changed ASAM's {term} term ({ablation.get(term)} vs {asam[term]})"
+            assert ablation.get(term) == asam[term], (
+                f"{name!r} changed ASAM's {term} term ({ablation.get(term)} vs {asam[term]})"
+            )
 
 
 def test_the_catalogue_is_the_one_notebook_04_and_the_readme_describe(terms):
-    assert list(terms) == ["ASAM", "without LAR", "without RCSL", "without asymmetry", "RCSL tail_sum", "RCSL nuclear",
-                                 "ASAM on FT-L", "RCSL alone", "RCSL alone, lambda_rank=100"]
+    assert list(terms) == [
+        "ASAM",
+        "without LAR",
+        "without RCSL",
+        "without asymmetry",
+        "RCSL tail_sum",
+        "RCSL nuclear",
+        "ASAM on FT-L",
+        "RCSL alone",
+        "RCSL alone, lambda_rank=100",
+    ]
     assert {"edit", "adversarial", "rank", "locality", "memory"} <= set(terms["ASAM"][0])
 
 
 def test_without_lar_the_variants_are_random_and_break_the_edit_less(terms):
     asam, ablation = terms["ASAM"][0], terms["without LAR"][0]
-    assert ablation["adversarial"] < asam["adversarial"], "random variants of the same norm should have a lower CE than LAR's"
+    assert ablation["adversarial"] < asam["adversarial"], (
+        "random variants of the same norm should have a lower CE than LAR's"
+    )
     _differs_only_in(terms, "without LAR", {"adversarial", "rank"})
 
 
@@ -127,7 +153,9 @@ def test_another_rcsl_objective_changes_the_rank_term_only(terms, name):
 
 
 def test_asam_on_ftl_trains_ftl_instead_of_patchs_neurons(terms):
-    assert "memory" not in terms["ASAM on FT-L"][0] and "activation" not in terms["ASAM on FT-L"][0], "Patch's own terms remain"
+    assert "memory" not in terms["ASAM on FT-L"][0] and "activation" not in terms["ASAM on FT-L"][0], (
+        "Patch's own terms remain"
+    )
     assert {"edit", "adversarial", "rank", "locality"} <= set(terms["ASAM on FT-L"][0])
 
 

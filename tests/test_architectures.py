@@ -3,7 +3,6 @@ image tokens found by name, and exact forward passes from joint embeddings."""
 
 import pytest
 import torch
-from tiny_models import BUILDERS
 
 from asam_lib.architectures import (
     ARCHITECTURES,
@@ -17,13 +16,18 @@ from asam_lib.editing import FTL, forward_embeds, joint_embeddings
 from asam_lib.lora import LoRASettings
 from asam_lib.prompting import PromptEncoder
 
+from tiny_models import BUILDERS
+
 
 def _items(world):
     q = world.phrasings("home", heldout=False)[0].render()
     t = world.phrasings("food", heldout=False, text=True)[0].render(f"the {world.text_entities[0].name}")
     image = world.image(0, "eval", 0)
-    return [(q, world.entities[0].facts["home"], image.resize((16, 16))), (t, world.text_entities[0].facts["food"], None),
-            (q, world.entities[1].caption, image.resize((32, 16)))]
+    return [
+        (q, world.entities[0].facts["home"], image.resize((16, 16))),
+        (t, world.text_entities[0].facts["food"], None),
+        (q, world.entities[1].caption, image.resize((32, 16))),
+    ]
 
 
 def test_every_registered_architecture_has_a_tiny_test_model():
@@ -41,7 +45,11 @@ def test_blocks_ffn_and_image_tokens_are_found_by_name(tiny_arch, small_world):
     batch = encoder.batch(items)
     for i, (question, _, image) in enumerate(items):
         prompt = encoder.prompt_text(question, image is not None)
-        expected = processor(text=prompt, images=image, return_tensors="pt").input_ids if image is not None else torch.zeros(1, 0)
+        expected = (
+            processor(text=prompt, images=image, return_tensors="pt").input_ids
+            if image is not None
+            else torch.zeros(1, 0)
+        )
         assert image_token_mask(model, batch.input_ids[i : i + 1]).sum() == (expected == processor.image_token_id).sum()
 
 

@@ -4,7 +4,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import changed_weights, make_request, weights
 
 import asam_lib.asam as asam_module
 from asam_lib.asam import ASAM, ASAMSettings
@@ -12,6 +11,8 @@ from asam_lib.editing import FTL, EditConfig, EditError, Editor
 from asam_lib.lar import LARConfig
 from asam_lib.patch import Patch
 from asam_lib.rcsl import RCSLConfig
+
+from helpers import changed_weights, make_request, weights
 
 CONFIG = EditConfig(layer=1, steps=4, lr=0.05, stop_loss=0.0)
 LAR = LARConfig(k=3, steps=2, refresh=2)
@@ -24,8 +25,6 @@ VARIANTS = {
     "nuclear": lambda: ASAM(Patch(CONFIG), LAR, RCSLConfig(objective="nuclear")),
     "block latents": lambda: ASAM(Patch(CONFIG), LARConfig(k=3, steps=2, refresh=2, block=0)),
 }
-
-
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -57,21 +56,31 @@ def test_sequential_asam_edits_roll_back(small_world, tiny_parts, tiny_encoder):
     before = weights(model)
     editor = VARIANTS["Patch base"]()
     first = editor.edit(model, tiny_encoder, make_request(small_world, name="first"))
-    second = editor.edit(model, tiny_encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second"))
+    second = editor.edit(
+        model, tiny_encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second")
+    )
     second.restore()
     first.restore()
     assert not changed_weights(model, before)
 
 
 @pytest.mark.parametrize("term", ["rank", "adversarial"])
-def test_a_nan_in_any_term_raises_and_leaves_the_weights_alone(term, small_world, tiny_parts, tiny_encoder, monkeypatch):
+def test_a_nan_in_any_term_raises_and_leaves_the_weights_alone(
+    term, small_world, tiny_parts, tiny_encoder, monkeypatch
+):
     model, _ = tiny_parts
     before = weights(model)
     if term == "rank":
-        monkeypatch.setattr(asam_module, "rcsl_loss", lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
+        monkeypatch.setattr(
+            asam_module, "rcsl_loss", lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True)
+        )
     else:
         real = asam_module.answer_ce_per_row
-        monkeypatch.setattr(asam_module, "answer_ce_per_row", lambda logits, rows: real(logits, rows) * torch.tensor([1.0] + [float("nan")] * (len(rows) - 1)))
+        monkeypatch.setattr(
+            asam_module,
+            "answer_ce_per_row",
+            lambda logits, rows: real(logits, rows) * torch.tensor([1.0] + [float("nan")] * (len(rows) - 1)),
+        )
     with pytest.raises(EditError, match=f"test-request: non-finite .*{term}"):
         VARIANTS["Patch base"]().edit(model, tiny_encoder, make_request(small_world))
     assert not changed_weights(model, before)
@@ -88,7 +97,9 @@ def test_asam_owns_its_config_and_builds_its_base_editor_with_it():
     assert editor.config == CONFIG and editor.base.config == CONFIG and editor.base is not base
     moved = editor.with_config(replace(CONFIG, layer=0, steps=2))
     assert moved.config.layer == 0 and moved.base.config.layer == 0 and moved.base.config.steps == 2
-    assert editor.config == CONFIG and editor.base.config == CONFIG and base.config == CONFIG, "with_config changes nothing in place"
+    assert editor.config == CONFIG and editor.base.config == CONFIG and base.config == CONFIG, (
+        "with_config changes nothing in place"
+    )
     assert isinstance(moved, ASAM) and moved.lar == editor.lar and moved.settings == editor.settings
     assert ASAM(config=replace(CONFIG, lr=0.5)).base.config.lr == 0.5
 

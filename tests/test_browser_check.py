@@ -40,12 +40,21 @@ class _FakeSocket:
 
 
 def test_the_devtools_client_skips_events_and_names_errors():
-    socket = _FakeSocket([{"method": "Page.loadEventFired", "params": {}}, {"id": 1, "result": {"result": {"value": 3}}},
-                          {"id": 2, "result": {"exceptionDetails": {"exception": {"description": "ReferenceError: x"}}}},
-                          {"id": 3, "error": {"message": "Cannot navigate"}}])
+    socket = _FakeSocket(
+        [
+            {"method": "Page.loadEventFired", "params": {}},
+            {"id": 1, "result": {"result": {"value": 3}}},
+            {"id": 2, "result": {"exceptionDetails": {"exception": {"description": "ReferenceError: x"}}}},
+            {"id": 3, "error": {"message": "Cannot navigate"}},
+        ]
+    )
     page = DevTools(socket)
     assert page.evaluate("1 + 2") == 3
-    assert socket.sent[0] == {"id": 1, "method": "Runtime.evaluate", "params": {"expression": "1 + 2", "awaitPromise": True, "returnByValue": True}}
+    assert socket.sent[0] == {
+        "id": 1,
+        "method": "Runtime.evaluate",
+        "params": {"expression": "1 + 2", "awaitPromise": True, "returnByValue": True},
+    }
     with pytest.raises(BrowserCheckError, match="ReferenceError: x"):
         page.evaluate("x")
     with pytest.raises(BrowserCheckError, match="Page.navigate: Cannot navigate"):

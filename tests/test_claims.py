@@ -48,7 +48,9 @@ def test_the_base_model_meets_its_accuracy_targets():
     meta = json.loads((paths.CHECKPOINTS / "base" / "asam_meta.json").read_text())
     for name, target in TARGETS.items():
         assert meta["accuracy"][name] >= target, (
-            f"README / notebook 01: the shipped base model reaches >= {target:.0%} on {name}; asam_meta.json says {meta['accuracy'][name]:.1%}")
+            f"README / notebook 01: the shipped base model reaches >= {target:.0%} on {name}; asam_meta.json says "
+            f"{meta['accuracy'][name]:.1%}"
+        )
 
 
 # --- the intrinsic baselines' generality gap (README, notebook 01 section 5: results/01_baselines.csv) ---
@@ -66,14 +68,19 @@ def test_patch_is_reliable_and_local_but_its_edit_misses_images_of_the_entity(ba
         assert patch.loc[metric, "mean"] >= 0.95, f"notebook 01 / README: Patch keeps locality ({metric} >= 0.95)"
     for metric in ["I-Gen", "TI-Gen"]:
         assert patch.loc[metric, "ci_high"] < patch.loc["T-Gen", "ci_low"], (
-            f"README: Patch keeps text generality but holds on far fewer of the unit's images ({metric}'s 95% CI below T-Gen's)")
+            f"README: Patch keeps text generality but holds on far fewer of the unit's images ({metric}'s 95% CI "
+            "below T-Gen's)"
+        )
         assert patch.loc[metric, "mean"] <= patch.loc["Rel", "mean"] - 0.05, (
-            f"notebook 01: Patch's generality gap is real ({metric} at least 0.05 below Rel)")
+            f"notebook 01: Patch's generality gap is real ({metric} at least 0.05 below Rel)"
+        )
 
 
 def test_ftl_misses_images_of_the_edited_entity(baselines):
     ftl = baselines.loc["FT-L"]
-    assert ftl.loc["I-Gen", "ci_high"] < ftl.loc["Rel", "ci_low"], "README: FT-L misses many images of the edited entity (I-Gen's CI below Rel's)"
+    assert ftl.loc["I-Gen", "ci_high"] < ftl.loc["Rel", "ci_low"], (
+        "README: FT-L misses many images of the edited entity (I-Gen's CI below Rel's)"
+    )
 
 
 def test_lora_moves_the_whole_unit_but_changes_unrelated_facts(baselines):
@@ -82,12 +89,16 @@ def test_lora_moves_the_whole_unit_but_changes_unrelated_facts(baselines):
         lora = baselines.loc[("LoRA", metric)]
         assert lora["mean"] < 0.95, f"README: LoRA changes unrelated facts (locality ~93%: {metric} < 0.95)"
         for other in ["FT-L", "Patch"]:
-            assert lora["ci_high"] < baselines.loc[(other, metric), "ci_low"], f"README: LoRA's {metric} is below {other}'s (95% CIs apart)"
+            assert lora["ci_high"] < baselines.loc[(other, metric), "ci_low"], (
+                f"README: LoRA's {metric} is below {other}'s (95% CIs apart)"
+            )
 
 
 def test_text_generality_is_nearly_free(baselines):
     for method in EDITORS:
-        assert baselines.loc[(method, "T-Gen"), "mean"] >= 0.95, f"README: text generality is nearly free in this world ({method} T-Gen >= 0.95)"
+        assert baselines.loc[(method, "T-Gen"), "mean"] >= 0.95, (
+            f"README: text generality is nearly free in this world ({method} T-Gen >= 0.95)"
+        )
 
 
 # --- LAR's predictive value (README, notebook 02 section 5: results/02_predictive_summary.csv) ----------
@@ -102,21 +113,28 @@ def predictive() -> pd.DataFrame:
 def test_within_an_editor_the_lar_loss_ranks_misses_better_than_random_variants(predictive, method):
     lar, noise = predictive.loc[(method, "lar")], predictive.loc[(method, "noise")]
     assert lar.auc_loss_for_miss > noise.auc_loss_for_miss, (
-        f"README / notebook 02: within {method}, the loss on LAR variants ranks misses on the unit better than random variants' (AUC)")
+        f"README / notebook 02: within {method}, the loss on LAR variants ranks misses on the unit better than "
+        "random variants' (AUC)"
+    )
     assert lar.spearman_loss_vs_unit < noise.spearman_loss_vs_unit, (
-        f"README / notebook 02: within {method}, the LAR loss correlates more negatively with unit consistency than random variants' loss")
+        f"README / notebook 02: within {method}, the LAR loss correlates more negatively with unit consistency than "
+        "random variants' loss"
+    )
 
 
 @pytest.mark.parametrize("method", [*EDITORS, "pooled"])
 def test_failing_on_lar_variants_predicts_failing_on_the_unit(predictive, method):
     lar = predictive.loc[(method, "lar")]
     assert lar.auc_loss_for_miss > 0.5 and lar.spearman_loss_vs_unit < 0, (
-        f"README / notebook 02: LAR finds where an edit is weak ({method}: AUC > 0.5 and Spearman < 0 for the LAR loss)")
+        f"README / notebook 02: LAR finds where an edit is weak ({method}: AUC > 0.5 and Spearman < 0 for the LAR loss)"
+    )
 
 
 def test_the_predictive_signal_is_modest(predictive):
     aucs = predictive.xs("lar", level="variants").loc[EDITORS, "auc_loss_for_miss"]
-    assert (aucs < 0.7).all(), f"README: the signal is modest (per-editor AUCs below 0.7); measured {aucs.round(3).to_dict()}"
+    assert (aucs < 0.7).all(), (
+        f"README: the signal is modest (per-editor AUCs below 0.7); measured {aucs.round(3).to_dict()}"
+    )
 
 
 # --- LAR vs random variants over the radius (notebook 02 section 4: results/02_eps_sweep.csv) ------------
@@ -129,15 +147,22 @@ def sweep() -> pd.DataFrame:
 
 def test_random_variants_almost_never_break_the_edit_and_lar_variants_do(sweep):
     noise, lar = sweep.loc["noise", "edit failure"], sweep.loc["LAR", "edit failure"]
-    assert (noise <= 0.05).all(), f"notebook 02: random perturbations of the same size almost never break the edit (failure <= 1 in 20); {noise.to_dict()}"
+    assert (noise <= 0.05).all(), (
+        "notebook 02: random perturbations of the same size almost never break the edit (failure <= 1 in 20); "
+        f"{noise.to_dict()}"
+    )
     assert (lar >= noise).all() and lar[LARConfig().eps] > noise[LARConfig().eps], (
-        "notebook 02: only the gradient finds the failure region (LAR failure >= random's at every eps, above it at the default)")
+        "notebook 02: only the gradient finds the failure region (LAR failure >= random's at every eps, above it at "
+        "the default)"
+    )
 
 
 def test_coherence_falls_with_the_radius_and_the_default_keeps_it_high(sweep):
     coherence = sweep.loc["LAR", "coherence"]
     assert coherence.iloc[-1] < coherence.iloc[0], "notebook 02: the LAR variants' coherence falls as the radius grows"
-    assert coherence[LARConfig().eps] >= 0.8, f"notebook 02: the default radius eps = {LARConfig().eps} keeps coherence high (>= 0.8)"
+    assert coherence[LARConfig().eps] >= 0.8, (
+        f"notebook 02: the default radius eps = {LARConfig().eps} keeps coherence high (>= 0.8)"
+    )
 
 
 # --- the spectrum of H for real edits (notebook 03 section 4: results/03_spectrum_tail.csv) --------------
@@ -146,20 +171,28 @@ def test_coherence_falls_with_the_radius_and_the_default_keeps_it_high(sweep):
 @pytest.fixture(scope="module")
 def tails() -> dict[str, pd.DataFrame]:
     table = _table("03_spectrum_tail")
-    return {value: table.pivot_table(index="rows", columns="condition", values=value) for value in ["tail energy", "tail energy, centred"]}
+    return {
+        value: table.pivot_table(index="rows", columns="condition", values=value)
+        for value in ["tail energy", "tail energy, centred"]
+    }
 
 
 def test_asam_lowers_the_tail_energy_below_patchs_on_every_set_of_rows(tails):
     table = tails["tail energy"]
     for rows in table.index:
-        assert table.loc[rows, "ASAM"] < table.loc[rows, "Patch"], f"notebook 03: ASAM's mean tail energy is below Patch's on the {rows}"
+        assert table.loc[rows, "ASAM"] < table.loc[rows, "Patch"], (
+            f"notebook 03: ASAM's mean tail energy is below Patch's on the {rows}"
+        )
 
 
 def test_patch_raises_the_tail_energy_of_the_lar_variants_and_the_spectrum_starts_dominated_by_s1(tails):
     table = tails["tail energy"]
     assert table.loc["LAR variants", "Patch"] > table.loc["LAR variants", "unedited"], (
-        "notebook 03: on the fixed LAR variants, Patch raises the tail energy above the unedited model's")
-    assert (table["unedited"] < 0.1).all(), "notebook 03: before any edit the spectra are dominated by s_1 (tail energy a few per cent, < 0.1)"
+        "notebook 03: on the fixed LAR variants, Patch raises the tail energy above the unedited model's"
+    )
+    assert (table["unedited"] < 0.1).all(), (
+        "notebook 03: before any edit the spectra are dominated by s_1 (tail energy a few per cent, < 0.1)"
+    )
 
 
 @pytest.mark.parametrize("rows", ["random variants", "unit members"])
@@ -167,7 +200,8 @@ def test_most_of_asams_drop_on_unseen_rows_is_a_shared_component(tails, rows):
     drop = {value: 1 - table.loc[rows, "ASAM"] / table.loc[rows, "unedited"] for value, table in tails.items()}
     # "a much smaller fraction": less than half the uncentred drop
     assert drop["tail energy, centred"] < drop["tail energy"] / 2, (
-        f"notebook 03: on the {rows} the centred tail falls by a much smaller fraction than the uncentred one ({drop})")
+        f"notebook 03: on the {rows} the centred tail falls by a much smaller fraction than the uncentred one ({drop})"
+    )
 
 
 # --- the main table (README, notebook 04 section 2: results/04_main_summary.csv) --------------------
@@ -182,30 +216,42 @@ def main() -> pd.DataFrame:
 def test_asam_keeps_patchs_reliability_and_moves_almost_the_whole_unit(main, task):
     asam = main.loc[(task, "ASAM")]
     # "keeps": at most one edit in a hundred fewer
-    assert asam.loc["Rel", "mean"] >= main.loc[(task, "Patch", "Rel"), "mean"] - 0.01, f"README: on {task}, ASAM keeps Patch's reliability"
-    assert asam.loc["Unit", "mean"] >= 0.95, f"README: on {task}, ASAM moves almost the whole knowledge unit (Unit >= 0.95)"
+    assert asam.loc["Rel", "mean"] >= main.loc[(task, "Patch", "Rel"), "mean"] - 0.01, (
+        f"README: on {task}, ASAM keeps Patch's reliability"
+    )
+    assert asam.loc["Unit", "mean"] >= 0.95, (
+        f"README: on {task}, ASAM moves almost the whole knowledge unit (Unit >= 0.95)"
+    )
     for other in ["Patch", "FT-L"]:
         assert main.loc[(task, other, "I-Gen"), "ci_high"] < asam.loc["I-Gen", "ci_low"], (
-            f"README: on {task}, {other} misses many of the entity's other images where ASAM does not (I-Gen CIs apart)")
+            f"README: on {task}, {other} misses many of the entity's other images where ASAM does not (I-Gen CIs apart)"
+        )
 
 
 def test_asam_gives_up_about_a_point_of_locality_on_vqa(main):
     for metric in ["T-Loc", "I-Loc"]:
         cost = main.loc[("vqa", "Patch", metric), "mean"] - main.loc[("vqa", "ASAM", metric), "mean"]
         # "about a point": more than none, at most two
-        assert 0 < cost <= 0.02, f"README: on VQA ASAM gives up about a point of {metric} against Patch; measured {cost:.3f}"
+        assert 0 < cost <= 0.02, (
+            f"README: on VQA ASAM gives up about a point of {metric} against Patch; measured {cost:.3f}"
+        )
 
 
 def test_lora_moves_the_unit_on_vqa_but_changes_unrelated_answers_and_is_less_reliable_on_captions(main):
     assert main.loc[("vqa", "LoRA", "Unit"), "mean"] >= 0.95, "README: LoRA also moves the unit on VQA (Unit >= 0.95)"
     for metric in ["T-Loc", "I-Loc"]:
-        assert main.loc[("vqa", "LoRA", metric), "mean"] < 0.95, f"README: on VQA LoRA changes unrelated answers too (locality around 93%: {metric} < 0.95)"
+        assert main.loc[("vqa", "LoRA", metric), "mean"] < 0.95, (
+            f"README: on VQA LoRA changes unrelated answers too (locality around 93%: {metric} < 0.95)"
+        )
         for task in TASKS:
             lora = main.loc[(task, "LoRA", metric), "mean"]
             assert all(lora < main.loc[(task, m, metric), "mean"] for m in ["FT-L", "Patch", "ASAM"]), (
-                f"README: LoRA changes unrelated answers (on {task}, its {metric} is the lowest of the four editors)")
+                f"README: LoRA changes unrelated answers (on {task}, its {metric} is the lowest of the four editors)"
+            )
     rel = main.xs(("caption", "Rel"), level=["task", "metric"])["mean"]
-    assert rel.idxmin() == "LoRA", f"README: LoRA is less reliable on captions than the other editors; Rel {rel.round(3).to_dict()}"
+    assert rel.idxmin() == "LoRA", (
+        f"README: LoRA is less reliable on captions than the other editors; Rel {rel.round(3).to_dict()}"
+    )
 
 
 # --- the paper's claim as targets (README, notebook 04 section 3: results/04_targets.csv) -------------
@@ -228,10 +274,16 @@ def _targets_from_main(main: pd.DataFrame) -> dict[tuple[str, str], bool]:
 def test_asam_meets_every_target_of_the_papers_claim(main):
     stored = _table("04_targets").set_index(["task", "target"]).met.to_dict()
     recomputed = _targets_from_main(main)
-    assert set(stored) == set(recomputed), f"results/04_targets.csv lists other targets than notebook 04 sets: {set(stored) ^ set(recomputed)}"
+    assert set(stored) == set(recomputed), (
+        f"results/04_targets.csv lists other targets than notebook 04 sets: {set(stored) ^ set(recomputed)}"
+    )
     for (task, target), met in recomputed.items():
-        assert stored[task, target] == met, f"results/04_targets.csv says {task} '{target}' met={stored[task, target]}, the main table gives {met}"
-        assert met, f"README / notebook 04: on {task}, ASAM meets the target '{target}' (the main table says it does not)"
+        assert stored[task, target] == met, (
+            f"results/04_targets.csv says {task} '{target}' met={stored[task, target]}, the main table gives {met}"
+        )
+        assert met, (
+            f"README / notebook 04: on {task}, ASAM meets the target '{target}' (the main table says it does not)"
+        )
 
 
 # --- ablations (README, notebook 04 section 4: results/04_ablations.csv) ------------------------------
@@ -250,20 +302,32 @@ def closed(ablations) -> pd.Series:
 
 
 def test_the_variants_cross_entropy_carries_asams_gain(closed):
-    assert closed["ASAM"] > closed["without LAR"], "README / notebook 04: with random variants (without LAR) the edit misses more images than ASAM's"
-    assert closed["ASAM"] > closed["RCSL alone, lambda_rank=100"], "notebook 04: RCSL alone at lambda_rank=100 closes less of Patch's gap than the full loss"
+    assert closed["ASAM"] > closed["without LAR"], (
+        "README / notebook 04: with random variants (without LAR) the edit misses more images than ASAM's"
+    )
+    assert closed["ASAM"] > closed["RCSL alone, lambda_rank=100"], (
+        "notebook 04: RCSL alone at lambda_rank=100 closes less of Patch's gap than the full loss"
+    )
 
 
 def test_rcsl_alone_does_nothing_at_the_default_weight_and_much_at_lambda_100(closed):
-    assert abs(closed["RCSL alone"]) < 0.2, f"README / notebook 04: RCSL alone at lambda_rank=1 is indistinguishable from Patch (|closed| < 0.2; {closed['RCSL alone']:.2f})"
+    assert abs(closed["RCSL alone"]) < 0.2, (
+        "README / notebook 04: RCSL alone at lambda_rank=1 is indistinguishable from Patch (|closed| < 0.2; "
+        f"{closed['RCSL alone']:.2f})"
+    )
     assert closed["RCSL alone, lambda_rank=100"] > closed["RCSL alone"] + 0.3, (
-        "README / notebook 04: at lambda_rank=100 RCSL alone closes much of Patch's image gap (> 0.3 more than at lambda_rank=1)")
+        "README / notebook 04: at lambda_rank=100 RCSL alone closes much of Patch's image gap (> 0.3 more than at "
+        "lambda_rank=1)"
+    )
 
 
 @pytest.mark.parametrize("ablation", ["without RCSL", "without asymmetry", "RCSL tail_sum", "RCSL nuclear"])
 def test_removing_rcsl_its_asymmetry_or_its_objective_changes_nothing_measurable(ablations, ablation):
     difference = abs(ablations.loc[ablation, "Unit"] - ablations.loc["ASAM", "Unit"])
-    assert difference < 0.01, f"README / notebook 04: '{ablation}' changes nothing measurable at the defaults (Unit within 0.01 of ASAM's; {difference:.3f})"
+    assert difference < 0.01, (
+        f"README / notebook 04: '{ablation}' changes nothing measurable at the defaults (Unit within 0.01 of ASAM's; "
+        f"{difference:.3f})"
+    )
 
 
 # --- sequential editing (README, notebook 04 section 6: results/04_sequential_summary.csv) -------------
@@ -278,9 +342,14 @@ def last_checkpoint() -> pd.DataFrame:
 def test_sequential_asam_pays_in_reliability_and_locality(last_checkpoint):
     asam, patch = last_checkpoint.loc["ASAM"], last_checkpoint.loc["Patch"]
     for metric in ["Rel", "T-Loc", "I-Loc"]:
-        assert asam[metric] < patch[metric], f"README / notebook 04: after the last sequential edit ASAM's {metric} is below Patch's"
+        assert asam[metric] < patch[metric], (
+            f"README / notebook 04: after the last sequential edit ASAM's {metric} is below Patch's"
+        )
 
 
 def test_sequential_asam_generality_ends_level_with_patchs(last_checkpoint):
     difference = abs(last_checkpoint.loc["ASAM", "TI-Gen"] - last_checkpoint.loc["Patch", "TI-Gen"])
-    assert difference < 0.05, f"README / notebook 04: after the last sequential edit ASAM's generality is about level with Patch's (TI-Gen within 0.05; {difference:.3f})"
+    assert difference < 0.05, (
+        "README / notebook 04: after the last sequential edit ASAM's generality is about level with Patch's (TI-Gen "
+        f"within 0.05; {difference:.3f})"
+    )

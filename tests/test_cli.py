@@ -34,8 +34,26 @@ def assets(tmp_path_factory, small_world, tiny_parts):
 
 def _study(assets, out, *extra):
     model, data = assets
-    return main(["study", "--model", str(model), "--data", str(data), "--out", str(out), "--methods", "FT-L,Patch",
-                 "--n-edits", str(N_EDITS), "--steps", "2", "--n-support", "2", *extra])
+    return main(
+        [
+            "study",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--methods",
+            "FT-L,Patch",
+            "--n-edits",
+            str(N_EDITS),
+            "--steps",
+            "2",
+            "--n-support",
+            "2",
+            *extra,
+        ]
+    )
 
 
 def _lines(path):
@@ -67,7 +85,9 @@ def test_the_study_runs_end_to_end_and_writes_the_tables(uninterrupted):
     assert set(pd.read_csv(uninterrupted / "sequential.csv")["T"]) == {1, 2}
 
 
-def test_an_interrupted_study_resumes_without_redoing_finished_edits(assets, uninterrupted, tmp_path, monkeypatch, capsys):
+def test_an_interrupted_study_resumes_without_redoing_finished_edits(
+    assets, uninterrupted, tmp_path, monkeypatch, capsys
+):
     calls = []
     real = asam_lib.mmedit_study.edit_and_evaluate
 
@@ -82,7 +102,10 @@ def test_an_interrupted_study_resumes_without_redoing_finished_edits(assets, uni
     assert _study(assets, tmp_path) == 130
     err = capsys.readouterr().err  # progress bars, then one line
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == f"interrupted: finished edits are kept under {tmp_path}; run the same command again to resume"
+    assert (
+        err.strip().splitlines()[-1]
+        == f"interrupted: finished edits are kept under {tmp_path}; run the same command again to resume"
+    )
     assert len(_lines(tmp_path / "progress" / "FT-L.jsonl")) == N_EDITS
     assert len(_lines(tmp_path / "progress" / "Patch.jsonl")) == 1
     assert not (tmp_path / "summary.csv").exists()
@@ -99,7 +122,9 @@ def test_a_truncated_last_progress_line_is_redone_and_cut_off(newline, assets, u
     (tmp_path / "progress").mkdir()
     for method in ("FT-L", "Patch"):
         lines = (uninterrupted / "progress" / f"{method}.jsonl").read_text().splitlines()[:2]
-        (tmp_path / "progress" / f"{method}.jsonl").write_text("\n".join(lines[:1] + [lines[1][:40]]) + ("\n" if newline else ""))
+        (tmp_path / "progress" / f"{method}.jsonl").write_text(
+            "\n".join(lines[:1] + [lines[1][:40]]) + ("\n" if newline else "")
+        )
     (tmp_path / "study.json").write_text((uninterrupted / "study.json").read_text())
     assert _study(assets, tmp_path, "--sequential", "1,2") == 0
     for method in ("FT-L", "Patch"):
@@ -107,7 +132,9 @@ def test_a_truncated_last_progress_line_is_redone_and_cut_off(newline, assets, u
     pd.testing.assert_frame_equal(_without_time(tmp_path / "edits.csv"), _without_time(uninterrupted / "edits.csv"))
 
 
-def test_a_killed_restarted_reoptioned_and_partly_failed_study_ends_with_the_clean_tables(assets, uninterrupted, tmp_path, monkeypatch, capsys):
+def test_a_killed_restarted_reoptioned_and_partly_failed_study_ends_with_the_clean_tables(
+    assets, uninterrupted, tmp_path, monkeypatch, capsys
+):
     edited, _ = choose_records(load_records(assets[1]), N_EDITS, seed=0)
     trouble = {"broken": f"vqa-{edited[1].index}", "kill after": N_EDITS + 3, "calls": 0}
     real = asam_lib.mmedit_study.edit_and_evaluate
@@ -128,18 +155,30 @@ def test_a_killed_restarted_reoptioned_and_partly_failed_study_ends_with_the_cle
     patch.write_bytes(patch.read_bytes()[:-30])  # ... in the middle of writing Patch's second line
     capsys.readouterr()
     assert _study(assets, tmp_path, *sequential, "--n-support", "3") == 2  # re-optioned: refused, nothing touched
-    assert re.match(r"error: .* holds a study with other settings: --n-support 2 there, 3 now;", capsys.readouterr().err.strip())
+    assert re.match(
+        r"error: .* holds a study with other settings: --n-support 2 there, 3 now;", capsys.readouterr().err.strip()
+    )
     trouble["kill after"] = None
     assert _study(assets, tmp_path, *sequential, "--methods", "FT-L") == 0  # FT-L alone; its failed edit fails again
-    assert f"FT-L: {N_EDITS - 1} edit(s) finished, 1 failed (first: {trouble['broken']}: the cause of this failure)" in capsys.readouterr().out
-    assert set(pd.read_csv(tmp_path / "edits.csv").groupby("method").case.nunique().items()) == {("FT-L", N_EDITS - 1), ("Patch", 1)}
+    assert (
+        f"FT-L: {N_EDITS - 1} edit(s) finished, 1 failed (first: {trouble['broken']}: the cause of this failure)"
+        in capsys.readouterr().out
+    )
+    assert set(pd.read_csv(tmp_path / "edits.csv").groupby("method").case.nunique().items()) == {
+        ("FT-L", N_EDITS - 1),
+        ("Patch", 1),
+    }
     trouble["broken"] = None
     trouble["calls"] = 0
-    assert _study(assets, tmp_path, *sequential) == 0  # the cause fixed: the failed and unfinished edits run, nothing else
+    assert (
+        _study(assets, tmp_path, *sequential) == 0
+    )  # the cause fixed: the failed and unfinished edits run, nothing else
     assert trouble["calls"] == 1 + N_EDITS - 1
     pd.testing.assert_frame_equal(_without_time(tmp_path / "edits.csv"), _without_time(uninterrupted / "edits.csv"))
     pd.testing.assert_frame_equal(_without_time(tmp_path / "summary.csv"), _without_time(uninterrupted / "summary.csv"))
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "sequential.csv"), pd.read_csv(uninterrupted / "sequential.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "sequential.csv"), pd.read_csv(uninterrupted / "sequential.csv")
+    )
 
 
 def test_out_per_settings_gives_each_set_of_settings_its_own_folder(assets, uninterrupted, tmp_path):
@@ -164,7 +203,7 @@ def _copy_folder(source, target, skip=()):
 
 def _records_file(data, name, change):
     """A copy of the MMEdit file next to its images, its records passed through ``change``."""
-    records = json.loads(data.read_text())[:N_EDITS + 2]
+    records = json.loads(data.read_text())[: N_EDITS + 2]
     change(records)
     (data.parent / name).write_text(json.dumps(records))
     return data.parent / name
@@ -219,12 +258,15 @@ def _bad_input(case, assets, tmp_path):
 BAD_INPUTS = {
     "no model": "error: no model folder at",
     "unsupported model": "error: unsupported architecture GPT2LMHeadModel .*supported: LlavaForConditionalGeneration",
-    "no processor files": "error: .*weights-only holds no image processor \\(preprocessor_config.json or processor_config.json\\)",
-    "qwen2-vl without torchvision": "error: torchvision is not installed: the Qwen2VLForConditionalGeneration processor needs it .*pip install -e '.\\[checkpoints\\]'",
+    "no processor files": "error: .*weights-only holds no image processor "
+    "\\(preprocessor_config.json or processor_config.json\\)",
+    "qwen2-vl without torchvision": "error: torchvision is not installed: the Qwen2VLForConditionalGeneration "
+    "processor needs it .*pip install -e '.\\[checkpoints\\]'",
     "another model": "error: .* holds a study with other settings: --model .* there, .* now",
     "no data": "error: no MMEdit file at",
     "malformed data": r"error: .*malformed.json: record 1: field 'alt': missing",
-    "no rephrase": r"error: .*no-rephrase.json: record 2: field 'rephrase': missing, so the edit's T-Gen and TI-Gen .*--allow-missing-generality",
+    "no rephrase": r"error: .*no-rephrase.json: record 2: field 'rephrase': missing, "
+    r"so the edit's T-Gen and TI-Gen .*--allow-missing-generality",
     "corrupt image": r"error: .*corrupt.json: record 3: field 'image_rephrase': .*corrupt.png is not a readable image",
     "unknown method": "error: unknown method\\(s\\) ROME; choose from FT-L, LoRA, Patch",
     "negative n-edits": "error: argument --n-edits: -1 is below 1",
@@ -242,7 +284,9 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
-def test_bad_inputs_give_one_line_before_the_model_loads_and_keep_partial_results(case, assets, uninterrupted, tmp_path, capsys, monkeypatch):
+def test_bad_inputs_give_one_line_before_the_model_loads_and_keep_partial_results(
+    case, assets, uninterrupted, tmp_path, capsys, monkeypatch
+):
     if case == "qwen2-vl without torchvision" and preflight.torchvision_problem() is None:
         pytest.skip("torchvision imports here")
     if case == "absent device" and torch.cuda.is_available():
@@ -292,7 +336,9 @@ def _same_tables(folder, reference):
 def test_shards_of_a_slurm_array_and_merge_give_the_tables_of_one_process(assets, uninterrupted, tmp_path):
     for i in (1, 0):
         assert _study(assets, tmp_path, "--sequential", "1,2", "--shard", f"{i}/2") == 0
-    assert sorted(p.name for p in (tmp_path / "progress").iterdir()) == [f"{m}.shard-{i}-of-2.jsonl" for m in ("FT-L", "Patch") for i in (0, 1)]
+    assert sorted(p.name for p in (tmp_path / "progress").iterdir()) == [
+        f"{m}.shard-{i}-of-2.jsonl" for m in ("FT-L", "Patch") for i in (0, 1)
+    ]
     _same_tables(tmp_path, uninterrupted)  # the last shard to finish wrote every shard's edits
     for name in ("edits.csv", "summary.csv", "sequential.csv"):
         (tmp_path / name).unlink()
@@ -302,25 +348,81 @@ def test_shards_of_a_slurm_array_and_merge_give_the_tables_of_one_process(assets
 
 def test_two_processes_under_torchrun_give_the_tables_of_one(assets, uninterrupted, tmp_path):
     model, data = assets
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asam_lib", "study",
-               "--model", str(model), "--data", str(data), "--out", str(tmp_path), "--methods", "FT-L,Patch", "--n-edits", str(N_EDITS),
-               "--steps", "2", "--n-support", "2", "--sequential", "1,2"]
-    done = subprocess.run(command, env={**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "asam_lib",
+        "study",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path),
+        "--methods",
+        "FT-L,Patch",
+        "--n-edits",
+        str(N_EDITS),
+        "--steps",
+        "2",
+        "--n-support",
+        "2",
+        "--sequential",
+        "1,2",
+    ]
+    done = subprocess.run(
+        command,
+        env={**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "progress").iterdir()) == [f"{m}.shard-{i}-of-2.jsonl" for m in ("FT-L", "Patch") for i in (0, 1)]
+    assert sorted(p.name for p in (tmp_path / "progress").iterdir()) == [
+        f"{m}.shard-{i}-of-2.jsonl" for m in ("FT-L", "Patch") for i in (0, 1)
+    ]
     _same_tables(tmp_path, uninterrupted)
 
 
 @pytest.mark.parametrize("value, message", [("2/2", "2/2: i/n needs 0 <= i < n"), ("a", "'a' is not i/n (e.g. 0/4)")])
 def test_a_bad_shard_gives_one_line(value, message, assets, tmp_path, capsys):
     assert _study(assets, tmp_path, "--shard", value) == 2
-    assert capsys.readouterr().err.strip() == f"error: argument --shard: {message} (see python -m asam_lib study --help)"
+    assert (
+        capsys.readouterr().err.strip() == f"error: argument --shard: {message} (see python -m asam_lib study --help)"
+    )
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_the_documented_half_precision_study_runs_every_method_without_a_failed_edit(dtype, assets, tmp_path):
     model, data = assets
-    assert main(["study", "--model", str(model), "--data", str(data), "--out", str(tmp_path), "--n-edits", "2", "--steps", "2",
-                 "--n-support", "1", "--dtype", dtype]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "--model",
+                str(model),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path),
+                "--n-edits",
+                "2",
+                "--steps",
+                "2",
+                "--n-support",
+                "1",
+                "--dtype",
+                dtype,
+            ]
+        )
+        == 0
+    )
     entries = [e for p in sorted((tmp_path / "progress").glob("*.jsonl")) for e in _lines(p)]
-    assert len(entries) == 2 * len(methods.names()) and all("rows" in e for e in entries), [e.get("error") for e in entries]
+    assert len(entries) == 2 * len(methods.names()) and all("rows" in e for e in entries), [
+        e.get("error") for e in entries
+    ]

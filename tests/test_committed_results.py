@@ -21,9 +21,13 @@ NOTEBOOK = "notebooks/01_knowledge_units.ipynb"
 
 
 def test_committed_figures_and_tables_come_from_todays_notebooks_and_library():
-    stale = [f"{folder}/{line}" for folder in ("figures", "results") for line in repro.stale_files(paths.REPO_ROOT / folder)]
-    assert not stale, (f"{len(stale)} committed figures/tables were not written by today's notebooks and asam_lib; "
-                       "`make figures` refreshes them and their sidecars:\n" + "\n".join(stale))
+    stale = [
+        f"{folder}/{line}" for folder in ("figures", "results") for line in repro.stale_files(paths.REPO_ROOT / folder)
+    ]
+    assert not stale, (
+        f"{len(stale)} committed figures/tables were not written by today's notebooks and asam_lib; "
+        "`make figures` refreshes them and their sidecars:\n" + "\n".join(stale)
+    )
 
 
 def test_the_readme_tables_are_the_ones_results_and_the_base_model_give(tmp_path):
@@ -31,20 +35,32 @@ def test_the_readme_tables_are_the_ones_results_and_the_base_model_give(tmp_path
     shutil.copy(paths.REPO_ROOT / "README.md", readme)
     written = readme_tables.update(readme, paths.REPO_ROOT / "results", paths.CHECKPOINTS / "base")
     blocks = {*readme_tables.BLOCKS, "accuracy"}
-    assert set(written) == blocks, f"README.md lacks the markers of the generated blocks {sorted(blocks - set(written))}"
+    assert set(written) == blocks, (
+        f"README.md lacks the markers of the generated blocks {sorted(blocks - set(written))}"
+    )
     committed, regenerated = (paths.REPO_ROOT / "README.md").read_text(), readme.read_text()
-    diff = "".join(difflib.unified_diff(committed.splitlines(True), regenerated.splitlines(True), "README.md", "from results/"))
-    assert not diff, ("README.md's generated tables differ from what results/ and checkpoints/base/asam_meta.json give "
-                      "(`python -m tools.readme_tables` rewrites them; `make figures` runs it):\n" + diff)
+    diff = "".join(
+        difflib.unified_diff(committed.splitlines(True), regenerated.splitlines(True), "README.md", "from results/")
+    )
+    assert not diff, (
+        "README.md's generated tables differ from what results/ and checkpoints/base/asam_meta.json give "
+        "(`python -m tools.readme_tables` rewrites them; `make figures` runs it):\n" + diff
+    )
 
 
 def _saved_table(folder, name="t", library=None, code=None):
     """A table with a sidecar as harness.save_table writes it after provenance.declare(NOTEBOOK stem)."""
     path = folder / f"{name}.csv"
     pd.DataFrame({"a": [1, 2]}).to_csv(path, index=False)
-    write_sidecar([path], {"table": name, "notebook": NOTEBOOK,
-                           "notebook_code_sha256": code or notebook_code_sha256(paths.REPO_ROOT / NOTEBOOK),
-                           "asam_lib_source_sha256": library or library_fingerprint()["asam_lib_source_sha256"]})
+    write_sidecar(
+        [path],
+        {
+            "table": name,
+            "notebook": NOTEBOOK,
+            "notebook_code_sha256": code or notebook_code_sha256(paths.REPO_ROOT / NOTEBOOK),
+            "asam_lib_source_sha256": library or library_fingerprint()["asam_lib_source_sha256"],
+        },
+    )
     return path
 
 
@@ -56,7 +72,10 @@ def test_a_file_written_by_todays_code_is_current(tmp_path):
 def test_a_library_change_makes_every_saved_file_stale(tmp_path):
     _saved_table(tmp_path, "a")
     _saved_table(tmp_path, "b")
-    assert repro.stale_files(tmp_path, library_sha256="0" * 64) == ["a.csv: asam_lib's source changed since", "b.csv: asam_lib's source changed since"]
+    assert repro.stale_files(tmp_path, library_sha256="0" * 64) == [
+        "a.csv: asam_lib's source changed since",
+        "b.csv: asam_lib's source changed since",
+    ]
 
 
 def test_a_notebook_change_a_missing_sidecar_and_edited_bytes_are_stale(tmp_path):

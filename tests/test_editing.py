@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from helpers import changed_weights, make_request, weights
 
 from asam_lib.editing import (
     FTL,
@@ -15,9 +14,9 @@ from asam_lib.editing import (
 from asam_lib.lora import LoRA
 from asam_lib.patch import Patch
 
+from helpers import changed_weights, make_request, weights
+
 EDITORS = {"FT-L": FTL, "LoRA": LoRA, "Patch": Patch}
-
-
 
 
 def _logits(model, encoder, request):
@@ -47,7 +46,9 @@ def test_sequential_edits_roll_back_in_reverse(name, small_world, tiny_parts, ti
     before = weights(model)
     editor = EDITORS[name](EditConfig(layer=1, steps=3, stop_loss=0.0))
     first = editor.edit(model, tiny_encoder, make_request(small_world, name="first"))
-    second = editor.edit(model, tiny_encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second"))
+    second = editor.edit(
+        model, tiny_encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second")
+    )
     second.restore()
     first.restore()
     assert not changed_weights(model, before)
@@ -107,7 +108,9 @@ def test_bad_requests_name_the_request_and_the_cause(kwargs, config, message, sm
 
 
 @pytest.mark.parametrize("name", EDITORS)
-def test_unedited_forward_runs_the_unedited_model_without_touching_the_weights(name, small_world, tiny_parts, tiny_encoder):
+def test_unedited_forward_runs_the_unedited_model_without_touching_the_weights(
+    name, small_world, tiny_parts, tiny_encoder
+):
     model, _ = tiny_parts
     request = make_request(small_world)
     batch = tiny_encoder.batch([request.anchor_item])

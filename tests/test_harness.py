@@ -3,7 +3,6 @@
 import pandas as pd
 import pytest
 import torch
-from helpers import weights
 
 from asam_lib.benchmark import locality_pools
 from asam_lib.harness import (
@@ -19,13 +18,21 @@ from asam_lib.pretrain import base_model
 from asam_lib.prompting import PromptEncoder
 from asam_lib.world import World
 
+from helpers import weights
+
 
 @pytest.fixture(scope="module")
 def setup():
     model, processor = base_model()
     encoder = PromptEncoder(processor)
     world = World()
-    cases = build_cases(model, encoder, world, HarnessConfig(n_edits=4, n_support=3, n_locality=3, unit_text=4, unit_image=4, unit_both=4), seed=0)
+    cases = build_cases(
+        model,
+        encoder,
+        world,
+        HarnessConfig(n_edits=4, n_support=3, n_locality=3, unit_text=4, unit_image=4, unit_both=4),
+        seed=0,
+    )
     return model, encoder, world, cases
 
 
@@ -87,13 +94,25 @@ def test_editors_sharing_the_unedited_forward_passes_give_the_same_rows(setup):
     model, encoder, _, cases = setup
     editors = {"Patch": Patch(), "ASAM": ASAM(lar=LARConfig(k=2, steps=2))}
     shared = run_single(model, encoder, editors, cases[:2], seed=0)
-    alone = pd.concat([run_single(model, encoder, {name: editor}, cases[:2], seed=0) for name, editor in editors.items()], ignore_index=True)
+    alone = pd.concat(
+        [run_single(model, encoder, {name: editor}, cases[:2], seed=0) for name, editor in editors.items()],
+        ignore_index=True,
+    )
     keep = ~shared.metric.eq("seconds")
-    pd.testing.assert_frame_equal(shared[keep].reset_index(drop=True), alone[~alone.metric.eq("seconds")].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        shared[keep].reset_index(drop=True), alone[~alone.metric.eq("seconds")].reset_index(drop=True)
+    )
 
 
 def test_a_saved_table_reads_back_as_its_tidy_form(tmp_path):
-    table = pd.DataFrame({"method": ["b", "a", "a"], "seed": [1, 0, 2], "metric": ["Rel", "Rel", "I-Gen"], "value": [1 / 3, 2 / 3, 0.1234567891]})
+    table = pd.DataFrame(
+        {
+            "method": ["b", "a", "a"],
+            "seed": [1, 0, 2],
+            "metric": ["Rel", "Rel", "I-Gen"],
+            "value": [1 / 3, 2 / 3, 0.1234567891],
+        }
+    )
     expected = tidy(table)
     assert list(expected.method) == ["a", "a", "b"] and expected.value.tolist() == [0.666667, 0.123457, 0.333333]
     saved = pd.read_csv(save_table(table, "t", tmp_path))

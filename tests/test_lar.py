@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from helpers import changed_weights, make_request, weights
 
 from asam_lib.editing import (
     FTL,
@@ -21,6 +20,8 @@ from asam_lib.lar import (
     variant_diagnostics,
 )
 from asam_lib.seeding import torch_generator
+
+from helpers import changed_weights, make_request, weights
 
 
 @pytest.fixture
@@ -67,14 +68,18 @@ def test_ascent_raises_the_edit_loss_over_the_random_start(edited):
 
 
 def test_the_coherence_penalty_lowers_the_kl_to_the_unedited_model(edited):
-    kl = lambda mu: sum(_variants(edited, seed=s, eps=1.0, steps=5, mu=mu).history[-1]["coherence_kl"] for s in range(3))  # noqa: E731
+    def kl(mu):
+        return sum(_variants(edited, seed=s, eps=1.0, steps=5, mu=mu).history[-1]["coherence_kl"] for s in range(3))
+
     assert kl(mu=20.0) < 0.8 * kl(mu=0.0)
 
 
 def test_k_variants_cost_one_batched_pass_per_model_and_step(edited):
     model = edited[0]
     calls = []
-    handle = model.model.language_model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["inputs_embeds"].shape[0]), with_kwargs=True)
+    handle = model.model.language_model.register_forward_pre_hook(
+        lambda m, a, kw: calls.append(kw["inputs_embeds"].shape[0]), with_kwargs=True
+    )
     try:
         _variants(edited, k=6, steps=3)
     finally:

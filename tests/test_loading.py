@@ -8,6 +8,7 @@ import torch
 from asam_lib.architectures import UnsupportedArchitecture
 from asam_lib.model import load_pretrained
 from asam_lib.prompting import PromptEncoder
+
 from tiny_models import TORCHVISION
 
 NEEDS_VIDEO_PROCESSOR = {"LlavaOnevisionForConditionalGeneration", "Qwen2VLForConditionalGeneration"}
@@ -19,7 +20,9 @@ def _items(world):
 
 def test_a_saved_checkpoint_loads_with_its_class_weights_and_dtype(tiny_arch, small_world, tmp_path, monkeypatch):
     tiny_arch.model.save_pretrained(tmp_path)
-    monkeypatch.setattr("asam_lib.model.AutoProcessor.from_pretrained", lambda folder: None)  # the model half only: the processor's test is below
+    monkeypatch.setattr(
+        "asam_lib.model.AutoProcessor.from_pretrained", lambda folder: None
+    )  # the model half only: the processor's test is below
     model, _ = load_pretrained(tmp_path)
     assert type(model) is type(tiny_arch.model) and not model.training
     batch = PromptEncoder(tiny_arch.processor).batch(_items(small_world))
@@ -31,8 +34,10 @@ def test_a_saved_checkpoint_loads_with_its_class_weights_and_dtype(tiny_arch, sm
 
 def test_a_saved_processor_loads_and_encodes_prompts_and_images_as_the_original(tiny_arch, small_world, tmp_path):
     if tiny_arch.name in NEEDS_VIDEO_PROCESSOR and not TORCHVISION:
-        pytest.skip(f"the processor of a saved {tiny_arch.name} loads with its video processor, which needs torchvision: the "
-                    "real-checkpoint extra (docs/real_checkpoints.md), not installable beside the pinned CPU torch")
+        pytest.skip(
+            f"the processor of a saved {tiny_arch.name} loads with its video processor, which needs torchvision: the "
+            "real-checkpoint extra (docs/real_checkpoints.md), not installable beside the pinned CPU torch"
+        )
     tiny_arch.model.save_pretrained(tmp_path)
     tiny_arch.processor.save_pretrained(tmp_path)
     _, processor = load_pretrained(tmp_path)
@@ -51,5 +56,8 @@ def test_a_missing_folder_or_config_says_what_to_pass(tmp_path):
 
 def test_an_unsupported_checkpoint_lists_the_supported_architectures(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
-    with pytest.raises(UnsupportedArchitecture, match="unsupported architecture GPT2LMHeadModel .*config.json.*supported: LlavaForConditionalGeneration"):
+    with pytest.raises(
+        UnsupportedArchitecture,
+        match="unsupported architecture GPT2LMHeadModel .*config.json.*supported: LlavaForConditionalGeneration",
+    ):
         load_pretrained(tmp_path)

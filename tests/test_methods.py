@@ -68,7 +68,9 @@ def test_a_registered_toy_editor_runs_through_the_harness_and_the_table_writer(t
         assert methods.names()[-1] == "Toy" and methods.colours()["Toy"] == "#000000"
         rows = run_single(model, encoder, {"Toy": methods.method("Toy").editor()}, cases, seed=0)
         assert set(rows.method) == {"Toy"} and rows[rows.metric == "Rel"].value.mean() == 1.0
-        summary = summarize(rows[rows.protocol.isin(["exact", "answer_span"])], by=("task", "method", "metric", "protocol"))
+        summary = summarize(
+            rows[rows.protocol.isin(["exact", "answer_span"])], by=("task", "method", "metric", "protocol")
+        )
         save_table(summary, "04_main_summary", tmp_path)
         table = main_table(tmp_path)
     assert "| Toy | 1.000 [1.000, 1.000] |" in table

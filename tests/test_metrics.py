@@ -27,7 +27,17 @@ class _Always:
 def _unit(world, new_answer):
     image = world.image(0, "eval", 0)
     kinds = ["anchor", "text", "text", "image", "both"]
-    members = [Member("where does this live ?", None if k == "text" else image, k, "support" if k == "anchor" else "eval", 0.0, 0.0) for k in kinds]
+    members = [
+        Member(
+            "where does this live ?",
+            None if k == "text" else image,
+            k,
+            "support" if k == "anchor" else "eval",
+            0.0,
+            0.0,
+        )
+        for k in kinds
+    ]
     return KnowledgeUnit("where does this live ?", "island", new_answer, members)
 
 
@@ -51,12 +61,17 @@ def test_token_accuracy_and_exact_match_differ_on_a_partly_right_answer(small_wo
 
 
 def test_locality_is_one_when_nothing_changed_and_zero_when_every_answer_moved(small_world, tiny_encoder):
-    items = [(f"where does the {small_world.text_entities[0].name} live ?", "desert", None), ("what does this eat ?", "fish", small_world.image(1, "eval", 0))]
+    items = [
+        (f"where does the {small_world.text_entities[0].name} live ?", "desert", None),
+        ("what does this eat ?", "fish", small_world.image(1, "eval", 0)),
+    ]
     unedited = _Always(tiny_encoder.tokenizer, "desert")
     reference = locality_reference(unedited, tiny_encoder, items)
     same = evaluate_edit(unedited, tiny_encoder, _unit(small_world, "desert"), reference)
     assert _value(same, "T-Loc", "answer_span") == 1.0 and _value(same, "I-Loc", "easyedit_topk") == 1.0
-    moved = evaluate_edit(_Always(tiny_encoder.tokenizer, "ocean"), tiny_encoder, _unit(small_world, "desert"), reference)
+    moved = evaluate_edit(
+        _Always(tiny_encoder.tokenizer, "ocean"), tiny_encoder, _unit(small_world, "desert"), reference
+    )
     assert _value(moved, "T-Loc", "answer_span") == 0.0 and _value(moved, "I-Loc", "answer_span") == 0.0
     assert _value(moved, "T-Loc", "easyedit_topk") == 0.0  # top-1 moved at every position
     # top-10 lists: the first two ids changed at every position, so agreement drops below one
@@ -67,6 +82,8 @@ def test_confidence_intervals_and_summaries():
     assert ci95([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
     mean, lo, hi = ci95([0.0, 1.0, 0.0, 1.0])
     assert mean == 0.5 and 0.0 <= lo < 0.5 < hi <= 1.0
-    table = pd.DataFrame({"method": "A", "metric": "Rel", "protocol": "exact", "seed": [0, 0, 1, 1], "value": [1.0, 0.0, 1.0, 1.0]})
+    table = pd.DataFrame(
+        {"method": "A", "metric": "Rel", "protocol": "exact", "seed": [0, 0, 1, 1], "value": [1.0, 0.0, 1.0, 1.0]}
+    )
     (row,) = summarize(table).to_dict("records")
     assert row["mean"] == pytest.approx(0.75) and row["n_seeds"] == 2

@@ -9,7 +9,11 @@ def _items(world):
     ent, text_ent = world.entities[0], world.text_entities[0]
     q = world.phrasings("home", heldout=False)[0].render()
     t = world.phrasings("food", heldout=False, text=True)[0].render(f"the {text_ent.name}")
-    return [(q, ent.facts["home"], world.image(0, "eval", 0)), (t, text_ent.facts["food"], None), ("describe the image .", ent.caption, world.image(1, "eval", 0))]
+    return [
+        (q, ent.facts["home"], world.image(0, "eval", 0)),
+        (t, text_ent.facts["food"], None),
+        ("describe the image .", ent.caption, world.image(1, "eval", 0)),
+    ]
 
 
 def test_save_and_load_give_identical_logits(tmp_path, small_world, tiny_parts, tiny_encoder):

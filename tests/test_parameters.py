@@ -4,9 +4,26 @@ import pytest
 
 from asam_lib.parameters import ParameterError, check_types, matches
 
-EXPECTED = {"quick": bool, "seeds": list[int], "n_edits": int, "eps": float, "data": dict[str, str], "model_path": str,
-            "pair": tuple[int, ...], "layer": int | None}
-GOOD = {"quick": True, "seeds": [0, 1], "n_edits": 4, "eps": 1, "data": {"vqa": "a.json"}, "model_path": "", "pair": (1, 2), "layer": None}
+EXPECTED = {
+    "quick": bool,
+    "seeds": list[int],
+    "n_edits": int,
+    "eps": float,
+    "data": dict[str, str],
+    "model_path": str,
+    "pair": tuple[int, ...],
+    "layer": int | None,
+}
+GOOD = {
+    "quick": True,
+    "seeds": [0, 1],
+    "n_edits": 4,
+    "eps": 1,
+    "data": {"vqa": "a.json"},
+    "model_path": "",
+    "pair": (1, 2),
+    "layer": None,
+}
 
 
 def test_values_of_the_expected_types_pass():
@@ -17,7 +34,12 @@ def test_values_of_the_expected_types_pass():
 @pytest.mark.parametrize(
     "name, value, message",
     [
-        ("seeds", "[7]", r"parameter seeds = '\[7\]' \(str\) should be list\[int\] \(papermill's -p passes text; .* -y 'seeds: \[7\]'\)"),
+        (
+            "seeds",
+            "[7]",
+            r"parameter seeds = '\[7\]' \(str\) should be list\[int\] \(papermill's -p passes text; .* -y 'seeds: "
+            r"\[7\]'\)",
+        ),
         ("seeds", [0, "1"], r"parameter seeds = \[0, '1'\] \(list\) should be list\[int\]"),
         ("n_edits", True, "parameter n_edits = True \\(bool\\) should be int"),
         ("quick", "False", "parameter quick = 'False' \\(str\\) should be bool"),
@@ -36,17 +58,27 @@ def test_a_missing_parameter_is_named():
 
 
 def test_tuples_of_fixed_length_are_checked_element_by_element():
-    assert matches((1, "a"), tuple[int, str]) and not matches((1, 2), tuple[int, str]) and not matches([1, "a"], tuple[int, str])
+    assert (
+        matches((1, "a"), tuple[int, str])
+        and not matches((1, 2), tuple[int, str])
+        and not matches([1, "a"], tuple[int, str])
+    )
 
 
 def test_each_notebook_checks_its_parameters_against_the_types_of_their_defaults():
     from asam_lib import paths
     from asam_lib.parameters import check_parameters, declared_type, parameter_defaults
 
-    assert declared_type([0]) == list[int] and declared_type({}) is dict and declared_type({"vqa": "x.json"}) == dict[str, str]
+    assert (
+        declared_type([0]) == list[int]
+        and declared_type({}) is dict
+        and declared_type({"vqa": "x.json"}) == dict[str, str]
+    )
     for notebook in sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         defaults = parameter_defaults(notebook)
         check_parameters(notebook, defaults)
         if "seeds" in defaults:  # papermill's -p seeds "[7]" arrives as a string
-            with pytest.raises(ParameterError, match=r"parameter seeds = '\[7\]' \(str\) should be list\[int\] .*-y 'seeds: \[7\]'"):
+            with pytest.raises(
+                ParameterError, match=r"parameter seeds = '\[7\]' \(str\) should be list\[int\] .*-y 'seeds: \[7\]'"
+            ):
                 check_parameters(notebook, {**defaults, "seeds": "[7]"})

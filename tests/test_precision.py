@@ -14,6 +14,7 @@ from asam_lib.lora import LoRA
 from asam_lib.patch import Patch, selective_key
 from asam_lib.precision import adam, at_least_float32
 from asam_lib.prompting import PromptEncoder
+
 from helpers import changed_weights, make_request, weights
 from tiny_models import build
 
@@ -39,7 +40,9 @@ def models(small_world):
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("method", methods.names())
-def test_every_editor_edits_in_the_models_dtype_and_rolls_back_exactly(method, dtype, architecture, models, small_world):
+def test_every_editor_edits_in_the_models_dtype_and_rolls_back_exactly(
+    method, dtype, architecture, models, small_world
+):
     model, encoder = models(architecture, dtype)
     request = make_request(small_world)
     before = weights(model)
@@ -61,7 +64,9 @@ def test_sequential_half_precision_edits_roll_back_exactly(models, small_world):
     before = weights(model)
     editor = methods.method("ASAM").editor(CONFIG)
     first = editor.edit(model, encoder, make_request(small_world, name="first"))
-    second = editor.edit(model, encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second"))
+    second = editor.edit(
+        model, encoder, make_request(small_world, target=small_world.entities[2].facts["home"], name="second")
+    )
     second.restore()
     first.restore()
     assert not changed_weights(model, before)
@@ -112,10 +117,15 @@ def test_float32_and_float64_tensors_pass_through_unchanged():
 
 def test_adam_is_plain_adam_for_float32_and_keeps_float16_updates_finite():
     weight = torch.nn.Parameter(torch.ones(3))
-    assert type(adam([weight], lr=0.1)) is torch.optim.Adam and adam([weight], lr=0.1).param_groups[0]["params"][0] is weight
+    assert (
+        type(adam([weight], lr=0.1)) is torch.optim.Adam
+        and adam([weight], lr=0.1).param_groups[0]["params"][0] is weight
+    )
     half = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
     optimiser = adam([{"params": [half], "lr": 0.1}], lr=0.5)
-    half.grad = torch.full((3,), 1e-4, dtype=torch.float16)  # its square underflows in float16, and Adam's eps is 0 there
+    half.grad = torch.full(
+        (3,), 1e-4, dtype=torch.float16
+    )  # its square underflows in float16, and Adam's eps is 0 there
     optimiser.step()
     assert half.dtype == torch.float16 and half.grad is None
     assert torch.allclose(half.float(), torch.full((3,), 0.9), atol=1e-3)

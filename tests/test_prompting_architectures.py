@@ -14,11 +14,18 @@ QUESTION, ANSWER = "what colour is it ?", "red"
 EXPECTED = {
     "LlavaForConditionalGeneration": ("USER: IMG\n{q} ASSISTANT:", "USER: {q} ASSISTANT:", " "),
     "LlavaNextForConditionalGeneration": ("[INST] IMG\n{q} [/INST]", "[INST] {q} [/INST]", " "),
-    "LlavaOnevisionForConditionalGeneration": ("<|im_start|>user IMG\n{q}<|im_end|><|im_start|>assistant\n",
-                                               "<|im_start|>user \n{q}<|im_end|><|im_start|>assistant\n", ""),
+    "LlavaOnevisionForConditionalGeneration": (
+        "<|im_start|>user IMG\n{q}<|im_end|><|im_start|>assistant\n",
+        "<|im_start|>user \n{q}<|im_end|><|im_start|>assistant\n",
+        "",
+    ),
     "Qwen2VLForConditionalGeneration": (
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>IMG<|vision_end|>{q}<|im_end|>\n<|im_start|>assistant\n",
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n", ""),
+        "<|im_start|>system\nYou are a helpful "
+        "assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>IMG<|vision_end|>{q}<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>system\nYou are a helpful "
+        "assistant.<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n",
+        "",
+    ),
 }
 
 # Image tokens for a (width, height) image. LLaVA-1.5: (16/8)^2 patches, CLS dropped, whatever the size.
@@ -50,8 +57,10 @@ def test_prompts_targets_and_masks_match_the_hand_built_expectation(tiny_arch, s
     with_image, text_only, _ = EXPECTED[tiny_arch.name]
     image = small_world.image(0, "eval", 0).resize(size)
     n_image = IMAGE_TOKENS[tiny_arch.name][size]
-    rows = [_expected_row(tiny_arch, with_image.replace("IMG", processor.image_token * n_image).format(q=QUESTION)),
-            _expected_row(tiny_arch, text_only.format(q=QUESTION))]
+    rows = [
+        _expected_row(tiny_arch, with_image.replace("IMG", processor.image_token * n_image).format(q=QUESTION)),
+        _expected_row(tiny_arch, text_only.format(q=QUESTION)),
+    ]
     batch = PromptEncoder(processor).batch([(QUESTION, ANSWER, image), (QUESTION, ANSWER, None)])
     assert batch.input_ids.shape == (2, max(len(ids) for ids, _ in rows))
     for i, (ids, start) in enumerate(rows):
@@ -63,7 +72,9 @@ def test_prompts_targets_and_masks_match_the_hand_built_expectation(tiny_arch, s
         assert batch.labels[i, :start].eq(-100).all() and batch.labels[i, n:].eq(-100).all()
         assert batch.labels[i, start:n].tolist() == ids[start:]  # the answer and its end token
     assert processor.tokenizer.decode(batch.input_ids[0, rows[0][1] : len(rows[0][0]) - 1]).strip() == ANSWER
-    reference = processor(text=with_image.replace("IMG", processor.image_token).format(q=QUESTION), images=image, return_tensors="pt")
+    reference = processor(
+        text=with_image.replace("IMG", processor.image_token).format(q=QUESTION), images=image, return_tensors="pt"
+    )
     assert reference.input_ids[0].tolist() == rows[0][0][: rows[0][1]]
     for name, value in batch.model_inputs().items():
         if name not in ("input_ids", "attention_mask", "mm_token_type_ids"):

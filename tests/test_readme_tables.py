@@ -6,12 +6,17 @@ from tools.readme_tables import update
 
 
 def test_marked_blocks_are_rewritten_from_the_results_and_the_rest_is_kept(tmp_path):
-    rows = [{"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
-            for m in ["FT-L", "LoRA", "Patch"] for k in ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]]
+    rows = [
+        {"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
+        for m in ["FT-L", "LoRA", "Patch"]
+        for k in ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "01_baselines.csv", index=False)
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results:baselines -->\nold numbers\n<!-- /results:baselines -->\n"
-                      "<!-- results:main -->\nkept\n<!-- /results:main -->\nend\n")
+    readme.write_text(
+        "intro\n<!-- results:baselines -->\nold numbers\n<!-- /results:baselines -->\n"
+        "<!-- results:main -->\nkept\n<!-- /results:main -->\nend\n"
+    )
     assert update(readme, tmp_path) == ["baselines"]
     text = readme.read_text()
     assert "old numbers" not in text and "| FT-L | 0.500 [0.400, 0.600] |" in text
@@ -19,8 +24,11 @@ def test_marked_blocks_are_rewritten_from_the_results_and_the_rest_is_kept(tmp_p
 
 
 def test_an_empty_block_is_filled_and_a_rewrite_is_stable(tmp_path):
-    rows = [{"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
-            for m in ["FT-L", "LoRA", "Patch"] for k in ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]]
+    rows = [
+        {"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
+        for m in ["FT-L", "LoRA", "Patch"]
+        for k in ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "01_baselines.csv", index=False)
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:baselines -->\n<!-- /results:baselines -->\nend\n")
@@ -35,6 +43,14 @@ def test_the_ablation_table_follows_the_reading_order_not_the_alphabet(tmp_path)
     from tools.readme_tables import METRICS, ablation_table
 
     names = ["without LAR", "Patch", "ASAM", "an old ablation", "RCSL alone"]
-    pd.DataFrame([{"method": m, **{k: 0.5 for k in METRICS}} for m in sorted(names)]).to_csv(tmp_path / "04_ablations.csv", index=False)
+    pd.DataFrame([{"method": m, **{k: 0.5 for k in METRICS}} for m in sorted(names)]).to_csv(
+        tmp_path / "04_ablations.csv", index=False
+    )
     rows = [line.split(" | ")[0].strip("| ") for line in ablation_table(tmp_path).splitlines()[2:]]
-    assert rows == ["Patch", "ASAM", "without LAR", "RCSL alone", "an old ablation"]  # a name it does not know is kept, last
+    assert rows == [
+        "Patch",
+        "ASAM",
+        "without LAR",
+        "RCSL alone",
+        "an old ablation",
+    ]  # a name it does not know is kept, last

@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from helpers import changed_weights, weights
 
 from asam_lib import methods
 from asam_lib.editing import EditConfig
@@ -17,6 +16,8 @@ from asam_lib.metrics import locality_reference
 from asam_lib.mmedit_study import case_from_record
 from asam_lib.prompting import PromptEncoder
 from asam_lib.records import load_records
+
+from helpers import changed_weights, weights
 
 CONFIG = EditConfig(layer=1, steps=3, lr=0.05, stop_loss=0.0)
 
@@ -31,15 +32,24 @@ def mmedit_records(tmp_path_factory, small_world):
         small_world.image(k, "eval", 1).resize(size).save(root / "img" / f"{k}b.png")
     home = small_world.phrasings("home", heldout=False)
     text = small_world.text_entities[0]
-    records = [{"src": home[0].render(), "rephrase": home[1].render(), "pred": small_world.entities[k].facts["home"],
-                "alt": small_world.entities[(k + 1) % 3].facts["home"], "image": f"img/{k}.png", "image_rephrase": f"img/{k}b.png",
-                "loc": f"what does the {text.name} eat ?", "loc_ans": text.facts["food"],
-                "m_loc": f"img/{(k + 1) % 3}.png", "m_loc_q": home[0].render(), "m_loc_a": small_world.entities[(k + 1) % 3].facts["home"]}
-               for k in range(3)]
+    records = [
+        {
+            "src": home[0].render(),
+            "rephrase": home[1].render(),
+            "pred": small_world.entities[k].facts["home"],
+            "alt": small_world.entities[(k + 1) % 3].facts["home"],
+            "image": f"img/{k}.png",
+            "image_rephrase": f"img/{k}b.png",
+            "loc": f"what does the {text.name} eat ?",
+            "loc_ans": text.facts["food"],
+            "m_loc": f"img/{(k + 1) % 3}.png",
+            "m_loc_q": home[0].render(),
+            "m_loc_a": small_world.entities[(k + 1) % 3].facts["home"],
+        }
+        for k in range(3)
+    ]
     (root / "edits.json").write_text(json.dumps(records))
     return load_records(root / "edits.json")
-
-
 
 
 @pytest.mark.parametrize("method", methods.names())
@@ -56,7 +66,15 @@ def test_an_edit_changes_the_model_is_evaluated_and_rolls_back_exactly(method, t
         assert not torch.equal(model(**anchor.model_inputs()).logits, logits_before)
     handle.restore()
     assert not changed_weights(model, before)
-    rows = edit_and_evaluate(model, encoder, method, methods.method(method).editor(CONFIG), case, locality_reference(model, encoder, case.locality), seed=0)
+    rows = edit_and_evaluate(
+        model,
+        encoder,
+        method,
+        methods.method(method).editor(CONFIG),
+        case,
+        locality_reference(model, encoder, case.locality),
+        seed=0,
+    )
     metrics = {(r["metric"], r["protocol"]): r["value"] for r in rows}
     assert {m for m, _ in metrics} == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds", "steps"}
     assert all(0.0 <= v <= 1.0 for (m, _), v in metrics.items() if m not in ("seconds", "steps"))
@@ -68,6 +86,8 @@ def test_sequential_edits_are_all_re_evaluated_and_rolled_back(method, tiny_arch
     model, encoder = tiny_arch.model, PromptEncoder(tiny_arch.processor)
     cases = [case_from_record(r, [], n_support=0, seed=0) for r in mmedit_records]
     before = weights(model)
-    table = run_sequential(model, encoder, method, methods.method(method).editor(CONFIG), cases, seed=0, checkpoints=(1, 3))
+    table = run_sequential(
+        model, encoder, method, methods.method(method).editor(CONFIG), cases, seed=0, checkpoints=(1, 3)
+    )
     assert table.groupby("T").case.nunique().to_dict() == {1: 1, 3: 3}
     assert not changed_weights(model, before)

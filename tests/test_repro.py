@@ -24,7 +24,11 @@ def test_compare_reports_a_changed_and_a_missing_file():
         "results/t.csv": "only in run 1",
         "results/u.csv": "only in run 2",
     }
-    assert [r.path for r in repro.compare(first, second) if not r.ok] == ["figures/b.png", "results/t.csv", "results/u.csv"]
+    assert [r.path for r in repro.compare(first, second) if not r.ok] == [
+        "figures/b.png",
+        "results/t.csv",
+        "results/u.csv",
+    ]
     assert "DIFFERS" in repro.format_table(repro.compare(first, second))
 
 
@@ -52,7 +56,15 @@ def _figure():
 
 def test_saved_figure_and_sidecar_are_byte_identical_across_saves(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "_declared", None)
-    namespace = {"quick": True, "seed": 0, "n_units": 24, "n_edits": 6, "seeds": [0], "workers": 2, "save_figures": True}
+    namespace = {
+        "quick": True,
+        "seed": 0,
+        "n_units": 24,
+        "n_edits": 6,
+        "seeds": [0],
+        "workers": 2,
+        "save_figures": True,
+    }
     recorded = provenance.declare("01_knowledge_units", namespace)
     assert recorded["parameters"] == namespace
     for run in ("a", "b"):
@@ -70,7 +82,9 @@ def test_saved_figure_and_sidecar_are_byte_identical_across_saves(tmp_path, monk
 def test_provenance_names_missing_parameters(monkeypatch):
     monkeypatch.setattr(provenance, "_declared", None)
     with pytest.raises(KeyError, match="n_edits"):
-        provenance.declare("01_knowledge_units", {"quick": True, "seed": 0, "n_units": 24, "seeds": [0], "save_figures": True})
+        provenance.declare(
+            "01_knowledge_units", {"quick": True, "seed": 0, "n_units": 24, "seeds": [0], "save_figures": True}
+        )
 
 
 def test_committed_figures_match_their_sidecars():

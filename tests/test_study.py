@@ -31,7 +31,9 @@ def test_a_job_runs_in_this_process_and_tags_its_rows():
     assert rows.case.nunique() == 3 and set(members.kind) == {"anchor", "text", "image", "both"}
     parts, _ = run_jobs(split(whole, 2), workers=1)
     keep = ~rows.metric.eq("seconds")
-    pd.testing.assert_frame_equal(parts[~parts.metric.eq("seconds")].reset_index(drop=True), rows[keep].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        parts[~parts.metric.eq("seconds")].reset_index(drop=True), rows[keep].reset_index(drop=True)
+    )
     with pytest.raises(ValueError, match="unknown mode"):
         run_jobs([Job("check", "vqa", 0, 1, {"Patch": Patch()}, mode="parallel")], workers=1)
 
@@ -47,7 +49,15 @@ def test_a_job_on_a_model_folder_and_an_mmedit_file(tmp_path, small_world, tiny_
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
     data = export_mmedit(small_world, tmp_path / "data", "vqa")
-    job = Job("main", "vqa", 0, 3, {"FT-L": FTL(EditConfig(steps=2, layer=1))}, model_folder=str(tmp_path / "model"), data=str(data))
+    job = Job(
+        "main",
+        "vqa",
+        0,
+        3,
+        {"FT-L": FTL(EditConfig(steps=2, layer=1))},
+        model_folder=str(tmp_path / "model"),
+        data=str(data),
+    )
     assert "data" in repr(job)
     rows, members = run_jobs([job], workers=1)
     records = load_records(data)
@@ -65,6 +75,8 @@ def test_a_job_on_a_model_folder_and_an_mmedit_file(tmp_path, small_world, tiny_
 def test_the_predictive_mode_gives_one_row_per_edit():
     from asam_lib.lar import LARConfig
 
-    rows, members = run_jobs([Job("predictive", "vqa", 0, 2, {"Patch": Patch()}, mode="predictive", lar=LARConfig(k=2, steps=1))], workers=1)
+    rows, members = run_jobs(
+        [Job("predictive", "vqa", 0, 2, {"Patch": Patch()}, mode="predictive", lar=LARConfig(k=2, steps=1))], workers=1
+    )
     assert len(rows) == 2 and members.empty
     assert {"lar_loss", "noise_loss", "lar_failure", "Unit"} <= set(rows.columns) and rows.group.eq("predictive").all()

@@ -18,7 +18,11 @@ from asam_lib.summaries import (
 
 
 def _summary(asam: dict, patch: dict, task="vqa"):
-    rows = [{"task": task, "method": m, "metric": k, "protocol": "exact", "mean": v} for m, d in [("ASAM", asam), ("Patch", patch)] for k, v in d.items()]
+    rows = [
+        {"task": task, "method": m, "metric": k, "protocol": "exact", "mean": v}
+        for m, d in [("ASAM", asam), ("Patch", patch)]
+        for k, v in d.items()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -35,26 +39,44 @@ def test_target_checks_meet_and_miss_each_threshold():
     bad = {**GOOD, "I-Gen": 0.85, "Rel": 0.98, "I-Loc": 0.96}
     seconds = pd.DataFrame({"ASAM": [3.5], "Patch": [1.0]}, index=["vqa"])
     missed = target_checks(_summary(bad, PATCH), ["vqa"], steps, seconds).set_index("target")
-    assert not missed.met[["closes >= 1/2 of Patch's I-Gen gap", "Rel >= 0.99", "I-Loc >= 0.97", "time per edit <= 3x Patch"]].any()
+    assert not missed.met[
+        ["closes >= 1/2 of Patch's I-Gen gap", "Rel >= 0.99", "I-Loc >= 0.97", "time per edit <= 3x Patch"]
+    ].any()
     assert missed.met[["closes >= 1/2 of Patch's TI-Gen gap", "T-Loc >= 0.97"]].all()
     assert missed.loc["time per edit <= 3x Patch", "measured"] == "3.50x (steps 12.0 vs 6.0)"
     assert TARGETS.gap_share == 0.5 and TARGETS.min_rel == 0.99 and TARGETS.min_loc == 0.97
 
 
 def _metric_rows(method, cases, value, group, seed=0, task="vqa", protocol="exact"):
-    return pd.DataFrame([{"method": method, "seed": seed, "task": task, "case": c, "metric": m, "protocol": protocol, "value": value,
-                          "group": group} for c in cases for m in METRICS])
+    return pd.DataFrame(
+        [
+            {
+                "method": method,
+                "seed": seed,
+                "task": task,
+                "case": c,
+                "metric": m,
+                "protocol": protocol,
+                "value": value,
+                "group": group,
+            }
+            for c in cases
+            for m in METRICS
+        ]
+    )
 
 
 def test_the_ablation_table_compares_every_ablation_on_the_ablation_edits_only():
-    single = pd.concat([
-        _metric_rows("Patch", ["a", "b", "c"], 0.5, "main"),
-        _metric_rows("ASAM", ["a", "b", "c"], 0.9, "main"),
-        _metric_rows("ASAM", ["a"], 0.0, "main", seed=1),  # another seed: not the ablation study's
-        _metric_rows("ASAM", ["a"], 0.0, "main", protocol="token_acc"),  # another protocol
-        _metric_rows("without LAR", ["a", "b"], 0.7, "ablation"),
-        _metric_rows("FT-L", ["a", "b"], 0.1, "main"),  # not an ablation
-    ])
+    single = pd.concat(
+        [
+            _metric_rows("Patch", ["a", "b", "c"], 0.5, "main"),
+            _metric_rows("ASAM", ["a", "b", "c"], 0.9, "main"),
+            _metric_rows("ASAM", ["a"], 0.0, "main", seed=1),  # another seed: not the ablation study's
+            _metric_rows("ASAM", ["a"], 0.0, "main", protocol="token_acc"),  # another protocol
+            _metric_rows("without LAR", ["a", "b"], 0.7, "ablation"),
+            _metric_rows("FT-L", ["a", "b"], 0.1, "main"),  # not an ablation
+        ]
+    )
     rows = ablation_rows(single, ["ASAM", "without LAR"], task="vqa", seed=0)
     assert set(rows.case) == {"a", "b"} and set(rows.method) == {"Patch", "ASAM", "without LAR"}
     table = ablation_table(rows, ["ASAM", "without LAR"])
@@ -66,26 +88,39 @@ def test_the_ablation_table_compares_every_ablation_on_the_ablation_edits_only()
 
 
 def test_gap_closure_on_a_hand_made_summary():
-    summary = pd.DataFrame([
-        {"task": "vqa", "method": "Patch", "metric": "I-Gen", "mean": 0.8},
-        {"task": "vqa", "method": "ASAM", "metric": "I-Gen", "mean": 0.9},
-        {"task": "vqa", "method": "Patch", "metric": "T-Gen", "mean": 1.0},
-        {"task": "vqa", "method": "ASAM", "metric": "T-Gen", "mean": 1.0},
-        {"task": "vqa", "method": "Patch", "metric": "Rel", "mean": 1.0},
-        {"task": "vqa", "method": "ASAM", "metric": "Rel", "mean": 1.0},
-    ])
+    summary = pd.DataFrame(
+        [
+            {"task": "vqa", "method": "Patch", "metric": "I-Gen", "mean": 0.8},
+            {"task": "vqa", "method": "ASAM", "metric": "I-Gen", "mean": 0.9},
+            {"task": "vqa", "method": "Patch", "metric": "T-Gen", "mean": 1.0},
+            {"task": "vqa", "method": "ASAM", "metric": "T-Gen", "mean": 1.0},
+            {"task": "vqa", "method": "Patch", "metric": "Rel", "mean": 1.0},
+            {"task": "vqa", "method": "ASAM", "metric": "Rel", "mean": 1.0},
+        ]
+    )
     closure = gap_closure(summary, "ASAM", "Patch").set_index("metric")
     assert set(closure.index) == {"I-Gen", "T-Gen"}
     assert closure.loc["I-Gen", "share closed"] == pytest.approx(0.5)
-    assert closure.loc["I-Gen", "Patch gap"] == pytest.approx(0.2) and closure.loc["I-Gen", "ASAM gap"] == pytest.approx(0.1)
+    assert closure.loc["I-Gen", "Patch gap"] == pytest.approx(0.2) and closure.loc[
+        "I-Gen", "ASAM gap"
+    ] == pytest.approx(0.1)
     assert math.isnan(closure.loc["T-Gen", "share closed"])  # no gap to close
 
 
 def test_distance_curve_bins_members_and_ignores_the_anchor():
-    members = pd.DataFrame({
-        "method": ["A"] * 5, "seed": [0] * 5, "kind": ["anchor", "image", "image", "both", "both"],
-        "latent_distance": [0.0, 0.05, 0.15, 0.25, 0.9], "exact": [1.0, 1.0, 0.0, 1.0, 0.0],
-    })
+    members = pd.DataFrame(
+        {
+            "method": ["A"] * 5,
+            "seed": [0] * 5,
+            "kind": ["anchor", "image", "image", "both", "both"],
+            "latent_distance": [0.0, 0.05, 0.15, 0.25, 0.9],
+            "exact": [1.0, 1.0, 0.0, 1.0, 0.0],
+        }
+    )
     curve = distance_curve(members, "latent_distance", [0.0, 0.1, 0.2, 0.5])
     assert curve.n.sum() == 4  # the anchor is not a unit member to generalise to
-    assert curve.set_index("bin").exact.to_dict() == {"0-0.1": 1.0, "0.1-0.2": 0.0, "0.2-0.5": 0.5}  # 0.9 counts in the last bin
+    assert curve.set_index("bin").exact.to_dict() == {
+        "0-0.1": 1.0,
+        "0.1-0.2": 0.0,
+        "0.2-0.5": 0.5,
+    }  # 0.9 counts in the last bin

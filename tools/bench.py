@@ -33,18 +33,23 @@ def bench_pretraining() -> dict:
         out = pretrain(out_dir=Path(tmp) / "model")
         seconds = time.perf_counter() - start
         meta = json.loads((out / "asam_meta.json").read_text())
-    return {"seconds": seconds, "peak_gb": peak_memory_gb(), "accuracy": meta["accuracy"], "vision": meta["vision_accuracy"]}
+    return {
+        "seconds": seconds,
+        "peak_gb": peak_memory_gb(),
+        "accuracy": meta["accuracy"],
+        "vision": meta["vision_accuracy"],
+    }
 
 
 def bench_edits(n_edits: int = 12, seed: int = 0) -> None:
-    from asam_lib.editing import edited_forward, joint_embeddings, unedited_forward
     from asam_lib import methods
+    from asam_lib.editing import edited_forward, joint_embeddings, unedited_forward
     from asam_lib.harness import HarnessConfig, build_cases
     from asam_lib.lar import LARConfig, adversarial_variants
     from asam_lib.model import load_model
     from asam_lib.patch import Patch
-    from asam_lib.prompting import PromptEncoder
     from asam_lib.pretrain import base_model_folder
+    from asam_lib.prompting import PromptEncoder
     from asam_lib.seeding import torch_generator
     from asam_lib.world import World
 
@@ -59,8 +64,11 @@ def bench_edits(n_edits: int = 12, seed: int = 0) -> None:
             for case in cases:
                 editor.edit(model, encoder, case.request, seed=seed).restore()
             per_edit[name] = (time.perf_counter() - start) / len(cases)
-        print(f"{task}: seconds per edit over {len(cases)} edits: " + ", ".join(f"{k} {v:.3f}" for k, v in per_edit.items())
-              + f"; ASAM / Patch = {per_edit['ASAM'] / per_edit['Patch']:.2f}x (budget 3x)")
+        print(
+            f"{task}: seconds per edit over {len(cases)} edits: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in per_edit.items())
+            + f"; ASAM / Patch = {per_edit['ASAM'] / per_edit['Patch']:.2f}x (budget 3x)"
+        )
     case = cases[0]
     batch = encoder.batch([case.request.anchor_item])
     embeds = joint_embeddings(model, batch)
@@ -72,7 +80,9 @@ def bench_edits(n_edits: int = 12, seed: int = 0) -> None:
         for steps in (1, 4, 8):
             start = time.perf_counter()
             for _ in range(3):
-                adversarial_variants(model, edited, unedited, embeds, batch, LARConfig(k=k, steps=steps), torch_generator(seed, "bench"))
+                adversarial_variants(
+                    model, edited, unedited, embeds, batch, LARConfig(k=k, steps=steps), torch_generator(seed, "bench")
+                )
             row.append(f"T={steps}: {1000 * (time.perf_counter() - start) / 3:6.0f}")
         print(f"  K={k:2d}  " + "  ".join(row))
     handle.restore()

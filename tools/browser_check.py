@@ -105,7 +105,9 @@ class DevTools:
         result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
-            raise BrowserCheckError(f"JavaScript error: {details.get('exception', {}).get('description', details.get('text'))}")
+            raise BrowserCheckError(
+                f"JavaScript error: {details.get('exception', {}).get('description', details.get('text'))}"
+            )
         return result["result"].get("value")
 
     def wait_for(self, expression: str, what: str, timeout_s: float = 120, poll_s: float = 0.5):
@@ -120,7 +122,9 @@ class DevTools:
 
     def screenshot(self, png: Path, size: tuple[int, int]) -> Path:
         """A PNG of the page at ``size`` (width, height) in CSS pixels."""
-        self.call("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1, mobile=False)
+        self.call(
+            "Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1, mobile=False
+        )
         time.sleep(1.0)  # let the layout settle at the new size
         png.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
         return png
@@ -156,13 +160,24 @@ def lab_server(notebooks: list[Path], out: Path) -> Iterator[tuple[str, str]]:
             (settings / name).parent.mkdir(parents=True, exist_ok=True)
             (settings / name).write_text(json.dumps(values))
         command = [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-            f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={Path(tmp) / 'workspaces'}", *root_flag,
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={Path(tmp) / 'workspaces'}",
+            *root_flag,
         ]
         with open(out / "jupyterlab.log", "w") as log:
-            server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET_ENV},
-                                      start_new_session=True)
+            server = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET_ENV}, start_new_session=True
+            )
             try:
                 base = f"http://127.0.0.1:{port}"
                 wait_for_server(f"{base}/api/status?token={token}")
@@ -181,9 +196,21 @@ def chromium() -> Iterator[DevTools]:
         raise SystemExit("test-browser: no Chromium found (install it: apt-get install chromium)")
     port = free_port()
     with tempfile.TemporaryDirectory() as profile:
-        command = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--disable-breakpad", f"--remote-debugging-port={port}",
-                   f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}", "about:blank"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        command = [
+            browser,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--hide-scrollbars",
+            "--disable-breakpad",
+            f"--remote-debugging-port={port}",
+            f"--user-data-dir={profile}",
+            f"--window-size={WINDOW[0]},{WINDOW[1]}",
+            "about:blank",
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             wait_for_server(f"http://127.0.0.1:{port}/json/version", timeout_s=30)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as response:
@@ -199,7 +226,8 @@ def chromium() -> Iterator[DevTools]:
 
 def _panel(relative: str) -> str:
     """JavaScript: the open notebook panel of ``relative`` (a path under the served root), or undefined."""
-    return f"[...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === {json.dumps(relative)})"
+    path = json.dumps(relative)
+    return f"[...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === {path})"
 
 
 def open_notebook(page: DevTools, base: str, token: str, notebook: Path) -> str:
@@ -207,9 +235,12 @@ def open_notebook(page: DevTools, base: str, token: str, notebook: Path) -> str:
     relative = notebook.resolve().relative_to(paths.REPO_ROOT).as_posix()
     page.call("Page.enable")
     page.call("Page.navigate", url=f"{base}/lab/tree/{relative}?reset&token={token}")
-    page.wait_for(f"window.jupyterapp && ({_panel(relative)}) !== undefined && "
-                  f"({_panel(relative)}).content.widgets.length > 0 && document.querySelectorAll('.jp-Cell').length > 0",
-                  f"{notebook.name} to render in JupyterLab", timeout_s=120)
+    page.wait_for(
+        f"window.jupyterapp && ({_panel(relative)}) !== undefined && "
+        f"({_panel(relative)}).content.widgets.length > 0 && document.querySelectorAll('.jp-Cell').length > 0",
+        f"{notebook.name} to render in JupyterLab",
+        timeout_s=120,
+    )
     time.sleep(2.0)  # Markdown and maths typeset asynchronously
     return relative
 
@@ -237,9 +268,13 @@ def run_all_and_edit(page: DevTools, relative: str, timeout_s: float = 600) -> s
     page.wait_for(f"{button} !== undefined", "the playground's Edit button", timeout_s=60)
     page.evaluate(f"{button}.scrollIntoView({{block: 'start'}}); {button}.click(); true")
     area = "document.querySelector('.jupyter-widgets.widget-output')"
-    text = page.wait_for(f"(() => {{ const a = {area}; return a && a.querySelectorAll('img').length >= 3 && {button} !== undefined "
-                         f"&& !{button}.disabled ? a.innerText : null; }})() || ({area}?.innerText.includes('cannot edit') ? {area}.innerText : null)",
-                         "the edit's result and figures", timeout_s=timeout_s)
+    text = page.wait_for(
+        f"(() => {{ const a = {area}; return a && a.querySelectorAll('img').length >= 3 && {button} !== undefined "
+        f"&& !{button}.disabled ? a.innerText : null; "
+        f"}})() || ({area}?.innerText.includes('cannot edit') ? {area}.innerText : null)",
+        "the edit's result and figures",
+        timeout_s=timeout_s,
+    )
     if "PlaygroundResult(" not in text:
         raise BrowserCheckError(f"{relative}: the edit showed no result: {text.strip()[:300]}")
     page.evaluate("document.querySelector('.jupyter-widgets.widget-vbox')?.scrollIntoView({block: 'start'}); true")
@@ -261,13 +296,24 @@ def check(notebooks: list[Path], edit: Path | None, out: Path) -> list[str]:
             start = time.perf_counter()
             try:
                 relative = open_notebook(page, base, token, edit)
-                page.call("Emulation.setDeviceMetricsOverride", width=EDIT_WINDOW[0], height=EDIT_WINDOW[1], deviceScaleFactor=1, mobile=False)
+                page.call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=EDIT_WINDOW[0],
+                    height=EDIT_WINDOW[1],
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
                 result = run_all_and_edit(page, relative)
             except BrowserCheckError as err:
                 page.screenshot(out / f"{edit.stem}_failed.png", EDIT_WINDOW)
                 return failures + [f"{err} (screenshot {out / f'{edit.stem}_failed.png'})"]
-            print(f"   edit result in the browser ({time.perf_counter() - start:.0f} s):\n      " + "\n      ".join(result.strip().splitlines()[:3]))
-            failures += _report(page.screenshot(out / f"{edit.stem}_after_edit.png", EDIT_WINDOW), "ran every cell, pressed Edit")
+            print(
+                f"   edit result in the browser ({time.perf_counter() - start:.0f} s):\n      "
+                + "\n      ".join(result.strip().splitlines()[:3])
+            )
+            failures += _report(
+                page.screenshot(out / f"{edit.stem}_after_edit.png", EDIT_WINDOW), "ran every cell, pressed Edit"
+            )
     return failures
 
 
@@ -277,7 +323,10 @@ def _report(png: Path, what: str) -> list[str]:
         print(f"FAIL: {reason}")
         return [reason]
     size = Image.open(png).size
-    print(f"OK ({what}): {png.relative_to(paths.REPO_ROOT) if png.is_relative_to(paths.REPO_ROOT) else png} ({size[0]}x{size[1]})")
+    print(
+        f"OK ({what}): {png.relative_to(paths.REPO_ROOT) if png.is_relative_to(paths.REPO_ROOT) else png} "
+        f"({size[0]}x{size[1]})"
+    )
     return []
 
 

@@ -50,7 +50,9 @@ def main_table(results: Path) -> str:
     summary["cell"] = summary.apply(_cell, axis=1)
     blocks = []
     for task, group in summary.groupby("task", sort=False):
-        pivot = group.pivot(index="method", columns="metric", values="cell").reindex(methods.names())[METRICS].reset_index()
+        pivot = (
+            group.pivot(index="method", columns="metric", values="cell").reindex(methods.names())[METRICS].reset_index()
+        )
         n = int(group.n_seeds.max())
         blocks.append(f"**{task.upper()}** (mean [95% CI] over {n} seeds)\n\n" + markdown(pivot))
     return "\n\n".join(blocks)
@@ -64,8 +66,12 @@ def targets_table(results: Path) -> str:
 
 def ablation_table(results: Path) -> str:
     table = pd.read_csv(results / "04_ablations.csv")
-    order = {m: i for i, m in enumerate(["Patch", *ablation_editors()])}  # the notebook's reading order (the CSV is sorted by name)
-    table = table.sort_values("method", key=lambda names: names.map(order).fillna(len(order)), kind="stable")  # unknown names last
+    order = {
+        m: i for i, m in enumerate(["Patch", *ablation_editors()])
+    }  # the notebook's reading order (the CSV is sorted by name)
+    table = table.sort_values(
+        "method", key=lambda names: names.map(order).fillna(len(order)), kind="stable"
+    )  # unknown names last
     table[METRICS] = table[METRICS].map("{:.3f}".format)
     return markdown(table[["method", *METRICS]])
 
@@ -80,8 +86,13 @@ def sequential_table(results: Path) -> str:
 
 def predictive_table(results: Path) -> str:
     table = pd.read_csv(results / "02_predictive_summary.csv")
-    table = table.rename(columns={"spearman_loss_vs_unit": "Spearman (variant loss, unit consistency)",
-                                  "auc_loss_for_miss": "AUC (variant loss -> misses a member)", "n_missing": "edits missing a member"})
+    table = table.rename(
+        columns={
+            "spearman_loss_vs_unit": "Spearman (variant loss, unit consistency)",
+            "auc_loss_for_miss": "AUC (variant loss -> misses a member)",
+            "n_missing": "edits missing a member",
+        }
+    )
     for col in table.columns[-2:]:
         table[col] = table[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
     return markdown(table)
@@ -90,15 +101,25 @@ def predictive_table(results: Path) -> str:
 def baseline_table(results: Path) -> str:
     summary = pd.read_csv(results / "01_baselines.csv")
     summary["cell"] = summary.apply(_cell, axis=1)
-    pivot = summary.pivot(index="method", columns="metric", values="cell").reindex(methods.names("baseline"))[METRICS].reset_index()
+    pivot = (
+        summary.pivot(index="method", columns="metric", values="cell")
+        .reindex(methods.names("baseline"))[METRICS]
+        .reset_index()
+    )
     return markdown(pivot)
 
 
 def accuracy_table(checkpoint: Path) -> str:
     """The base model's accuracy per slice and its targets, from ``checkpoint/asam_meta.json``."""
     meta = json.loads((checkpoint / "asam_meta.json").read_text())
-    rows = [{"slice": label, "accuracy": f"{meta['accuracy'][key]:.1%}",
-             "target": f"≥ {meta['targets'][key]:.0%}" if key in meta["targets"] else ""} for key, label in SLICES.items()]
+    rows = [
+        {
+            "slice": label,
+            "accuracy": f"{meta['accuracy'][key]:.1%}",
+            "target": f"≥ {meta['targets'][key]:.0%}" if key in meta["targets"] else "",
+        }
+        for key, label in SLICES.items()
+    ]
     return markdown(pd.DataFrame(rows))
 
 
@@ -119,7 +140,10 @@ def update(readme: Path, results: Path, checkpoint: Path = BASE_MODEL) -> list[s
     """
     text = readme.read_text()
     written = []
-    renders = {**{name: partial(render, results) for name, render in BLOCKS.items()}, "accuracy": partial(accuracy_table, checkpoint)}
+    renders = {
+        **{name: partial(render, results) for name, render in BLOCKS.items()},
+        "accuracy": partial(accuracy_table, checkpoint),
+    }
     for name, render in renders.items():
         pattern = re.compile(rf"(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)", re.S)
         if not pattern.search(text):
@@ -137,4 +161,7 @@ def update(readme: Path, results: Path, checkpoint: Path = BASE_MODEL) -> list[s
 
 if __name__ == "__main__":
     names = update(paths.REPO_ROOT / "README.md", paths.RESULTS)
-    print(f"README tables written from {paths.RESULTS.name}/ and {BASE_MODEL.name}/asam_meta.json: {', '.join(names) or 'none'}")
+    print(
+        f"README tables written from {paths.RESULTS.name}/ and {BASE_MODEL.name}/asam_meta.json: "
+        f"{', '.join(names) or 'none'}"
+    )

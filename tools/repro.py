@@ -28,6 +28,7 @@ from asam_lib.provenance import digest_folder, library_fingerprint, notebook_cod
 
 SAVED_SUFFIXES = (".png", ".pdf", ".csv")  # what notebooks save; each file has a sidecar <stem>.json beside it
 
+
 @dataclass(frozen=True)
 class Comparison:
     """One file in two runs: its hash in each (None when absent) and whether they agree."""
@@ -124,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(*hashes)
     print("\n" + format_table(rows))
     bad = [r for r in rows if not r.ok]
-    print(f"\n{len(rows)} files, {len(rows) - len(bad)} identical, {len(bad)} not; runs took "
-          f"{seconds[0]:.0f} s and {seconds[1]:.0f} s (files under {args.out})")
+    print(
+        f"\n{len(rows)} files, {len(rows) - len(bad)} identical, {len(bad)} not; runs took "
+        f"{seconds[0]:.0f} s and {seconds[1]:.0f} s (files under {args.out})"
+    )
     if not rows:
         print("FAIL: the runs produced no files (do the notebooks honour save_figures?)")
         return 1

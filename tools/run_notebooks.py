@@ -96,7 +96,9 @@ def _text_only(output: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
 
 def _snapshot() -> dict[str, str]:
     """Hashes of the files under figures/ and results/ (wherever ASAM_FIGURES / ASAM_RESULTS point)."""
-    return {f"{folder.name}/{p}": h for folder in (paths.FIGURES, paths.RESULTS) for p, h in digest_folder(folder).items()}
+    return {
+        f"{folder.name}/{p}": h for folder in (paths.FIGURES, paths.RESULTS) for p, h in digest_folder(folder).items()
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,10 +128,14 @@ def main(argv: list[str] | None = None) -> None:
         figures = sum(p.suffix == ".png" for p in written)
         tables = sum(p.suffix == ".csv" for p in written)
         print(f"{name:32s} {figures:7d} {tables:6d} {len(new):5d} {len(changed):7d} {seconds:7.0f}")
-    print(f"{'total':32s} {'':7s} {'':6s} {sum(len(r[2]) for r in rows):5d} {sum(len(r[3]) for r in rows):7d} "
-          f"{sum(r[4] for r in rows):7.0f}")
-    print(f"\nfigures (PNG + PDF + JSON sidecar) in {paths.FIGURES}, tables (CSV + JSON sidecar) in {paths.RESULTS}; "
-          "new / changed: files that did not exist / whose bytes differ from before the run")
+    print(
+        f"{'total':32s} {'':7s} {'':6s} {sum(len(r[2]) for r in rows):5d} {sum(len(r[3]) for r in rows):7d} "
+        f"{sum(r[4] for r in rows):7.0f}"
+    )
+    print(
+        f"\nfigures (PNG + PDF + JSON sidecar) in {paths.FIGURES}, tables (CSV + JSON sidecar) in {paths.RESULTS}; "
+        "new / changed: files that did not exist / whose bytes differ from before the run"
+    )
     for name, _, _, changed, _ in rows:
         for f in changed:
             print(f"  changed by {name}: {f}")
@@ -137,8 +143,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def _written_since(start_ns: int) -> list[Path]:
     """Files under figures/ and results/ modified since ``start_ns`` (time.time_ns())."""
-    return sorted(p for folder in (paths.FIGURES, paths.RESULTS) if folder.exists()
-                  for p in folder.rglob("*") if p.is_file() and p.stat().st_mtime_ns >= start_ns)
+    return sorted(
+        p
+        for folder in (paths.FIGURES, paths.RESULTS)
+        if folder.exists()
+        for p in folder.rglob("*")
+        if p.is_file() and p.stat().st_mtime_ns >= start_ns
+    )
 
 
 if __name__ == "__main__":

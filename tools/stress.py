@@ -22,8 +22,20 @@ LOGS = REPO / "build" / "stress"
 
 def nbval_command(notebooks: list[str]) -> list[str]:
     """The notebook half of ``make test``, for ``notebooks``."""
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
-            "--nbval-cell-timeout=900", "--nbval-sanitize-with", "notebooks/nbval_sanitize.cfg", *notebooks]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-cell-timeout=900",
+        "--nbval-sanitize-with",
+        "notebooks/nbval_sanitize.cfg",
+        *notebooks,
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
