@@ -19,8 +19,8 @@ from asam_lib.rcsl import RCSLConfig
 
 
 def ablation_editors() -> dict[str, Editor]:
-    """ASAM and its ablations (design section 7): no LAR (random variants of the same norm), no RCSL, no
-    asymmetry, each alternative RCSL objective, ASAM on FT-L instead of Patch, and RCSL alone (the
+    """ASAM and its ablations (docs/method.md, "Ablations and sensitivity"): no LAR (random variants of the
+    same norm), no RCSL, no asymmetry, each alternative RCSL objective, ASAM on FT-L instead of Patch, and RCSL alone (the
     variants enter only through H, not through their CE: lambda_adv = 0) at the default and at a large
     lambda_rank, which asks whether the rank term can carry the edit to the unit by itself."""
     return {

@@ -1,7 +1,7 @@
 """The ASAM editor: a base intrinsic editor + LAR variants + RCSL + asymmetric gradient flow.
 
 ASAM edits with the base editor's parameters (Patch by default, FT-L selectable) and its loop, but
-minimises (design section 7)
+minimises (docs/method.md, "The loss")
 
     L = CE(anchor -> y_new) + lambda_adv * mean_k CE(variant_k -> y_new) + lambda_rank * L_rank(H)
         + lambda_loc * KL(p_edit || p_pre) on locality support items  (+ the base editor's own terms)

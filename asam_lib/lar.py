@@ -1,8 +1,8 @@
 """LAR: Latent Adversarial Robustification - adversarial yet coherent variants of the edit input.
 
 The paper perturbs the edit input in the model's *joint latent space* and looks for variants on which the
-edit fails but whose meaning is unchanged. The details below are our reconstruction (design section 5);
-each is a field of :class:`LARConfig`.
+edit fails but whose meaning is unchanged. The details below are our reconstruction (docs/method.md, "LAR
+threat model"); each is a field of :class:`LARConfig`.
 
 Latent space. ``z`` is the language model's input sequence (projected image tokens and text embeddings,
 ``inputs_embeds``), ``(L, d)``; with ``LARConfig.block = b`` it is instead the hidden state after language
