@@ -20,9 +20,9 @@ from asam_lib.rcsl import RCSLConfig
 
 def ablation_editors() -> dict[str, Editor]:
     """ASAM and its ablations (docs/method.md, "Ablations and sensitivity"): no LAR (random variants of the
-    same norm), no RCSL, no asymmetry, each alternative RCSL objective, ASAM on FT-L instead of Patch, and RCSL alone (the
-    variants enter only through H, not through their CE: lambda_adv = 0) at the default and at a large
-    lambda_rank, which asks whether the rank term can carry the edit to the unit by itself."""
+    same norm), no RCSL, no asymmetry, each alternative RCSL objective, ASAM on FT-L instead of Patch, and RCSL
+    alone (the variants enter only through H, not through their CE: lambda_adv = 0) at the default and at a
+    large lambda_rank, which asks whether the rank term can carry the edit to the unit by itself."""
     return {
         "ASAM": ASAM(),
         "without LAR": ASAM(settings=ASAMSettings(variants="noise")),
