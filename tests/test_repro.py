@@ -96,3 +96,31 @@ def test_committed_figures_match_their_sidecars():
         files = json.loads(sidecar.read_text())["files"]
         for name, sha in files.items():
             assert provenance.sha256_file(png.parent / name) == sha, f"{name} differs from its sidecar {sidecar.name}"
+
+
+def test_a_reading_copy_keeps_outputs_and_drops_what_changes_between_runs():
+    import nbformat
+
+    from tools.run_notebooks import for_reading
+
+    notebook = nbformat.v4.new_notebook(
+        metadata={
+            "papermill": {"start_time": "2026-12-02T05:00", "parameters": {"quick": False}},
+            "widgets": {"state": {"a1b2": {}}},
+        }
+    )
+    cell = nbformat.v4.new_code_cell("print(1)", metadata={"papermill": {"duration": 1.5}, "execution": {"iopub": "t"}})
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=f"table written to {paths.REPO_ROOT}/results/x.csv\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="seconds per edit: 0.25\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "a1b2"}}),
+    ]
+    notebook.cells = [cell]
+    copy = for_reading(notebook)
+    assert copy.metadata == {"papermill": {"parameters": {"quick": False}}}
+    assert copy.cells[0].metadata == {}
+    assert [o.get("name", o.output_type) for o in copy.cells[0].outputs] == ["stdout", "display_data"]
+    assert copy.cells[0].outputs[0].text == "table written to <repository>/results/x.csv\n"
+    assert copy.cells[0].outputs[1].data == {"image/png": "iVBOR", "text/plain": "<Figure>"}
+    assert notebook.cells[0].outputs[1].name == "stderr", "the executed notebook itself is left as it is"

@@ -8,6 +8,10 @@ notebook and the cell named; at the end a table says, per notebook, how many fig
 wrote, how many files are new or changed bytes, and how long it took (after ``make figures`` on a clean
 checkout, nothing should have changed).
 
+A full run also writes each executed notebook, made reproducible (:func:`for_reading`), to
+``docs/notebooks/``, so a reader sees every figure, table and printed number without running anything:
+no timestamps, durations, absolute paths, widget ids or stderr (warnings and wall-clock times go there).
+
 ``--quick`` runs the quick configuration instead (only ``save_figures`` is set, so the files are written):
 ``make check-repro`` uses it. ``--checked-outputs`` runs the quick configuration and stores, in the
 notebook itself, the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (text only, no images) and no
@@ -34,6 +38,8 @@ QUICK_PARAMETERS = {"save_figures": True}
 QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # no progress bars in kernels we start
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "application/pdf")
+WIDGET_TYPE = "application/vnd.jupyter.widget-view+json"
+READING_COPIES = paths.REPO_ROOT / "docs" / "notebooks"
 
 
 def full_run_parameters(notebook: Path) -> dict:
@@ -86,6 +92,35 @@ def store_checked_outputs(notebook: Path, executed: Path) -> int:
     return marked
 
 
+def for_reading(executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``executed`` without what changes from run to run: papermill's and Jupyter's timing metadata (the
+    parameters are kept), stderr streams (warnings, progress bars and wall-clock times), live widgets (their
+    ids are random) and the repository's absolute path in any text."""
+    notebook = nbformat.from_dict(executed)
+    parameters = notebook.metadata.get("papermill", {}).get("parameters")
+    notebook.metadata.pop("papermill", None)
+    notebook.metadata.pop("widgets", None)
+    if parameters is not None:
+        notebook.metadata["papermill"] = {"parameters": parameters}
+    for cell in notebook.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            if output.get("name") == "stderr":
+                continue
+            if "data" in output:
+                output.data = {k: v for k, v in output.data.items() if k != WIDGET_TYPE}
+                if not output.data:
+                    continue
+            kept.append(output)
+        cell.outputs = kept
+    text = nbformat.writes(notebook).replace(str(paths.REPO_ROOT), "<repository>")
+    return nbformat.reads(text, as_version=4)
+
+
 def _text_only(output: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
     """``output`` without image data and metadata (None if nothing is left)."""
     if "data" not in output:
@@ -118,7 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     for nb in args.notebooks:
         print(f"running {nb.name} ...", flush=True)
         before, started = _snapshot(), time.time_ns()
-        _, seconds = run(nb.resolve(), QUICK_PARAMETERS if args.quick else full_run_parameters(nb), args.executed)
+        out, seconds = run(nb.resolve(), QUICK_PARAMETERS if args.quick else full_run_parameters(nb), args.executed)
+        if not args.quick:
+            copy = paths.ensure(READING_COPIES) / nb.name
+            copy.write_text(nbformat.writes(for_reading(nbformat.read(out, as_version=4))) + "\n")
         after = _snapshot()
         new = sorted(f for f in after if f not in before)
         changed = sorted(f for f, h in after.items() if f in before and before[f] != h)
