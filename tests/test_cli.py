@@ -32,28 +32,15 @@ def assets(tmp_path_factory, small_world, tiny_parts):
     return root / "model", export_mmedit(small_world, root / "data", "vqa")
 
 
-def _study(assets, out, *extra):
+def _study_argv(assets, out, *extra):
+    """The command line of the small study every test runs (``extra``: further options)."""
     model, data = assets
-    return main(
-        [
-            "study",
-            "--model",
-            str(model),
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--methods",
-            "FT-L,Patch",
-            "--n-edits",
-            str(N_EDITS),
-            "--steps",
-            "2",
-            "--n-support",
-            "2",
-            *extra,
-        ]
-    )
+    options = ["--model", model, "--data", data, "--out", out, "--methods", "FT-L,Patch", "--n-edits", N_EDITS]
+    return ["study", *map(str, options), "--steps", "2", "--n-support", "2", *extra]
+
+
+def _study(assets, out, *extra):
+    return main(_study_argv(assets, out, *extra))
 
 
 def _lines(path):
@@ -347,8 +334,7 @@ def test_shards_of_a_slurm_array_and_merge_give_the_tables_of_one_process(assets
 
 
 def test_two_processes_under_torchrun_give_the_tables_of_one(assets, uninterrupted, tmp_path):
-    model, data = assets
-    command = [
+    launcher = [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -357,24 +343,8 @@ def test_two_processes_under_torchrun_give_the_tables_of_one(assets, uninterrupt
         "2",
         "-m",
         "asam_lib",
-        "study",
-        "--model",
-        str(model),
-        "--data",
-        str(data),
-        "--out",
-        str(tmp_path),
-        "--methods",
-        "FT-L,Patch",
-        "--n-edits",
-        str(N_EDITS),
-        "--steps",
-        "2",
-        "--n-support",
-        "2",
-        "--sequential",
-        "1,2",
     ]
+    command = [*launcher, *_study_argv(assets, tmp_path, "--sequential", "1,2")]
     done = subprocess.run(
         command,
         env={**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"},
