@@ -109,6 +109,7 @@ def test_a_reading_copy_keeps_outputs_and_drops_what_changes_between_runs():
             "widgets": {"state": {"a1b2": {}}},
         }
     )
+    injected = nbformat.v4.new_code_cell("quick = False", metadata={"tags": ["injected-parameters"]})
     cell = nbformat.v4.new_code_cell("print(1)", metadata={"papermill": {"duration": 1.5}, "execution": {"iopub": "t"}})
     cell.outputs = [
         nbformat.v4.new_output("stream", name="stdout", text=f"table written to {paths.REPO_ROOT}/results/x.csv\n"),
@@ -116,11 +117,13 @@ def test_a_reading_copy_keeps_outputs_and_drops_what_changes_between_runs():
         nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure>"}),
         nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "a1b2"}}),
     ]
-    notebook.cells = [cell]
+    notebook.cells = [injected, cell]
     copy = for_reading(notebook)
+    assert copy.cells[0].id == "injected-parameters", "papermill's random id of the cell it injects is replaced"
+    copy.cells = copy.cells[1:]
     assert copy.metadata == {"papermill": {"parameters": {"quick": False}}}
     assert copy.cells[0].metadata == {}
     assert [o.get("name", o.output_type) for o in copy.cells[0].outputs] == ["stdout", "display_data"]
     assert copy.cells[0].outputs[0].text == "table written to <repository>/results/x.csv\n"
     assert copy.cells[0].outputs[1].data == {"image/png": "iVBOR", "text/plain": "<Figure>"}
-    assert notebook.cells[0].outputs[1].name == "stderr", "the executed notebook itself is left as it is"
+    assert notebook.cells[1].outputs[1].name == "stderr", "the executed notebook itself is left as it is"

@@ -95,7 +95,7 @@ def store_checked_outputs(notebook: Path, executed: Path) -> int:
 def for_reading(executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """``executed`` without what changes from run to run: papermill's and Jupyter's timing metadata (the
     parameters are kept), stderr streams (warnings, progress bars and wall-clock times), live widgets (their
-    ids are random) and the repository's absolute path in any text."""
+    ids are random), the random id papermill gives the cell it injects, and the repository's absolute path."""
     notebook = nbformat.from_dict(executed)
     parameters = notebook.metadata.get("papermill", {}).get("parameters")
     notebook.metadata.pop("papermill", None)
@@ -103,6 +103,8 @@ def for_reading(executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
     if parameters is not None:
         notebook.metadata["papermill"] = {"parameters": parameters}
     for cell in notebook.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
