@@ -66,12 +66,9 @@ def targets_table(results: Path) -> str:
 
 def ablation_table(results: Path) -> str:
     table = pd.read_csv(results / "04_ablations.csv")
-    order = {
-        m: i for i, m in enumerate(["Patch", *ablation_editors()])
-    }  # the notebook's reading order (the CSV is sorted by name)
-    table = table.sort_values(
-        "method", key=lambda names: names.map(order).fillna(len(order)), kind="stable"
-    )  # unknown names last
+    # the notebook's reading order (the CSV is sorted by name); names it does not know go last
+    order = {m: i for i, m in enumerate(["Patch", *ablation_editors()])}
+    table = table.sort_values("method", key=lambda names: names.map(order).fillna(len(order)), kind="stable")
     table[METRICS] = table[METRICS].map("{:.3f}".format)
     return markdown(table[["method", *METRICS]])
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,21 +20,8 @@ LOGS = REPO / "build" / "stress"
 
 
 def nbval_command(notebooks: list[str]) -> list[str]:
-    """The notebook half of ``make test``, for ``notebooks``."""
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--nbval-lax",
-        "--nbval-current-env",
-        "--nbval-cell-timeout=900",
-        "--nbval-sanitize-with",
-        "notebooks/nbval_sanitize.cfg",
-        *notebooks,
-    ]
+    """The notebook half of ``make test`` (its ``test-notebooks`` target), for ``notebooks``."""
+    return ["make", "--no-print-directory", "test-notebooks", f"NOTEBOOKS={' '.join(notebooks)}"]
 
 
 def main(argv: list[str] | None = None) -> int:
