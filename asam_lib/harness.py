@@ -30,7 +30,7 @@ from asam_lib.progress import tqdm
 from asam_lib.prompting import Item, PromptEncoder, score_items
 from asam_lib.records import EditRecord, load_records
 from asam_lib.seeding import numpy_rng
-from asam_lib.units import KnowledgeUnit, unit_from_world, with_latent_distances
+from asam_lib.units import KnowledgeUnit, unit_from_record, unit_from_world, with_known, with_latent_distances
 from asam_lib.world import RELATIONS, World
 
 SUPPORT_STREAM = "support"  # images of support-pool entities used while editing
@@ -49,14 +49,28 @@ class HarnessConfig:
     unit_text: int = 8  # evaluated members per kind of the knowledge unit
     unit_image: int = 8
     unit_both: int = 16
+    hard_strength: float = 2.0  # image transform strength of the hard tier's members (asam_lib.units); 0: no hard tier
+    split: str = "report"  # which edits: "report" (every reported table), "dev" (choosing defaults) or "all"
 
 
 @dataclass
 class EditCase:
+    """One edit: its record, its knowledge ``unit`` (standard tier), the request an editor sees, the locality
+    evaluation items, and the units of the other evaluation tiers: ``hard_unit`` (None if not built) and
+    ``binary_unit``, the record's own four members as MMEdit measures them (one rephrased question, one other
+    image). Every unit's members carry ``known`` (the unedited model answers them)."""
+
     record: EditRecord
     unit: KnowledgeUnit
     request: EditRequest
     locality: list[Item]
+    hard_unit: KnowledgeUnit | None = None
+    binary_unit: KnowledgeUnit | None = None
+
+    def tiers(self) -> dict[str, KnowledgeUnit]:
+        """Tier name -> unit, for every tier this case has (``standard`` first)."""
+        units = {"standard": self.unit, "hard": self.hard_unit, "binary": self.binary_unit}
+        return {tier: unit for tier, unit in units.items() if unit is not None}
 
     def __repr__(self) -> str:
         change = f"{self.unit.old_answer!r} -> {self.unit.new_answer!r}"
@@ -89,6 +103,20 @@ def known_records(model, encoder: PromptEncoder, records: Sequence[EditRecord]) 
     return [r for r, s in zip(records, scores) if s["exact"] == 1.0 and r.alt != r.pred]
 
 
+SPLITS = ("report", "dev", "all")
+DEV_ENTITY_EVERY = 4  # every 4th image entity's facts are the development split
+
+
+def in_split(record: EditRecord, split: str) -> bool:
+    """Whether a world record belongs to ``split``: ``"dev"`` holds the facts of every
+    :data:`DEV_ENTITY_EVERY`-th image entity (defaults are chosen on them), ``"report"`` the others (every
+    reported table), ``"all"`` both. The two splits edit disjoint facts."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    dev = record.extra["entity"] % DEV_ENTITY_EVERY == DEV_ENTITY_EVERY - 1
+    return split == "all" or dev == (split == "dev")
+
+
 def build_cases(
     model,
     encoder: PromptEncoder,
@@ -108,6 +136,7 @@ def build_cases(
         if known is not None
         else known_records(model, encoder, load_records(exported_benchmark(world, config.task)))
     )
+    records = [r for r in records if in_split(r, config.split)]
     order = numpy_rng(seed, "cases", config.task).permutation(len(records))[start : config.n_edits]
     pools = locality_pools(world)
     return [world_case(model, encoder, world, config, records[int(i)], seed, layer, pools) for i in order]
@@ -127,8 +156,15 @@ def world_case(
     distances at ``layer``, locality support, evaluation and memory items, each from a random stream of
     its own (seed, record), so a case never depends on which other cases are built."""
     pools = pools or locality_pools(world)
-    unit = unit_from_world(world, record, config.unit_text, config.unit_image, config.unit_both, seed=seed)
-    unit = with_latent_distances(model, encoder, unit, layer)
+    sizes = (config.unit_text, config.unit_image, config.unit_both)
+    unit = with_known(
+        model, encoder, with_latent_distances(model, encoder, unit_from_world(world, record, *sizes, seed), layer)
+    )
+    hard = None
+    if config.hard_strength > 0:
+        hard = unit_from_world(world, record, *sizes, seed, tier="hard", hard_strength=config.hard_strength)
+        hard = with_known(model, encoder, with_latent_distances(model, encoder, hard, layer))
+    binary = with_known(model, encoder, unit_from_record(record))
     entity = record.extra["entity"]
 
     def draw(stream: str, text_pool, image_pool, n: int, images: str) -> list[Item]:
@@ -142,7 +178,7 @@ def world_case(
     request = EditRequest(
         record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}", memory=memory
     )
-    return EditCase(record, unit, request, locality)
+    return EditCase(record, unit, request, locality, hard, binary)
 
 
 def editor_config(editor: Editor) -> str:
@@ -169,18 +205,31 @@ def edit_and_evaluate(
     ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a
     list, receives per-member rows; ``unedited``: see :meth:`asam_lib.editing.Editor.edit`."""
     handle = editor.edit(model, encoder, case.request, seed=seed, unedited=unedited)
-    member_rows: list[dict] = []
     try:
-        metrics = evaluate_edit(model, encoder, case.unit, reference, member_rows)
+        metrics, member_rows = evaluate_tiers(model, encoder, case, reference)
     finally:
         handle.restore()
     base = {"method": method, "config": editor_config(editor), "seed": seed, "task": task, "case": case.request.name}
     if members is not None:
-        members += [{**base, **m} for m in member_rows]
+        members += [{**base, **m} for m in member_rows if m["tier"] != "binary"]
     return [{**base, **m} for m in metrics] + [
-        {**base, "metric": "seconds", "protocol": "wall", "value": handle.seconds},
-        {**base, "metric": "steps", "protocol": "count", "value": float(handle.steps)},
+        {**base, "tier": "standard", "metric": "seconds", "protocol": "wall", "value": handle.seconds},
+        {**base, "tier": "standard", "metric": "steps", "protocol": "count", "value": float(handle.steps)},
     ]
+
+
+def evaluate_tiers(model, encoder: PromptEncoder, case: EditCase, reference) -> tuple[list[dict], list[dict]]:
+    """Metric rows and per-member rows of the current (edited) model on every tier of ``case``, each row
+    tagged with its ``tier``. Reliability and locality belong to the standard tier (they do not depend on
+    the unit), so the other tiers report generality and unit consistency only."""
+    rows, member_rows = [], []
+    for tier, unit in case.tiers().items():
+        tier_members: list[dict] = []
+        standard = tier == "standard"
+        metrics = evaluate_edit(model, encoder, unit, reference if standard else None, tier_members)
+        rows += [{"tier": tier, **m} for m in metrics if standard or m["metric"] != "Rel"]
+        member_rows += [{"tier": tier, **m} for m in tier_members]
+    return rows, member_rows
 
 
 def run_single(
@@ -235,6 +284,7 @@ def run_sequential(
                     "seed": seed,
                     "task": task,
                     "case": old.request.name,
+                    "tier": "standard",
                     "T": t,
                     "edit_index": age,
                 }

@@ -8,6 +8,10 @@ which is the same event as greedy decoding producing the target).
 - ``T-Gen`` / ``I-Gen`` / ``TI-Gen``: the unit's ``eval`` members of kind ``text`` / ``image`` / ``both``.
 - ``Unit``: unit consistency, all ``eval`` members of the unit together.
 
+When the unit's members carry ``known`` (:func:`asam_lib.units.with_known`), each of these also has an
+``exact_known`` row: the exact-match share over the members the *unedited* model answered correctly (NaN
+when there are none), the primary number of the hard tier.
+
 Locality compares the edited model with the unedited one on unrelated items (text-only for ``T-Loc``,
 other entities' images for ``I-Loc``):
 
@@ -84,10 +88,14 @@ def evaluate_edit(
     targets = answer_targets(batch)
     rows = []
     hits = [(p == t).float() for p, t in zip(preds[: len(members)], targets[: len(members)])]
-    for kind, name in GEN_NAMES.items():
-        chosen = [h for m, h in zip(members, hits) if m.kind == kind]
-        rows.append({"metric": name, "protocol": "token_acc", "value": _mean([h.mean().item() for h in chosen])})
-        rows.append({"metric": name, "protocol": "exact", "value": _mean([float(h.all()) for h in chosen])})
+    with_known = all(m.known is not None for m in members)
+    for kind, name in [*GEN_NAMES.items(), (None, "Unit")]:
+        chosen = [(m, h) for m, h in zip(members, hits) if m.kind == kind or (kind is None and m.kind != "anchor")]
+        rows.append({"metric": name, "protocol": "token_acc", "value": _mean([h.mean().item() for _, h in chosen])})
+        rows.append({"metric": name, "protocol": "exact", "value": _mean([float(h.all()) for _, h in chosen])})
+        if with_known:
+            known = [float(h.all()) for m, h in chosen if m.known]
+            rows.append({"metric": name, "protocol": "exact_known", "value": _mean(known)})
     if member_rows is not None:
         for m, h in zip(members, hits):
             member_rows.append(
@@ -96,12 +104,10 @@ def evaluate_edit(
                     "text_distance": m.text_distance,
                     "image_distance": m.image_distance,
                     "latent_distance": m.latent_distance,
+                    "known": m.known,
                     "exact": float(h.all()),
                 }
             )
-    evaluated = [h for m, h in zip(members, hits) if m.kind != "anchor"]
-    rows.append({"metric": "Unit", "protocol": "token_acc", "value": _mean([h.mean().item() for h in evaluated])})
-    rows.append({"metric": "Unit", "protocol": "exact", "value": _mean([float(h.all()) for h in evaluated])})
     if reference is not None:
         n = len(members)
         loc_logits, loc_batch = logits[n:], _slice_batch(batch, n)

@@ -60,11 +60,24 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+# Values a parameter can take at all (beyond strength 1 a draw is clipped to them): the object stays on the
+# canvas, the background is a grey level, the noise is a standard deviation. At strength 1 no draw reaches them.
+VALID_RANGES: dict[str, tuple[float, float]] = {
+    "dx": (-1.0, 1.0),
+    "dy": (-1.0, 1.0),
+    "scale": (0.3, 1.0),
+    "background": (0.0, 1.0),
+    "noise": (0.0, 1.0),
+}
+
+
 def sample_params(rng: np.random.Generator, strength: float = 1.0) -> ImageParams:
-    """Draw image parameters uniformly within ``strength`` times each parameter's half-range."""
+    """Draw image parameters uniformly within ``strength`` times each parameter's half-range, clipped to
+    :data:`VALID_RANGES` (strength 2 is the hard evaluation tier's shift, see :mod:`asam_lib.units`)."""
     values = {}
     for name, (centre, half) in PARAM_RANGES.items():
-        values[name] = centre + strength * half * rng.uniform(-1.0, 1.0)
+        low, high = VALID_RANGES.get(name, (-np.inf, np.inf))
+        values[name] = float(np.clip(centre + strength * half * rng.uniform(-1.0, 1.0), low, high))
     return ImageParams(**values)
 
 

@@ -49,13 +49,16 @@ class Job:
     device_map: str | None = None  # e.g. "cuda:0" or "auto" (None: the CPU)
     data: str | None = None  # an MMEdit-format file of the job's task (None: the embedded world's benchmark)
     image_root: str | None = None  # what the file's image paths are relative to (None: its folder)
+    split: str = "report"  # the embedded world's edits: "report" or "dev" (asam_lib.harness.in_split)
 
     def __repr__(self) -> str:
         assets = "".join(
             f", {name} {value}" for name, value in [("model", self.model_folder), ("data", self.data)] if value
         )
         cases = f"cases {self.start}-{self.n_edits - 1}" if self.start else f"{self.n_edits} edits"
-        return f"Job({self.group}, {self.mode}, {self.task}, seed {self.seed}, {cases}, {list(self.editors)}{assets})"
+        split = "" if self.split == "report" else f", {self.split} split"
+        what = f"{self.group}, {self.mode}, {self.task}, seed {self.seed}, {cases}{split}"
+        return f"Job({what}, {list(self.editors)}{assets})"
 
 
 def split(job: Job, parts: int) -> list[Job]:
@@ -116,10 +119,10 @@ def _cases(job: Job):
         return prefix_cases(model, encoder, _records(job.data, job.image_root, job.task), job.n_edits, job.seed)[
             job.start :
         ]
-    built = _CASES.setdefault((model_key, job.task, job.seed), {})
+    built = _CASES.setdefault((model_key, job.task, job.seed, job.split), {})
     for i in range(job.start, job.n_edits):
         if i not in built:
-            config = HarnessConfig(task=job.task, n_edits=i + 1)
+            config = HarnessConfig(task=job.task, n_edits=i + 1, split=job.split)
             built.update(
                 enumerate(
                     build_cases(

@@ -9,6 +9,19 @@ distance from the anchor: ``text_distance`` (number of template parts that diffe
 
 Generality of an edit is the share of ``eval`` members predicted as the new target; T-Gen, I-Gen and
 TI-Gen are its ``text``, ``image`` and ``both`` slices.
+
+Two evaluation tiers of the same fact (:data:`TIERS`, :func:`unit_from_world`):
+
+- ``standard``: other images of the entity drawn like the pretraining images (transform strength 1), and
+  other phrasings of the relation (training and held-out combinations);
+- ``hard`` [reconstruction: this companion's, not the paper's]: images drawn at ``hard_strength`` times the
+  pretraining ranges (default 2: larger shifts, scales, rotations, hue, brightness, background and noise,
+  clipped to valid values), and only held-out phrasings whose *core* differs from the edit question's. The
+  shipped model saw every core phrasing in pretraining (in other combinations); a core held out of
+  pretraining altogether would need a retrained model. The unedited model fails on some hard members, so
+  metrics are also reported over the members it answers correctly (:attr:`Member.known`,
+  :func:`with_known`): an edit cannot be expected to generalise to an input on which the fact itself is not
+  recognised.
 """
 
 from __future__ import annotations
@@ -20,13 +33,16 @@ from PIL import Image
 
 from asam_lib.architectures import edit_layer_mlp
 from asam_lib.hooks import module_input
+from asam_lib.prompting import score_items
 from asam_lib.records import EditRecord
 from asam_lib.render import param_distance
 from asam_lib.seeding import numpy_rng
 from asam_lib.world import Question, World
 
 KINDS = ("anchor", "text", "image", "both")
+TIERS = ("standard", "hard")
 EVAL_STREAM = "eval"
+HARD_STREAM = "hard"  # the hard tier's images: a stream of their own, drawn at hard_strength
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,7 @@ class Member:
     text_distance: float
     image_distance: float
     latent_distance: float = float("nan")  # set by with_latent_distances
+    known: bool | None = None  # the unedited model answers it with the old answer (set by with_known)
 
 
 @dataclass
@@ -95,32 +112,41 @@ def unit_from_world(
     n_image: int = 8,
     n_both: int = 16,
     seed: int = 0,
+    tier: str = "standard",
+    hard_strength: float = 2.0,
 ) -> KnowledgeUnit:
     """The large unit of a world edit request (a record exported by :mod:`asam_lib.benchmark`).
 
     ``text`` members: other phrasings of the relation with the anchor image; ``image`` members: other
-    held-out images of the entity with the anchor question; ``both``: other phrasings with other images.
-    Sizes are capped by ``n_*`` (seeded subsample).
+    images of the entity with the anchor question; ``both``: other phrasings with other images. Sizes are
+    capped by ``n_*`` (seeded subsample). ``tier``: ``"standard"`` (held-out images of the evaluation
+    stream, every other phrasing) or ``"hard"`` (images at ``hard_strength``, held-out phrasings with another
+    core; see the module docstring). The anchor is the same in both tiers.
     """
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; choose one of {TIERS}")
     entity, relation = record.extra.get("entity"), record.extra.get("relation")
     if entity is None or relation is None:
         raise ValueError(
             f"record {record.index} has no 'entity'/'relation' fields: use unit_from_record for MMEdit data"
         )
-    rng = numpy_rng(seed, "unit", entity, relation)
+    rng = numpy_rng(seed, "unit", entity, relation, *(() if tier == "standard" else (tier,)))
     anchor_q = _find_phrasing(world, relation, record.src)
     anchor_index = int(record.image_path.rsplit("_", 1)[1].split(".")[0])
     anchor_params = world.image_params(entity, EVAL_STREAM, anchor_index)
     anchor_image = world.image(entity, EVAL_STREAM, anchor_index)
     others_q = [q for q in world.phrasings(relation) if q != anchor_q]
     image_ids = [k for k in range(anchor_index + 1, anchor_index + 1 + max(n_image, n_both))]
+    stream, strength = (EVAL_STREAM, None) if tier == "standard" else (HARD_STREAM, hard_strength)
+    if tier == "hard":
+        others_q = [q for q in others_q if q.heldout and q.parts[1] != anchor_q.parts[1]]
 
     def pick(pool: list, n: int) -> list:
         return [pool[i] for i in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))]
 
     def image_member(k: int):
-        return world.image(entity, EVAL_STREAM, k), param_distance(
-            world.image_params(entity, EVAL_STREAM, k), anchor_params
+        return world.image(entity, stream, k, strength=strength), param_distance(
+            world.image_params(entity, stream, k, strength), anchor_params
         )
 
     members = [Member(record.src, anchor_image, "anchor", "support", 0.0, 0.0)]
@@ -133,7 +159,8 @@ def unit_from_world(
         img, dist = image_member(image_ids[int(rng.integers(len(image_ids)))])
         members.append(Member(q.render(), img, "both", "eval", float(q.paraphrase_distance(anchor_q)), dist))
     ent = world.entities[entity]
-    return KnowledgeUnit(record.src, record.pred, record.alt, members, name=f"{ent.caption} / {relation}")
+    suffix = "" if tier == "standard" else f" ({tier} tier)"
+    return KnowledgeUnit(record.src, record.pred, record.alt, members, name=f"{ent.caption} / {relation}{suffix}")
 
 
 def member_items(members: list[Member], answer: str) -> list[tuple[str, str, Image.Image | None]]:
@@ -149,4 +176,13 @@ def with_latent_distances(model, encoder, unit: KnowledgeUnit, layer: int) -> Kn
     states = inputs[torch.arange(len(unit.members)), batch.answer_start - 1]
     distances = 1 - torch.nn.functional.cosine_similarity(states, states[0:1].expand_as(states), dim=-1)
     members = [replace(m, latent_distance=float(d)) for m, d in zip(unit.members, distances.clamp_min(0))]
+    return KnowledgeUnit(unit.src, unit.old_answer, unit.new_answer, members, unit.name)
+
+
+def with_known(model, encoder, unit: KnowledgeUnit) -> KnowledgeUnit:
+    """A copy of ``unit`` whose members carry ``known``: whether ``model`` (the unedited one) answers each
+    with the unit's old answer (exact match)."""
+    with torch.no_grad():
+        scores = score_items(model, encoder, member_items(unit.members, unit.old_answer))
+    members = [replace(m, known=s["exact"] == 1.0) for m, s in zip(unit.members, scores)]
     return KnowledgeUnit(unit.src, unit.old_answer, unit.new_answer, members, unit.name)

@@ -180,7 +180,7 @@ class World:
         if not 2 <= config.n_entities <= n_kinds:
             raise ValueError(f"n_entities={config.n_entities} must be between 2 and {n_kinds}")
         self.config = config
-        self._images: dict[tuple[int, str, int], Image.Image] = {}
+        self._images: dict[tuple[int, str, int, float | None], Image.Image] = {}
         rng = numpy_rng(config.seed, "entities")
         looks = list(itertools.product(SHAPES, COLOURS, PATTERNS))
         chosen = rng.permutation(len(looks))[: config.n_entities]
@@ -233,21 +233,26 @@ class World:
         return RELATIONS[relation]["answers"]
 
     # -------------------------------------------------------------------- images
-    def image_params(self, entity: int, stream: str, index: int) -> ImageParams:
-        """Parameters of image ``index`` of ``entity`` in a named stream ("pretrain", "eval", ...)."""
-        return sample_params(numpy_rng(self.config.seed, "params", stream, entity, index), self.config.image_strength)
+    def image_params(self, entity: int, stream: str, index: int, strength: float | None = None) -> ImageParams:
+        """Parameters of image ``index`` of ``entity`` in a named stream ("pretrain", "eval", ...), drawn at
+        ``strength`` times the world's ranges (None: ``config.image_strength``)."""
+        strength = self.config.image_strength if strength is None else strength
+        return sample_params(numpy_rng(self.config.seed, "params", stream, entity, index), strength)
 
-    def image(self, entity: int, stream: str, index: int, params: ImageParams | None = None) -> Image.Image:
-        """Image ``index`` of ``entity`` in ``stream``; pass ``params`` to render a chosen variation.
+    def image(
+        self, entity: int, stream: str, index: int, params: ImageParams | None = None, strength: float | None = None
+    ) -> Image.Image:
+        """Image ``index`` of ``entity`` in ``stream``; pass ``params`` to render a chosen variation, or
+        ``strength`` to draw its parameters at another transform strength (see :meth:`image_params`).
 
         Images of a stream are rendered once and kept (the last :data:`IMAGE_CACHE_SIZE`): the same image
         object comes back on the next call, so treat it as read-only."""
         if params is not None:
             return self._render(entity, stream, index, params)
-        key = (entity, stream, index)
+        key = (entity, stream, index, strength)
         image = self._images.pop(key, None)
         if image is None:
-            image = self._render(entity, stream, index, self.image_params(entity, stream, index))
+            image = self._render(entity, stream, index, self.image_params(entity, stream, index, strength))
             if len(self._images) >= IMAGE_CACHE_SIZE:
                 del self._images[next(iter(self._images))]
         self._images[key] = image  # most recently used last

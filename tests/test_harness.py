@@ -8,6 +8,7 @@ from asam_lib.benchmark import locality_pools
 from asam_lib.harness import (
     HarnessConfig,
     build_cases,
+    in_split,
     run_sequential,
     run_single,
     save_table,
@@ -65,8 +66,19 @@ def test_single_and_sequential_runs_give_tidy_rows_and_restore_the_model(setup):
     before = weights(model)
     single = run_single(model, encoder, {"Patch": Patch()}, cases[:2], seed=0)
     assert set(single.metric) == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds", "steps"}
-    assert set(single.protocol) == {"token_acc", "exact", "answer_span", "easyedit_topk", "wall", "count"}
+    assert set(single.protocol) == {
+        "token_acc",
+        "exact",
+        "exact_known",
+        "answer_span",
+        "easyedit_topk",
+        "wall",
+        "count",
+    }
     assert single[single.metric.eq("Rel") & single.protocol.eq("exact")].value.eq(1.0).all()
+    assert set(single.tier) == {"standard", "hard", "binary"}
+    other_tiers = single[single.tier.ne("standard")]
+    assert set(other_tiers.metric) == {"T-Gen", "I-Gen", "TI-Gen", "Unit"}  # Rel and locality: standard tier only
     sequential = run_sequential(model, encoder, "Patch", Patch(), cases, seed=0, checkpoints=(1, 3))
     assert sorted(sequential.groupby("T").case.nunique().to_dict().items()) == [(1, 1), (3, 3)]
     after = model.state_dict()
@@ -118,3 +130,38 @@ def test_a_saved_table_reads_back_as_its_tidy_form(tmp_path):
     saved = pd.read_csv(save_table(table, "t", tmp_path))
     pd.testing.assert_frame_equal(saved, expected, check_dtype=False)
     assert tidy(expected).equals(expected)
+
+
+def test_the_hard_tier_shifts_images_and_phrasings_and_marks_the_members_the_model_knows(setup):
+    _, _, world, cases = setup
+    for case in cases:
+        standard, hard = case.unit, case.hard_unit
+        assert hard.anchor.question == standard.anchor.question and hard.anchor.known
+        anchor_core = next(q for q in world.phrasings(case.record.extra["relation"]) if q.render() == hard.src).parts[1]
+        for m in hard.select("text") + hard.select("both"):
+            q = next(q for q in world.phrasings(case.record.extra["relation"]) if q.render() == m.question)
+            assert q.heldout and q.parts[1] != anchor_core
+        assert all(isinstance(m.known, bool) for m in hard.members + standard.members)
+    standard_distance = [m.image_distance for c in cases for m in c.unit.select("image")]
+    hard_distance = [m.image_distance for c in cases for m in c.hard_unit.select("image")]
+    assert sum(hard_distance) / len(hard_distance) > 1.3 * sum(standard_distance) / len(standard_distance)
+
+
+def test_the_binary_tier_is_the_records_own_rephrase_and_other_image(setup):
+    _, _, _, cases = setup
+    for case in cases:
+        binary = case.binary_unit
+        assert [m.kind for m in binary.members] == ["anchor", "text", "image", "both"]
+        assert binary.select("text")[0].question == case.record.rephrase
+
+
+def test_the_dev_and_report_splits_edit_disjoint_facts(setup):
+    model, encoder, world, _ = setup
+    small = dict(n_support=2, n_locality=2, unit_text=2, unit_image=2, unit_both=2, hard_strength=0.0)
+    dev = build_cases(model, encoder, world, HarnessConfig(n_edits=6, split="dev", **small), seed=0)
+    report = build_cases(model, encoder, world, HarnessConfig(n_edits=6, **small), seed=0)
+    assert all(in_split(c.record, "dev") and not in_split(c.record, "report") for c in dev)
+    assert {c.record.extra["entity"] for c in dev}.isdisjoint(c.record.extra["entity"] for c in report)
+    assert all(c.hard_unit is None for c in dev)
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        in_split(dev[0].record, "test")

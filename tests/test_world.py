@@ -82,4 +82,21 @@ def test_images_are_rendered_once_and_equal_a_fresh_render(monkeypatch):
     small.image(0, "eval", 1)
     small.image(0, "eval", 0)  # refreshes image 0
     small.image(0, "eval", 2)  # evicts image 1, the least recently used
-    assert set(small._images) == {(0, "eval", 0), (0, "eval", 2)} and small.image(0, "eval", 0) is a
+    assert set(small._images) == {(0, "eval", 0, None), (0, "eval", 2, None)} and small.image(0, "eval", 0) is a
+
+
+def test_stronger_transforms_stay_valid_and_strength_one_draws_are_unchanged():
+    import numpy as np
+
+    from asam_lib.render import PARAM_RANGES, VALID_RANGES, sample_params
+
+    for seed in range(200):
+        params = sample_params(np.random.default_rng(seed), strength=3.0).to_dict()
+        assert all(low <= params[name] <= high for name, (low, high) in VALID_RANGES.items())
+        rng, reference = np.random.default_rng(seed), np.random.default_rng(seed)
+        drawn = sample_params(rng).to_dict()
+        expected = {n: round(c + h * reference.uniform(-1.0, 1.0), 6) for n, (c, h) in PARAM_RANGES.items()}
+        assert drawn == expected  # strength 1 never reaches the clip, so the standard tier's images are unchanged
+    world = World()
+    assert world.image(3, "hard", 5, strength=2.0) is world.image(3, "hard", 5, strength=2.0)
+    assert world.image(3, "hard", 5, strength=2.0) is not world.image(3, "hard", 5)
