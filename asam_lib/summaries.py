@@ -1,6 +1,11 @@
-"""Summaries of the study's tidy rows: the paper's claim as targets, the ablation table, the share of a
-generality gap a method closes, and consistency against distance. Pure functions of tables, so notebook 04
-and its tests compute them the same way.
+"""Summaries of the study's tidy rows: means with intervals over seeds *and* edits, paired differences of
+two methods on the same edits, the paper's claim as targets, the ablation table, the share of a generality
+gap a method closes, and consistency against distance. Pure functions of tables, so notebook 04 and its tests
+compute them the same way.
+
+Intervals are 95% bootstrap intervals of a crossed bootstrap: each replicate resamples the seeds and,
+independently, the edits (by case name, so one fact edited under several seeds is resampled as one), and
+averages the per-edit values it selected, each with its multiplicity.
 
 **[reconstruction]** The thresholds of :data:`TARGETS` are this companion's reading of the paper's claim
 (ASAM closes its base editor's generality gap at little cost in reliability, locality and time); the paper
@@ -12,11 +17,77 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from asam_lib.methods import GENERALITY_METRICS, METRICS
 
 EXACT_PROTOCOLS = ("exact", "answer_span")  # the protocol of every metric in the main table
+# The primary protocol of each tier: exact match; on the hard tier over the members the unedited model knows.
+PRIMARY_PROTOCOL = {"standard": "exact", "hard": "exact_known", "binary": "exact"}
+LOCALITY_METRICS = ("T-Loc", "I-Loc")
+
+
+def primary_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each tier's primary protocol (:data:`PRIMARY_PROTOCOL`; ``answer_span`` for locality),
+    the metrics of :data:`METRICS` only, NaN values (no known member) dropped."""
+    tier = rows["tier"] if "tier" in rows else pd.Series("standard", index=rows.index)
+    wanted = tier.map(PRIMARY_PROTOCOL).where(~rows.metric.isin(LOCALITY_METRICS), "answer_span")
+    chosen = rows[(rows.protocol == wanted) & rows.metric.isin(METRICS)]
+    return chosen.dropna(subset=["value"])
+
+
+def crossed_bootstrap(values: pd.Series, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-edit ``values`` (indexed by ``seed`` and ``case``) and its 95% interval from a bootstrap
+    that resamples seeds and edits independently (module docstring); a fixed bootstrap seed."""
+    matrix = values.groupby(level=["seed", "case"]).mean().unstack("case")
+    present = matrix.notna().to_numpy(float)
+    filled = matrix.fillna(0.0).to_numpy(float)
+    if present.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_cases = filled.shape
+    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot).astype(float)
+    case_weights = rng.multinomial(n_cases, np.full(n_cases, 1 / n_cases), size=n_boot).astype(float)
+    total = np.einsum("bs,sc,bc->b", seed_weights, filled, case_weights)
+    count = np.einsum("bs,sc,bc->b", seed_weights, present, case_weights)
+    means = total[count > 0] / count[count > 0]
+    return float(filled.sum() / present.sum()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def summary_over_edits(rows: pd.DataFrame, by: Sequence[str] = ("task", "tier", "method", "metric")) -> pd.DataFrame:
+    """Per ``by`` group of per-edit rows (primary protocol, see :func:`primary_rows`): ``mean``, ``ci_low``,
+    ``ci_high`` (crossed bootstrap over seeds and edits), ``n_edits`` (seed-edit pairs) and ``n_seeds``."""
+    out = []
+    for keys, group in rows.groupby(list(by), sort=False):
+        mean, low, high = crossed_bootstrap(group.set_index(["seed", "case"])["value"])
+        n_edits, n_seeds = len(group.groupby(["seed", "case"])), group.seed.nunique()
+        protocol = group.protocol.iloc[0]
+        row = {**dict(zip(by, keys)), "protocol": protocol, "mean": mean, "ci_low": low, "ci_high": high}
+        out.append({**row, "n_edits": n_edits, "n_seeds": n_seeds})
+    return pd.DataFrame(out)
+
+
+def paired_differences(
+    rows: pd.DataFrame, pairs: Sequence[tuple[str, str]], by: Sequence[str] = ("task", "tier", "metric")
+) -> pd.DataFrame:
+    """``a - b`` for each ``(a, b)`` of ``pairs``, per edit (same seed, same case) and ``by`` group of per-edit
+    rows (primary protocol, see :func:`primary_rows`): ``comparison`` ("a - b"), ``mean_diff``, ``ci_low``,
+    ``ci_high`` (crossed bootstrap over seeds and edits), ``n_edits`` (paired seed-edit pairs), ``n_seeds``.
+    Edits that only one of the two methods has are left out."""
+    keys = [*by, "seed", "case"]
+    values = rows.groupby([*keys, "method"]).value.mean().unstack("method")
+    out = []
+    for a, b in pairs:
+        if a not in values or b not in values:
+            raise ValueError(f"paired_differences: no rows of {a if a not in values else b!r}")
+        diff = (values[a] - values[b]).dropna()
+        for group_keys, group in diff.groupby(level=list(by), sort=False):
+            mean, low, high = crossed_bootstrap(group.droplevel(list(by)))
+            seeds = group.index.get_level_values("seed")
+            row = {**dict(zip(by, group_keys)), "comparison": f"{a} - {b}", "mean_diff": mean}
+            out.append({**row, "ci_low": low, "ci_high": high, "n_edits": len(group), "n_seeds": seeds.nunique()})
+    return pd.DataFrame(out)
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,64 @@ def test_distance_curve_bins_members_and_ignores_the_anchor():
         "0.1-0.2": 0.0,
         "0.2-0.5": 0.5,
     }  # 0.9 counts in the last bin
+
+
+def _per_edit(method, values, tier="standard", metric="I-Gen", protocol="exact"):
+    """Rows of ``values[seed][i]`` for case i under each seed."""
+    return pd.DataFrame(
+        [
+            {"task": "vqa", "tier": tier, "method": method, "metric": metric, "protocol": protocol}
+            | {"seed": s, "case": f"vqa-{i}", "value": v}
+            for s, row in enumerate(values)
+            for i, v in enumerate(row)
+        ]
+    )
+
+
+def test_crossed_bootstrap_is_degenerate_for_constant_values_and_widens_with_spread_over_seeds():
+    from asam_lib.summaries import crossed_bootstrap
+
+    constant = _per_edit("ASAM", [[0.5] * 6] * 3).set_index(["seed", "case"]).value
+    assert crossed_bootstrap(constant) == (0.5, 0.5, 0.5)
+    by_seed = _per_edit("ASAM", [[0.2] * 6, [0.5] * 6, [0.8] * 6]).set_index(["seed", "case"]).value
+    by_case = _per_edit("ASAM", [[0.2, 0.5, 0.8] * 2] * 3).set_index(["seed", "case"]).value
+    mean, low, high = crossed_bootstrap(by_seed)
+    assert mean == pytest.approx(0.5) and low < 0.4 and high > 0.6  # three seeds that disagree: a wide interval
+    assert crossed_bootstrap(by_case)[0] == pytest.approx(0.5) and crossed_bootstrap(by_case)[1] > low
+
+
+def test_paired_differences_pair_the_same_edits_and_name_the_comparison():
+    from asam_lib.summaries import paired_differences
+
+    a = _per_edit("ASAM", [[1.0, 0.9, 0.8, 1.0]] * 3)
+    b = _per_edit("without RCSL", [[0.9, 0.8, 0.7, 0.9]] * 3)
+    extra = _per_edit("without RCSL", [[0.0] * 6] * 3).query("case in ['vqa-4', 'vqa-5']")  # unpaired: left out
+    table = paired_differences(pd.concat([a, b, extra]), [("ASAM", "without RCSL")])
+    row = table.iloc[0]
+    assert row.comparison == "ASAM - without RCSL" and row.n_edits == 12 and row.n_seeds == 3
+    assert (
+        row.mean_diff == pytest.approx(0.1) and row.ci_low == pytest.approx(0.1) and row.ci_high == pytest.approx(0.1)
+    )
+    with pytest.raises(ValueError, match="no rows of 'GRACE'"):
+        paired_differences(a, [("ASAM", "GRACE")])
+
+
+def test_primary_rows_read_the_hard_tier_over_known_members_and_locality_on_the_answer_span():
+    from asam_lib.summaries import primary_rows
+
+    rows = pd.concat(
+        [
+            _per_edit("ASAM", [[1.0]], tier="hard", protocol="exact"),
+            _per_edit("ASAM", [[0.5]], tier="hard", protocol="exact_known"),
+            _per_edit("ASAM", [[float("nan")]], tier="hard", protocol="exact_known", metric="T-Gen"),
+            _per_edit("ASAM", [[0.7]], protocol="exact"),
+            _per_edit("ASAM", [[0.9]], metric="T-Loc", protocol="answer_span"),
+            _per_edit("ASAM", [[0.8]], metric="T-Loc", protocol="easyedit_topk"),
+        ]
+    )
+    chosen = primary_rows(rows)
+    assert sorted(zip(chosen.tier, chosen.metric, chosen.value)) == [
+        ("hard", "I-Gen", 0.5),
+        ("standard", "I-Gen", 0.7),
+        ("standard", "T-Loc", 0.9),
+    ]
