@@ -11,7 +11,8 @@ minimises (docs/method.md, "The loss")
   the same norm (:func:`asam_lib.lar.noise_variants`);
 - H stacks the edit layer's output at the answer-predicting position for the anchor and its variants,
   computed in the same batched forward as the CE terms; the anchor row is detached (asymmetric flow,
-  switchable in :class:`asam_lib.rcsl.RCSLConfig`).
+  switchable in :class:`asam_lib.rcsl.RCSLConfig`). Where H is read is ``RCSLConfig.site``: the block
+  output (default), what the edit adds to it, the FFN's intermediate activations, or Patch's neurons.
 
 ASAM owns its :class:`~asam_lib.editing.EditConfig` (layer, steps, learning rate, stopping loss) and builds
 its base editor with that same config, so the two never disagree; it reaches the base only through the
@@ -26,9 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-from asam_lib.architectures import language_layers
+from asam_lib.architectures import edit_layer_mlp, language_layers
 from asam_lib.editing import EditConfig, EditContext, Editor, edited_forward, unedited_forward
-from asam_lib.hooks import module_output
+from asam_lib.hooks import module_io
 from asam_lib.lar import (
     LARConfig,
     Variants,
@@ -59,17 +60,47 @@ class ASAMSettings:
             raise ValueError(f"ASAMSettings.variants = {self.variants!r}; choose one of {VARIANT_SOURCES}")
 
 
+def representation_site(model, layer: int, site: str) -> tuple[torch.nn.Module, str]:
+    """The module whose ``"input"`` or ``"output"`` holds RCSL's rows at ``site`` (:data:`asam_lib.rcsl.SITES`)."""
+    if site in ("block_output", "edit_delta"):
+        return language_layers(model)[layer], "output"
+    name, which = {"ffn_hidden": ("down_proj", "input"), "patch_keys": ("activation", "output")}[site]
+    found = [m for n, m in edit_layer_mlp(model, layer).named_modules() if n.rsplit(".", 1)[-1] == name]
+    if not found:
+        raise ValueError(
+            f"RCSL site {site!r} needs a module named {name!r} in the FFN of layer {layer} "
+            f"({'Patch as the base editor' if site == 'patch_keys' else 'a gated FFN'}); choose another RCSLConfig.site"
+        )
+    return found[0], which
+
+
 def edit_layer_representations(
-    model, layer: int, anchor_embeds: torch.Tensor, batch: Batch, delta: torch.Tensor, block: int | None = None
+    model,
+    layer: int,
+    anchor_embeds: torch.Tensor,
+    batch: Batch,
+    delta: torch.Tensor,
+    block: int | None = None,
+    site: str = "block_output",
+    originals: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batched forward of the anchor and its K variants (perturbations ``delta`` (K, L, d), see
     :func:`asam_lib.lar.forward_variants`): the CE of the new target per row, (K+1,), and H (K+1, d), the
-    output of language block ``layer`` at the answer-predicting position (row 0: the anchor)."""
+    representation at ``site`` (:data:`asam_lib.rcsl.SITES`; default the output of language block ``layer``)
+    at the answer-predicting position (row 0: the anchor). ``edit_delta`` subtracts the unedited model's
+    block output (``originals``: the unedited values of the trained parameters), from one more forward."""
     delta = torch.cat([torch.zeros_like(delta[:1]), delta])
     rows = repeat_batch(batch, len(delta))
-    with module_output(language_layers(model)[layer]) as captured:
+    position = int(batch.answer_start[0]) - 1
+    module, which = representation_site(model, layer, site)
+    with module_io(module, which) as captured:
         ce = answer_ce_per_row(forward_variants(model, edited_forward(model), anchor_embeds, delta, rows, block), rows)
-    return ce, captured["y"][:, int(batch.answer_start[0]) - 1]
+    H = captured["y"][:, position]
+    if site == "edit_delta":
+        with torch.no_grad(), module_io(module, which) as before:
+            forward_variants(model, unedited_forward(model, originals), anchor_embeds, delta, rows, block)
+        H = H - before["y"][:, position]
+    return ce, H
 
 
 class ASAM(Editor):
@@ -120,7 +151,14 @@ class ASAM(Editor):
         if step % self.lar.refresh == 0:
             context.variants = self.variants(model, context)
         ce, H = edit_layer_representations(
-            model, self.config.layer, context.anchor_embeds, context.anchor, context.variants.delta, self.lar.block
+            model,
+            self.config.layer,
+            context.anchor_embeds,
+            context.anchor,
+            context.variants.delta,
+            self.lar.block,
+            self.rcsl.site,
+            context.originals,
         )
         s = self.settings
         terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}

@@ -317,14 +317,24 @@ class Editor:
         return terms
 
     def edit(
-        self, model, encoder: PromptEncoder, request: EditRequest, seed: int = 0, unedited: UneditedPasses | None = None
+        self,
+        model,
+        encoder: PromptEncoder,
+        request: EditRequest,
+        seed: int = 0,
+        unedited: UneditedPasses | None = None,
+        trace_gradients: bool = False,
     ) -> EditHandle:
         """Edit ``model`` in place so that ``request.question`` on its image answers ``request.target``.
 
         ``unedited``: kept per request across editors that each start from the *same unedited model* (single
         edits with rollback); the forward passes of the unedited model one editor needs (the joint embeddings
         of the inputs, the locality reference, Patch's memory states) are stored there and reused by the
-        next. Leave it None when the model changes between edits (sequential editing)."""
+        next. Leave it None when the model changes between edits (sequential editing).
+
+        ``trace_gradients``: also record, per step, the norm of each term's own gradient on the trained
+        parameters (``"grad <term>"`` in :attr:`EditHandle.losses`), from one extra backward pass per term;
+        the edit itself is the same."""
         start = time.perf_counter()
         n_layers = len(language_layers(model))
         if not 0 <= self.config.layer < n_layers:
@@ -355,10 +365,13 @@ class Editor:
                         f"{request.name}: non-finite {', '.join(bad)} loss at step {step} ({type(self).__name__}); "
                         "the model was restored"
                     )
+                step_record = {k: v.item() for k, v in terms.items()}
+                if trace_gradients:
+                    step_record.update(gradient_norms(terms, installed.params))
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                history.append({k: v.item() for k, v in terms.items()})
+                history.append(step_record)
                 if self.done(terms):
                     break
             originals = installed.finalize() or installed.originals
@@ -371,6 +384,26 @@ class Editor:
         return EditHandle(
             self.name, request.name, len(history), time.perf_counter() - start, history, installed.undo, originals
         )
+
+
+def trained_tensors(params: list) -> list[torch.Tensor]:
+    """The tensors of an :class:`Installed`'s ``params`` (plain tensors or optimiser parameter groups)."""
+    return [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+
+
+def gradient_norms(terms: dict[str, torch.Tensor], params: list) -> dict[str, float]:
+    """``"grad <term>"`` -> the L2 norm of each loss term's gradient on the trained tensors ``params`` (the
+    graph is kept for the step's own backward pass)."""
+    tensors = trained_tensors(params)
+    norms = {}
+    for name, term in terms.items():
+        if not term.requires_grad:
+            norms[f"grad {name}"] = 0.0
+            continue
+        grads = torch.autograd.grad(term, tensors, retain_graph=True, allow_unused=True)
+        squares = [at_least_float32(g).pow(2).sum() for g in grads if g is not None]
+        norms[f"grad {name}"] = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+    return norms
 
 
 class FTL(Editor):

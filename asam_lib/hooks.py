@@ -49,3 +49,26 @@ def module_output(module: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
         yield captured
     finally:
         handle.remove()
+
+
+@contextmanager
+def module_io(module: torch.nn.Module, which: str = "output") -> Iterator[dict[str, torch.Tensor]]:
+    """Like :func:`module_output`, for either end of ``module``: inside the context, ``captured["y"]`` is the
+    last ``"output"`` of ``module`` or the first positional argument of its last call (``"input"``), with its
+    autograd graph. The hook is removed on exit, even on an exception."""
+    if which == "output":
+        with module_output(module) as captured:
+            yield captured
+        return
+    if which != "input":
+        raise ValueError(f"module_io: which = {which!r}; choose 'input' or 'output'")
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab(_module, args):
+        captured["y"] = args[0]
+
+    handle = module.register_forward_pre_hook(grab)
+    try:
+        yield captured
+    finally:
+        handle.remove()

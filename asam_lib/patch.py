@@ -51,10 +51,11 @@ class PatchedMLP(torch.nn.Module):
         self.key = torch.nn.Parameter(keys + jitter)
         self.bias = torch.nn.Parameter(biases.clone())
         self.value = torch.nn.Parameter(torch.zeros(d, n).to(keys))
+        self.activation = torch.nn.ReLU()  # a module, so hooks can read the neurons' activations (RCSL's patch_keys)
 
     def neuron_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the new neurons: (..., n)."""
-        return torch.relu(x @ self.key.T + self.bias)
+        return self.activation(x @ self.key.T + self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x) + self.neuron_activations(x) @ self.value.T

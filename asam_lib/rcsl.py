@@ -36,6 +36,13 @@ import torch
 from asam_lib.precision import at_least_float32
 
 OBJECTIVES = ("tail_energy", "tail_sum", "nuclear")
+# Where the rows of H are read, all at the answer-predicting position of the edit layer (asam_lib.asam):
+SITES = (
+    "block_output",  # the output of the edit layer's block (the residual stream after the edited FFN)
+    "edit_delta",  # that output minus the unedited model's on the same input: what the edit adds
+    "ffn_hidden",  # the FFN's intermediate activations (input of its down projection); moves only if gate/up train
+    "patch_keys",  # the activations of Patch's key-value neurons (Patch as the base editor only)
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,14 @@ class RCSLConfig:
     rank: int = 1  # r: the rank the rows should share (tail_energy and tail_sum)
     asymmetric: bool = True  # detach the anchor row: variants move to the anchor, not the reverse
     centre: bool = False  # subtract the row mean before the SVD (affine instead of linear subspace)
+    normalise: bool = False  # scale every row to unit norm before the SVD (directions only, not sizes)
+    site: str = "block_output"  # where H is read: one of SITES
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"RCSLConfig.objective = {self.objective!r}; choose one of {OBJECTIVES}")
+        if self.site not in SITES:
+            raise ValueError(f"RCSLConfig.site = {self.site!r}; choose one of {SITES}")
         if self.rank < 1:
             raise ValueError(f"RCSLConfig.rank must be >= 1 (got {self.rank})")
 
@@ -77,6 +88,8 @@ def rank_loss(H: torch.Tensor, objective: str = "tail_energy", rank: int = 1, ep
 def rcsl_loss(anchor: torch.Tensor, variants: torch.Tensor, config: RCSLConfig = RCSLConfig()) -> torch.Tensor:
     """L_rank of the anchor's (d,) and the variants' (K, d) representations under ``config``."""
     H = at_least_float32(stack_representations(anchor, variants, config.asymmetric))
+    if config.normalise:
+        H = H / H.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     if config.centre:
         H = H - H.mean(0, keepdim=True)
     return rank_loss(H, config.objective, config.rank)

@@ -24,6 +24,12 @@ VARIANTS = {
     "no asymmetry": lambda: ASAM(Patch(CONFIG), LAR, RCSLConfig(asymmetric=False)),
     "nuclear": lambda: ASAM(Patch(CONFIG), LAR, RCSLConfig(objective="nuclear")),
     "block latents": lambda: ASAM(Patch(CONFIG), LARConfig(k=3, steps=2, refresh=2, block=0)),
+    "H: what the edit adds": lambda: ASAM(Patch(CONFIG), LAR, RCSLConfig(site="edit_delta")),
+    "H: Patch's neurons": lambda: ASAM(Patch(CONFIG), LAR, RCSLConfig(site="patch_keys")),
+    "H: FFN hidden, FT-L on gate/up/down": lambda: ASAM(
+        FTL(CONFIG, modules=("gate_proj", "up_proj", "down_proj")), LAR, RCSLConfig(site="ffn_hidden", centre=True)
+    ),
+    "H: row-normalised": lambda: ASAM(Patch(CONFIG), LAR, RCSLConfig(normalise=True)),
 }
 
 
@@ -118,3 +124,37 @@ def test_a_term_added_to_the_shared_loss_reaches_asam(tiny_parts, tiny_encoder, 
     handle.restore()
     assert seen and set(seen) == {"ASAM"} and all("new shared term" in step for step in handle.losses)
     assert all({"edit", "adversarial", "rank", "memory"} <= set(step) for step in handle.losses)
+
+
+@pytest.mark.parametrize("site", ["block_output", "edit_delta", "ffn_hidden", "patch_keys"])
+def test_every_rcsl_site_gives_the_rank_term_a_gradient_on_what_the_edit_trains(
+    site, small_world, tiny_parts, tiny_encoder
+):
+    model, _ = tiny_parts
+    base = FTL(CONFIG, modules=("gate_proj", "up_proj", "down_proj")) if site == "ffn_hidden" else Patch(CONFIG)
+    editor = ASAM(base, LAR, RCSLConfig(site=site), ASAMSettings(lambda_rank=10.0))
+    handle = editor.edit(model, tiny_encoder, make_request(small_world), trace_gradients=True)
+    handle.restore()
+    assert {"grad edit", "grad adversarial", "grad rank", "grad locality"} <= set(handle.losses[0])
+    assert all(row["grad edit"] > 0 for row in handle.losses)
+    assert max(row["grad rank"] for row in handle.losses) > 0
+
+
+def test_tracing_gradients_does_not_change_the_edit(small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    edited = []
+    for trace in (False, True):
+        handle = VARIANTS["Patch base"]().edit(model, tiny_encoder, make_request(small_world), trace_gradients=trace)
+        edited.append(weights(model))
+        handle.restore()
+    assert edited[0].keys() == edited[1].keys() and all(torch.equal(edited[0][k], edited[1][k]) for k in edited[0])
+
+
+def test_a_site_the_base_editor_lacks_is_named_in_the_error(small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    before = weights(model)
+    with pytest.raises(ValueError, match="RCSL site 'patch_keys' needs a module named 'activation'"):
+        ASAM(FTL(CONFIG), LAR, RCSLConfig(site="patch_keys")).edit(model, tiny_encoder, make_request(small_world))
+    assert not changed_weights(model, before)
+    with pytest.raises(ValueError, match="RCSLConfig.site = 'residual'"):
+        RCSLConfig(site="residual")
