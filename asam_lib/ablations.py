@@ -36,6 +36,27 @@ def ablation_editors() -> dict[str, Editor]:
     }
 
 
+def rcsl_design_editors() -> dict[str, Editor]:
+    """The RCSL design study (notebook 03, on the development split): where H is read and how it is
+    normalised, and a dose-response of lambda_rank, each beside its own no-RCSL control. ``ffn_hidden``
+    needs FFN weights below the site that the edit trains, so it runs on FT-L over gate, up and down
+    projections ("FT-L3"), with that base's own control."""
+    ftl3 = FTL(modules=("gate_proj", "up_proj", "down_proj"))
+
+    def rank(weight: float, base: Editor | None = None, **rcsl) -> ASAM:
+        return ASAM(base, rcsl=RCSLConfig(**rcsl), settings=ASAMSettings(lambda_rank=weight))
+
+    editors: dict[str, Editor] = {"without RCSL": rank(0.0)}
+    editors |= {f"block output, lambda={w:g}": rank(w) for w in (1.0, 10.0, 100.0, 1000.0)}
+    editors |= {f"block output centred, lambda={w:g}": rank(w, centre=True) for w in (10.0, 100.0)}
+    editors["block output row-normalised, lambda=100"] = rank(100.0, normalise=True)
+    editors["what the edit adds, lambda=100"] = rank(100.0, site="edit_delta")
+    editors["Patch neurons, lambda=100"] = rank(100.0, site="patch_keys")
+    editors["FT-L3 without RCSL"] = rank(0.0, ftl3)
+    editors["FT-L3, FFN hidden, lambda=100"] = rank(100.0, ftl3, site="ffn_hidden")
+    return editors
+
+
 def sensitivity_settings(
     eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)
 ) -> dict[str, tuple]:

@@ -77,3 +77,121 @@ def image_grid(
             axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def interval_bars(
+    ax: plt.Axes,
+    table,
+    x: str,
+    order: Sequence[str],
+    hue: str,
+    hue_order: Sequence[str],
+    colours: dict[str, str],
+    width: float = 0.8,
+) -> None:
+    """Grouped bars of ``table``'s ``mean`` with its ``ci_low``/``ci_high`` interval as error bars (intervals
+    computed elsewhere, e.g. :func:`asam_lib.summaries.summary_over_edits`), one group per ``x`` value in
+    ``order``, one bar per ``hue`` value in ``hue_order``; missing cells are left empty."""
+    indexed = table.set_index([x, hue])
+    step = width / len(hue_order)
+    for j, name in enumerate(hue_order):
+        positions, means, errors = [], [], []
+        for i, group in enumerate(order):
+            if (group, name) in indexed.index:
+                row = indexed.loc[(group, name)]
+                positions.append(i - width / 2 + (j + 0.5) * step)
+                means.append(row["mean"])
+                errors.append((row["mean"] - row["ci_low"], row["ci_high"] - row["mean"]))
+        err = np.array(errors).T if errors else None
+        ax.bar(positions, means, step * 0.95, yerr=err, color=colours[name], label=name, capsize=1.5, linewidth=0)
+    ax.set_xticks(range(len(order)), order)
+
+
+def paired_forest(
+    paired,
+    comparisons: Sequence[str],
+    panels: Sequence[tuple[str, str, str]],
+    title: str,
+    colour: str = "#d62728",
+) -> plt.Figure:
+    """One panel per ``(tier, metric, label)`` of ``panels``: for each comparison (rows, in ``comparisons``
+    order) its paired mean difference and 95% interval from ``paired`` (the table of
+    :func:`asam_lib.summaries.paired_differences`), with a line at zero. An interval that excludes zero is drawn
+    solid, one that includes it hollow."""
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(2.6 * len(panels) + 2.2, 0.36 * len(comparisons) + 1.3), sharey=True, squeeze=False
+    )
+    for ax, (tier, metric, label) in zip(axes[0], panels):
+        part = paired[(paired.tier == tier) & (paired.metric == metric)].set_index("comparison")
+        for y, name in enumerate(comparisons):
+            if name not in part.index:
+                continue
+            row = part.loc[name]
+            clear = row.ci_low > 0 or row.ci_high < 0
+            ax.plot([row.ci_low, row.ci_high], [y, y], color=colour, linewidth=1.6)
+            ax.plot(row.mean_diff, y, "o", color=colour, markerfacecolor=colour if clear else "white", markersize=5)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set(xlabel=f"{label}\n(difference, 95% CI)", ylim=(len(comparisons) - 0.5, -0.5))
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0, 0].set_yticks(range(len(comparisons)), comparisons)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity_panels(
+    paired,
+    knobs: Sequence[str],
+    defaults: dict[str, str],
+    metrics: Sequence[tuple[str, str, str]],
+    title: str,
+    log_knobs: Sequence[str] = ("lambda_rank",),
+) -> plt.Figure:
+    """One panel per knob: for each ``(tier, metric, label)`` of ``metrics``, the paired difference of every
+    setting to the default (comparisons named ``"knob=value - reference"`` in ``paired``, the table of
+    :func:`asam_lib.summaries.paired_differences`) with its 95% interval, on a numeric axis in order; the
+    default itself is the point at zero."""
+    palette = dict(zip([label for _, _, label in metrics], sns.color_palette("colorblind", len(metrics))))
+    parsed = paired.assign(
+        knob=paired.comparison.str.split("=").str[0],
+        setting=paired.comparison.str.split("=").str[1].str.split(" - ").str[0].astype(float),
+    )
+    fig, axes = plt.subplots(1, len(knobs), figsize=(2.7 * len(knobs), 3.0), sharey=True, squeeze=False)
+    offsets = np.linspace(-0.04, 0.04, len(metrics))
+    for ax, knob_name in zip(axes[0], knobs):
+        default = float(defaults[knob_name])
+        for (tier, metric, label), offset in zip(metrics, offsets):
+            part = parsed[(parsed.knob == knob_name) & (parsed.tier == tier) & (parsed.metric == metric)]
+            part = part.sort_values("setting")
+            x = np.concatenate([part.setting.to_numpy(), [default]])
+            order = np.argsort(x)
+            y = np.concatenate([part.mean_diff.to_numpy(), [0.0]])[order]
+            low = np.concatenate([(part.mean_diff - part.ci_low).to_numpy(), [0.0]])[order]
+            high = np.concatenate([(part.ci_high - part.mean_diff).to_numpy(), [0.0]])[order]
+            shifted = x[order] * (10**offset if knob_name in log_knobs else 1) + (
+                0 if knob_name in log_knobs else offset * np.ptp(x)
+            )
+            ax.errorbar(
+                shifted,
+                y,
+                yerr=[low, high],
+                marker="o",
+                markersize=3.5,
+                linewidth=1.2,
+                capsize=2,
+                color=palette[label],
+                label=label,
+            )
+        ax.axhline(0, color="black", linewidth=0.8)
+        if knob_name in log_knobs:
+            ax.set_xscale("log")
+        values = sorted(set(parsed[parsed.knob == knob_name].setting) | {default})
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+        ax.set(xlabel=f"{knob_name} (default {default:g})")
+    axes[0, 0].set_ylabel("difference to the default\n(paired, 95% CI)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=len(metrics), bbox_to_anchor=(0.5, -0.02), fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig

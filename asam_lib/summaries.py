@@ -172,25 +172,29 @@ def target_checks(
 
 
 def ablation_rows(
-    single: pd.DataFrame, ablations: Sequence[str], task: str, seed: int, base: str = "Patch"
+    single: pd.DataFrame, ablations: Sequence[str], task: str, base: str = "Patch", seeds: Sequence[int] | None = None
 ) -> pd.DataFrame:
-    """The metric rows of the ablation study: every ablation's edits, and the main run's rows of ``base`` and
-    of ablations that the main run already has (ASAM itself) on those same edits."""
-    rows = single[
-        single.group.isin(["ablation", "main"])
-        & (single.task == task)
-        & (single.seed == seed)
-        & single.protocol.isin(EXACT_PROTOCOLS)
-        & single.metric.isin(METRICS)
-    ]
+    """The per-edit rows (each tier's primary protocol, :func:`primary_rows`) of the ablation study: every
+    ablation's edits, and the main run's rows of ``base`` and of ablations that the main run already has (ASAM
+    itself) on those same edits (same seed and case); ``seeds``: only these (None: all)."""
+    rows = primary_rows(single[single.group.isin(["ablation", "main"]) & (single.task == task)])
+    if seeds is not None:
+        rows = rows[rows.seed.isin(seeds)]
     rows = rows[rows.method.isin(ablations) | (rows.method == base)]
-    return rows[(rows.group == "ablation") | rows.case.isin(rows[rows.group == "ablation"].case.unique())]
+    edits = rows[rows.group == "ablation"][["seed", "case"]].drop_duplicates()
+    return rows.merge(edits, on=["seed", "case"])
 
 
 def ablation_table(rows: pd.DataFrame, ablations: Sequence[str], base: str = "Patch") -> pd.DataFrame:
     """Mean of each metric over the ablation edits, one row per method (``base`` first, then ``ablations``
-    in their order), columns :data:`METRICS`."""
-    return rows.groupby(["method", "metric"]).value.mean().unstack().reindex([base, *ablations])[list(METRICS)]
+    in their order), columns :data:`METRICS` (standard tier) and, where ``rows`` have a hard tier, its unit
+    consistency over known members as ``"Unit (hard)"``."""
+    standard = rows[rows.tier == "standard"] if "tier" in rows else rows
+    table = standard.groupby(["method", "metric"]).value.mean().unstack().reindex([base, *ablations])[list(METRICS)]
+    if "tier" in rows and (rows.tier == "hard").any():
+        hard = rows[(rows.tier == "hard") & (rows.metric == "Unit")].groupby("method").value.mean()
+        table["Unit (hard)"] = hard.reindex(table.index)
+    return table
 
 
 def share_of_gap_closed(table: pd.DataFrame, metric: str = "I-Gen", base: str = "Patch") -> pd.Series:

@@ -158,3 +158,17 @@ def test_a_site_the_base_editor_lacks_is_named_in_the_error(small_world, tiny_pa
     assert not changed_weights(model, before)
     with pytest.raises(ValueError, match="RCSLConfig.site = 'residual'"):
         RCSLConfig(site="residual")
+
+
+def test_an_edit_trace_has_every_term_per_step_with_shares_that_sum_to_one(small_world, tiny_parts, tiny_encoder):
+    from asam_lib.edit_trace import trace_edit
+
+    model, _ = tiny_parts
+    before = weights(model)
+    trace = trace_edit(model, tiny_encoder, VARIANTS["Patch base"](), make_request(small_world))
+    assert not changed_weights(model, before)
+    assert set(trace.term) >= {"edit", "adversarial", "rank", "locality"} and trace.step.nunique() == 4
+    assert trace.groupby("step").grad_share.sum().round(6).eq(1.0).all()
+    assert trace[trace.refreshed].step.unique().tolist() == [0, 2] and trace[trace["last"]].step.unique().tolist() == [
+        3
+    ]

@@ -45,17 +45,77 @@ def _cell(row) -> str:
     return f"{row['mean']:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
 
 
+TIER_VIEW = {  # (tier, metric) -> column of the README's binary-vs-unit table, in reading order
+    ("binary", "T-Gen"): "T-Gen binary",
+    ("standard", "T-Gen"): "T-Gen unit",
+    ("binary", "I-Gen"): "I-Gen binary",
+    ("standard", "I-Gen"): "I-Gen unit",
+    ("hard", "I-Gen"): "I-Gen hard",
+    ("standard", "Unit"): "Unit",
+    ("hard", "Unit"): "Unit hard",
+}
+PAIRED_VIEW = {  # (tier, metric) -> column of the README's paired ablation table
+    ("standard", "I-Gen"): "I-Gen",
+    ("standard", "TI-Gen"): "TI-Gen",
+    ("hard", "Unit"): "Unit hard (known)",
+    ("standard", "T-Loc"): "T-Loc",
+    ("standard", "I-Loc"): "I-Loc",
+}
+
+
 def main_table(results: Path) -> str:
     summary = pd.read_csv(results / "04_main_summary.csv")
     summary["cell"] = summary.apply(_cell, axis=1)
     blocks = []
-    for task, group in summary.groupby("task", sort=False):
+    for task, group in summary[summary.tier == "standard"].groupby("task", sort=False):
         pivot = (
             group.pivot(index="method", columns="metric", values="cell").reindex(methods.names())[METRICS].reset_index()
         )
-        n = int(group.n_seeds.max())
-        blocks.append(f"**{task.upper()}** (mean [95% CI] over {n} seeds)\n\n" + markdown(pivot))
+        n, edits = int(group.n_seeds.max()), int(group.n_edits.max())
+        title = (
+            f"**{task.upper()}**, standard tier (mean [95% CI] over {n} seeds and {edits} edits, bootstrap over both)"
+        )
+        blocks.append(title + "\n\n" + markdown(pivot))
     return "\n\n".join(blocks)
+
+
+def tiers_table(results: Path) -> str:
+    summary = pd.read_csv(results / "04_main_summary.csv")
+    summary["column"] = [TIER_VIEW.get((t, m)) for t, m in zip(summary.tier, summary.metric)]
+    summary = summary.dropna(subset=["column"])
+    blocks = []
+    for task, group in summary.groupby("task", sort=False):
+        pivot = group.pivot(index="method", columns="column", values="mean").reindex(methods.names())
+        pivot = pivot[list(TIER_VIEW.values())].map("{:.3f}".format).reset_index()
+        blocks.append(f"**{task.upper()}** (means; intervals in `results/04_main_summary.csv`)\n\n" + markdown(pivot))
+    return "\n\n".join(blocks)
+
+
+def _paired_cell(row) -> str:
+    return f"{row.mean_diff:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+
+
+def paired_table(results: Path, name: str = "04_ablations_paired") -> str:
+    paired = pd.read_csv(results / f"{name}.csv")
+    paired["column"] = [PAIRED_VIEW.get((t, m)) for t, m in zip(paired.tier, paired.metric)]
+    paired = paired.dropna(subset=["column"]).assign(cell=lambda t: t.apply(_paired_cell, axis=1))
+    order = list(dict.fromkeys(f"ASAM - {m}" for m in [*ablation_editors(), "Patch"] if m != "ASAM"))
+    pivot = paired.pivot(index="comparison", columns="column", values="cell")
+    pivot = pivot.reindex([c for c in order if c in pivot.index] + [c for c in pivot.index if c not in order])
+    edits, seeds = int(paired.n_edits.max()), int(paired.n_seeds.max())
+    note = f"(mean paired difference [95% CI], {edits} edits over {seeds} seeds)\n\n"
+    return note + markdown(pivot[[c for c in PAIRED_VIEW.values() if c in pivot]].reset_index())
+
+
+def design_table(results: Path) -> str:
+    paired = pd.read_csv(results / "03_rcsl_design.csv")
+    paired["column"] = [PAIRED_VIEW.get((t, m)) for t, m in zip(paired.tier, paired.metric)]
+    paired = paired.dropna(subset=["column"]).assign(cell=lambda t: t.apply(_paired_cell, axis=1))
+    pivot = paired.pivot(index="comparison", columns="column", values="cell")
+    pivot = pivot.reindex(list(dict.fromkeys(paired.comparison)))
+    edits = int(paired.n_edits.max())
+    note = f"(development edits only: {edits}; mean paired difference to the same editor without RCSL [95% CI])\n\n"
+    return note + markdown(pivot[[c for c in PAIRED_VIEW.values() if c in pivot]].reset_index())
 
 
 def targets_table(results: Path) -> str:
@@ -69,8 +129,9 @@ def ablation_table(results: Path) -> str:
     # the notebook's reading order (the CSV is sorted by name); names it does not know go last
     order = {m: i for i, m in enumerate(["Patch", *ablation_editors()])}
     table = table.sort_values("method", key=lambda names: names.map(order).fillna(len(order)), kind="stable")
-    table[METRICS] = table[METRICS].map("{:.3f}".format)
-    return markdown(table[["method", *METRICS]])
+    columns = [*METRICS, *[c for c in ["Unit (hard)"] if c in table]]
+    table[columns] = table[columns].map("{:.3f}".format)
+    return markdown(table[["method", *columns]])
 
 
 def sequential_table(results: Path) -> str:
@@ -124,8 +185,11 @@ BLOCKS: dict[str, Callable[[Path], str]] = {  # rendered from results/
     "baselines": baseline_table,
     "predictive": predictive_table,
     "main": main_table,
+    "tiers": tiers_table,
     "targets": targets_table,
     "ablations": ablation_table,
+    "ablations_paired": paired_table,
+    "rcsl_design": design_table,
     "sequential": sequential_table,
 }
 
