@@ -29,8 +29,10 @@ GRACE's codebook rules, applied to the entry's first key (the prompt's last toke
 - otherwise, another target: *split*: a new entry, and both radii become ``d / 2``.
 
 Values start at the FFN's own output on their keys (GRACE's "warm" start), so a new entry changes nothing
-before training; only the values are trained (the shared loop's Adam, ``steps``, ``lr`` and ``stop_loss``).
-GRACE has no locality loss (its radius keeps it local), hence ``lambda_loc = 0`` by default.
+before training; only the values are trained (the shared loop's Adam, ``steps``, ``lr`` and ``stop_loss``), with
+``lr = 1`` by default (EasyEdit's GRACE learning rate: about 6 steps per edit on the embedded model). GRACE has no
+locality loss (its radius keeps it local), hence ``lambda_loc = 0`` by default. Equally near keys go to the
+newest entry, so a later edit of the very same input wins.
 
 Sequential edits share the codebook: an edit on a model whose edit-layer FFN is already a codebook adds to
 it. Each edit's rollback removes its own entry (or puts back the expanded entry's values) and the radii it
@@ -39,11 +41,12 @@ order (as :func:`asam_lib.harness.run_sequential` does). An edit's ``originals``
 to -1 (it never fires) and the radii before the edit, so :func:`asam_lib.editing.unedited_forward` runs the
 codebook as it was.
 
-The default radius, 1.0 in units of the FFN input, is EasyEdit's ``eps`` and measured on the embedded
-model at layer 2: keys have norm ~9.8; rephrasings of the edit question lie 0.4-1.6 from its key, other
-images of the entity 1.2-6, the nearest locality item 8.4, memory item 6.4 and other edit questions 6.9.
-A radius of 1 keeps locality exact and sequential edits apart, and generalises to the closest rephrasings
-only, as GRACE does.
+The default radius, 1.0 in units of the FFN input, is EasyEdit's ``eps``, checked on the embedded model at
+layer 2 (the first VQA cases of seed 0): keys have norm ~9.8; rephrasings of the edit question lie 0.4-1.6
+from its key, other images of the entity 1.2-6, the nearest locality item 8.4, memory item 6.4 and other edit
+questions 6.9. A radius of 1 keeps locality exact and sequential edits apart, and reaches only the closest
+rephrasings, as GRACE does (on 10 single edits: Rel 1, T-Gen 0.69, I-Gen 0.01; radius 3: T-Gen 1, I-Gen 0.68,
+locality still 1).
 """
 
 from __future__ import annotations
