@@ -6,9 +6,10 @@ its colour in every figure and its role: an intrinsic ``"baseline"`` (the editor
 the study (notebook 04's main table and sequential runs), the command line, the playground's menu, the
 plots' colours, the README's tables and the notebooks.
 
-Adding an editor is its module (a subclass of :class:`asam_lib.editing.Editor`) and one entry::
+Adding an editor is its module (a subclass of :class:`asam_lib.editing.Editor`) and one entry, as GRACE's
+(:mod:`asam_lib.grace`) in the list at the end of this module::
 
-    register(Method("GRACE", GRACE, "#8c564b"))
+    Method("GRACE", GRACE, "#8c564b")
 
 :data:`METRICS` is the order of the metrics in every table and figure.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from asam_lib.asam import ASAM
 from asam_lib.editing import FTL, EditConfig, Editor
+from asam_lib.grace import GRACE
 from asam_lib.lora import LoRA
 from asam_lib.patch import Patch
 
@@ -103,6 +105,7 @@ for _entry in (
     Method("FT-L", FTL, "#1f77b4"),
     Method("LoRA", LoRA, "#9467bd"),
     Method("Patch", Patch, "#2ca02c"),
+    Method("GRACE", GRACE, "#8c564b"),
     Method("ASAM", ASAM, "#d62728", role="method"),
 ):
     register(_entry)

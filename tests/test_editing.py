@@ -11,12 +11,13 @@ from asam_lib.editing import (
     joint_embeddings,
     unedited_forward,
 )
+from asam_lib.grace import GRACE
 from asam_lib.lora import LoRA
 from asam_lib.patch import Patch
 
 from helpers import changed_weights, make_request, weights
 
-EDITORS = {"FT-L": FTL, "LoRA": LoRA, "Patch": Patch}
+EDITORS = {"FT-L": FTL, "LoRA": LoRA, "Patch": Patch, "GRACE": GRACE}
 
 
 def _logits(model, encoder, request):

@@ -36,8 +36,8 @@ TOY = Method("Toy", UpProjection, "#000000")
 
 
 def test_the_registry_lists_the_methods_in_table_order_with_their_roles_and_colours():
-    assert methods.names() == ["FT-L", "LoRA", "Patch", "ASAM"]
-    assert methods.names("baseline") == ["FT-L", "LoRA", "Patch"] and methods.names("method") == ["ASAM"]
+    assert methods.names() == ["FT-L", "LoRA", "Patch", "GRACE", "ASAM"]
+    assert methods.names("baseline") == ["FT-L", "LoRA", "Patch", "GRACE"] and methods.names("method") == ["ASAM"]
     colours = methods.colours()
     assert set(colours) == {"base", *methods.names()} and len(set(colours.values())) == len(colours)
     assert [type(e).name for e in methods.editors().values()] == methods.names()
@@ -51,8 +51,8 @@ def test_an_entry_builds_its_editor_with_a_given_config():
 
 
 def test_unknown_and_duplicate_methods_are_refused_with_the_choices():
-    with pytest.raises(UnknownMethod, match="unknown method 'GRACE'; choose one of FT-L, LoRA, Patch, ASAM"):
-        methods.method("GRACE")
+    with pytest.raises(UnknownMethod, match="unknown method 'ROME'; choose one of FT-L, LoRA, Patch, GRACE, ASAM"):
+        methods.method("ROME")
     with pytest.raises(ValueError, match="already registered"):
         methods.register(Method("Patch", UpProjection, "#000000"))
     with pytest.raises(ValueError, match="role 'oracle'"):

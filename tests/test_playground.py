@@ -48,7 +48,7 @@ def test_a_choice_gets_its_default_answer_and_bad_input_is_named(session):
         "relation 'colour' is unknown; choose one of home, food, maker, friend": Choice(relation="colour"),
         f"new answer '{old}' is what entity 2 already has for home": Choice(entity=2, new_answer=old),
         "new answer 'apples' is not an answer of relation 'home'": Choice(entity=2, new_answer="apples"),
-        "method 'ROME' is unknown; choose one of FT-L, LoRA, Patch, ASAM": Choice(method="ROME"),
+        "method 'ROME' is unknown; choose one of FT-L, LoRA, Patch, GRACE, ASAM": Choice(method="ROME"),
         "lambda_rank = -1.0 must be >= 0": Choice(lambda_rank=-1.0),
         "LARConfig needs k >= 1": Choice(k=0),
     }

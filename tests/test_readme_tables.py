@@ -54,3 +54,20 @@ def test_the_ablation_table_follows_the_reading_order_not_the_alphabet(tmp_path)
         "RCSL alone",
         "an old ablation",
     ]  # a name it does not know is kept, last
+
+
+def test_a_registered_method_without_results_yet_has_no_row(tmp_path):
+    from tools.readme_tables import METRICS, baseline_table, sequential_table
+
+    rows = [
+        {"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
+        for m in ["FT-L", "LoRA", "Patch"]
+        for k in METRICS
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "01_baselines.csv", index=False)
+    pd.DataFrame([{"method": m, "T": 50, **{k: 0.5 for k in METRICS}} for m in ["Patch", "ASAM"]]).to_csv(
+        tmp_path / "04_sequential_summary.csv", index=False
+    )
+    baselines = [line.split(" | ")[0].strip("| ") for line in baseline_table(tmp_path).splitlines()[2:]]
+    sequential = [line.split(" | ")[0].strip("| ") for line in sequential_table(tmp_path).splitlines()[2:]]
+    assert baselines == ["FT-L", "LoRA", "Patch"] and sequential == ["Patch", "ASAM"]  # GRACE: no results yet

@@ -41,6 +41,12 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def in_table_order(present, role: str | None = None) -> list[str]:
+    """The registered methods (of ``role`` if given) among ``present``, in table order: a method registered
+    after the results were written has no row yet (``make figures`` adds it)."""
+    return [m for m in methods.names(role) if m in set(present)]
+
+
 def _cell(row) -> str:
     return f"{row['mean']:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
 
@@ -69,7 +75,9 @@ def main_table(results: Path) -> str:
     blocks = []
     for task, group in summary[summary.tier == "standard"].groupby("task", sort=False):
         pivot = (
-            group.pivot(index="method", columns="metric", values="cell").reindex(methods.names())[METRICS].reset_index()
+            group.pivot(index="method", columns="metric", values="cell")
+            .reindex(in_table_order(group.method))[METRICS]
+            .reset_index()
         )
         n, edits = int(group.n_seeds.max()), int(group.n_edits.max())
         title = (
@@ -136,7 +144,8 @@ def ablation_table(results: Path) -> str:
 
 def sequential_table(results: Path) -> str:
     table = pd.read_csv(results / "04_sequential_summary.csv")
-    table = table[table["T"] == table["T"].max()].set_index("method").reindex(methods.names()).reset_index()
+    table = table[table["T"] == table["T"].max()].set_index("method")
+    table = table.reindex(in_table_order(table.index)).reset_index()
     table[METRICS] = table[METRICS].map("{:.3f}".format)
     table["T"] = table["T"].astype(int)
     return markdown(table[["method", "T", *METRICS]])
@@ -161,7 +170,7 @@ def baseline_table(results: Path) -> str:
     summary["cell"] = summary.apply(_cell, axis=1)
     pivot = (
         summary.pivot(index="method", columns="metric", values="cell")
-        .reindex(methods.names("baseline"))[METRICS]
+        .reindex(in_table_order(summary.method, "baseline"))[METRICS]
         .reset_index()
     )
     return markdown(pivot)
