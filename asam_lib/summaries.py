@@ -98,6 +98,7 @@ class Targets:
     min_rel: float = 0.99
     min_loc: float = 0.97  # on T-Loc and I-Loc each
     max_time_ratio: float = 3.0  # wall time per edit against the base editor's
+    rcsl_gain: float = 0.03  # what RCSL must add to hard-tier unit consistency (known members), paired, CI above 0
 
 
 TARGETS = Targets()
@@ -169,6 +170,34 @@ def target_checks(
                 }
             )
     return pd.DataFrame(checks)
+
+
+def rcsl_target_check(
+    paired: pd.DataFrame,
+    table: pd.DataFrame,
+    with_rcsl: str = "RCSL selected",
+    without: str = "without RCSL",
+    task: str = "vqa",
+    targets: Targets = TARGETS,
+) -> dict:
+    """The RCSL threshold as a row like :func:`target_checks`'s: ``with_rcsl`` must add at least
+    ``targets.rcsl_gain`` hard-tier unit consistency over ``without`` (paired, 95% interval above zero), at
+    Rel >= ``min_rel`` and T-Loc / I-Loc >= ``min_loc``. ``paired``: :func:`paired_differences`' table;
+    ``table``: :func:`ablation_table`'s (means per method)."""
+    row = paired[
+        (paired.comparison == f"{with_rcsl} - {without}") & (paired.tier == "hard") & (paired.metric == "Unit")
+    ]
+    if row.empty:
+        raise ValueError(f"rcsl_target_check: no hard-tier Unit row of '{with_rcsl} - {without}'")
+    gain, means = row.iloc[0], table.loc[with_rcsl]
+    kept = means["Rel"] >= targets.min_rel and min(means["T-Loc"], means["I-Loc"]) >= targets.min_loc
+    return {
+        "task": task,
+        "target": f"RCSL adds >= +{targets.rcsl_gain} hard-tier Unit (known), CI > 0, keeping Rel and Loc",
+        "measured": f"{gain.mean_diff:+.3f} [{gain.ci_low:+.3f}, {gain.ci_high:+.3f}]; Rel {means['Rel']:.3f}, "
+        f"T-Loc {means['T-Loc']:.3f}, I-Loc {means['I-Loc']:.3f}",
+        "met": bool(gain.mean_diff >= targets.rcsl_gain and gain.ci_low > 0 and kept),
+    }
 
 
 def ablation_rows(

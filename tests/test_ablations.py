@@ -51,11 +51,21 @@ def test_each_ablation_changes_what_its_name_says_and_no_two_coincide():
         and editors["without RCSL"].settings.lambda_adv == full.settings.lambda_adv
     )
     assert not editors["without asymmetry"].rcsl.asymmetric and full.rcsl.asymmetric
-    assert editors["RCSL tail_sum"].rcsl.objective == "tail_sum" and editors["RCSL nuclear"].rcsl.objective == "nuclear"
     assert isinstance(editors["ASAM on FT-L"].base, FTL) and isinstance(full.base, Patch)
-    alone, strong = editors["RCSL alone"], editors["RCSL alone, lambda_rank=100"]
-    assert alone.settings.lambda_adv == strong.settings.lambda_adv == 0
-    assert alone.settings.lambda_rank == full.settings.lambda_rank and strong.settings.lambda_rank == 100
+    strong = editors["RCSL alone, lambda_rank=100"]
+    assert strong.settings.lambda_adv == 0 and strong.settings.lambda_rank == 100
+    selected, symmetric = editors["RCSL selected"], editors["RCSL selected, without asymmetry"]
+    assert selected.rcsl.normalise and selected.rcsl.asymmetric and not symmetric.rcsl.asymmetric
+    assert selected.settings.lambda_rank == symmetric.settings.lambda_rank == 100
+
+
+def test_every_ablation_is_compared_once_and_the_selected_rcsl_against_its_own_controls():
+    from asam_lib.ablations import ablation_pairs
+
+    pairs = ablation_pairs()
+    compared = {b for _, b in pairs}
+    assert set(ablation_editors()) - {"ASAM", "RCSL selected"} <= compared and "Patch" in compared
+    assert ("RCSL selected", "without RCSL") in pairs and ("RCSL selected", "RCSL selected, without asymmetry") in pairs
 
 
 def _rows(method, cases, value, group="main", seed=0, task="vqa"):
@@ -119,11 +129,10 @@ def test_the_catalogue_is_the_one_notebook_04_and_the_readme_describe(terms):
         "without LAR",
         "without RCSL",
         "without asymmetry",
-        "RCSL tail_sum",
-        "RCSL nuclear",
         "ASAM on FT-L",
-        "RCSL alone",
         "RCSL alone, lambda_rank=100",
+        "RCSL selected",
+        "RCSL selected, without asymmetry",
     ]
     assert {"edit", "adversarial", "rank", "locality", "memory"} <= set(terms["ASAM"][0])
 
@@ -146,10 +155,11 @@ def test_without_asymmetry_keeps_the_rank_value_but_changes_its_gradient(terms):
     assert terms["without asymmetry"][2] != terms["ASAM"][2], "...but the anchor's gradient changes the edit"
 
 
-@pytest.mark.parametrize("name", ["RCSL tail_sum", "RCSL nuclear"])
-def test_another_rcsl_objective_changes_the_rank_term_only(terms, name):
-    assert terms[name][0]["rank"] != terms["ASAM"][0]["rank"]
-    _differs_only_in(terms, name, {"rank"})
+def test_the_selected_rcsl_changes_the_rank_term_only_and_its_asymmetry_only_the_gradient(terms):
+    assert terms["RCSL selected"][0]["rank"] != terms["ASAM"][0]["rank"]
+    _differs_only_in(terms, "RCSL selected", {"rank"})
+    assert terms["RCSL selected, without asymmetry"][0]["rank"] == terms["RCSL selected"][0]["rank"]
+    assert terms["RCSL selected, without asymmetry"][2] != terms["RCSL selected"][2]
 
 
 def test_asam_on_ftl_trains_ftl_instead_of_patchs_neurons(terms):
@@ -160,7 +170,7 @@ def test_asam_on_ftl_trains_ftl_instead_of_patchs_neurons(terms):
 
 
 def test_rcsl_alone_drops_the_variants_cross_entropy_and_lambda_100_scales_the_rank_term(terms):
-    alone, strong = terms["RCSL alone"][0], terms["RCSL alone, lambda_rank=100"][0]
-    assert alone["adversarial"] == 0 and strong["adversarial"] == 0
-    _differs_only_in(terms, "RCSL alone", {"adversarial"})
-    assert strong["rank"] == pytest.approx(100 * alone["rank"], rel=1e-6)
+    strong = terms["RCSL alone, lambda_rank=100"][0]
+    assert strong["adversarial"] == 0
+    _differs_only_in(terms, "RCSL alone, lambda_rank=100", {"adversarial", "rank"})
+    assert strong["rank"] == pytest.approx(100 * terms["ASAM"][0]["rank"], rel=1e-6)

@@ -185,3 +185,20 @@ def test_primary_rows_read_the_hard_tier_over_known_members_and_locality_on_the_
         ("standard", "I-Gen", 0.7),
         ("standard", "T-Loc", 0.9),
     ]
+
+
+def test_the_rcsl_threshold_needs_the_gain_an_interval_above_zero_and_kept_reliability_and_locality():
+    from asam_lib.summaries import rcsl_target_check
+
+    def paired(mean, low, high):
+        row = {"comparison": "RCSL selected - without RCSL", "tier": "hard", "metric": "Unit"}
+        return pd.DataFrame([row | {"mean_diff": mean, "ci_low": low, "ci_high": high}])
+
+    table = pd.DataFrame({"Rel": [1.0], "T-Loc": [0.99], "I-Loc": [0.98]}, index=["RCSL selected"])
+    assert rcsl_target_check(paired(0.05, 0.01, 0.09), table)["met"]
+    assert not rcsl_target_check(paired(0.02, 0.01, 0.03), table)["met"]  # too small
+    assert not rcsl_target_check(paired(0.05, -0.01, 0.09), table)["met"]  # interval includes zero
+    assert not rcsl_target_check(paired(0.05, 0.01, 0.09), table.assign(**{"I-Loc": 0.96}))["met"]  # locality lost
+    assert "+0.050 [+0.010, +0.090]" in rcsl_target_check(paired(0.05, 0.01, 0.09), table)["measured"]
+    with pytest.raises(ValueError, match="no hard-tier Unit row"):
+        rcsl_target_check(paired(0.05, 0.01, 0.09).assign(tier="standard"), table)
