@@ -26,6 +26,7 @@ EXACT_PROTOCOLS = ("exact", "answer_span")  # the protocol of every metric in th
 # The primary protocol of each tier: exact match; on the hard tier over the members the unedited model knows.
 PRIMARY_PROTOCOL = {"standard": "exact", "hard": "exact_known", "binary": "exact"}
 LOCALITY_METRICS = ("T-Loc", "I-Loc")
+PAIRED_COLUMNS = ("mean_diff", "ci_low", "ci_high", "n_edits", "n_seeds")
 
 
 def primary_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -87,7 +88,9 @@ def paired_differences(
             seeds = group.index.get_level_values("seed")
             row = {**dict(zip(by, group_keys)), "comparison": f"{a} - {b}", "mean_diff": mean}
             out.append({**row, "ci_low": low, "ci_high": high, "n_edits": len(group), "n_seeds": seeds.nunique()})
-    return pd.DataFrame(out)
+    groups = [c for c in by if c != "metric"]
+    columns = [*groups, "comparison", *(["metric"] if "metric" in by else []), *PAIRED_COLUMNS]
+    return pd.DataFrame(out, columns=columns)
 
 
 @dataclass(frozen=True)

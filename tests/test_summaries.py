@@ -158,6 +158,17 @@ def test_paired_differences_pair_the_same_edits_and_name_the_comparison():
     extra = _per_edit("without RCSL", [[0.0] * 6] * 3).query("case in ['vqa-4', 'vqa-5']")  # unpaired: left out
     table = paired_differences(pd.concat([a, b, extra]), [("ASAM", "without RCSL")])
     row = table.iloc[0]
+    assert list(table.columns) == [
+        "task",
+        "tier",
+        "comparison",
+        "metric",
+        "mean_diff",
+        "ci_low",
+        "ci_high",
+        "n_edits",
+        "n_seeds",
+    ]
     assert row.comparison == "ASAM - without RCSL" and row.n_edits == 12 and row.n_seeds == 3
     assert (
         row.mean_diff == pytest.approx(0.1) and row.ci_low == pytest.approx(0.1) and row.ci_high == pytest.approx(0.1)
