@@ -238,10 +238,13 @@ def share_of_gap_closed(table: pd.DataFrame, metric: str = "I-Gen", base: str = 
 
 def distance_curve(members: pd.DataFrame, column: str, edges: list[float]) -> pd.DataFrame:
     """Share of evaluated members on the new answer per distance bin of ``column`` (fixed ``edges``; values
-    outside them count in the outer bins), per method and seed: columns method, seed, bin, exact, n."""
+    outside them count in the outer bins), per method and seed: columns method, seed, bin, exact, n, and
+    ``distance``: the mean distance of the bin's members over every method and seed (where to plot the bin on a
+    numeric axis)."""
     evaluated = members[members.kind != "anchor"].copy()
     labels = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
     values = evaluated[column].clip(edges[0], edges[-1])  # the outer edges may be rounded inwards
     evaluated["bin"] = pd.cut(values, edges, labels=labels, include_lowest=True)
     out = evaluated.groupby(["method", "seed", "bin"], observed=True).exact.agg(["mean", "size"]).reset_index()
-    return out.rename(columns={"mean": "exact", "size": "n"})
+    centres = evaluated.groupby("bin", observed=True)[column].mean().rename("distance")
+    return out.rename(columns={"mean": "exact", "size": "n"}).merge(centres, left_on="bin", right_index=True)

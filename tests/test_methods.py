@@ -11,11 +11,11 @@ from asam_lib.harness import (
     build_cases,
     run_single,
     save_table,
-    summarize,
 )
 from asam_lib.methods import Method, UnknownMethod
 from asam_lib.pretrain import base_model
 from asam_lib.prompting import PromptEncoder
+from asam_lib.summaries import primary_rows, summary_over_edits
 from asam_lib.world import World
 from tools.readme_tables import main_table
 
@@ -68,9 +68,7 @@ def test_a_registered_toy_editor_runs_through_the_harness_and_the_table_writer(t
         assert methods.names()[-1] == "Toy" and methods.colours()["Toy"] == "#000000"
         rows = run_single(model, encoder, {"Toy": methods.method("Toy").editor()}, cases, seed=0)
         assert set(rows.method) == {"Toy"} and rows[rows.metric == "Rel"].value.mean() == 1.0
-        summary = summarize(
-            rows[rows.protocol.isin(["exact", "answer_span"])], by=("task", "method", "metric", "protocol")
-        )
+        summary = summary_over_edits(primary_rows(rows), by=("task", "tier", "method", "metric"))
         save_table(summary, "04_main_summary", tmp_path)
         table = main_table(tmp_path)
     assert "| Toy | 1.000 [1.000, 1.000] |" in table
