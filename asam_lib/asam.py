@@ -68,8 +68,10 @@ class ASAMSettings:
     margin above every memory state generalises to unseen unrelated inputs, while the variants keep the region
     around the edit input that LAR found covered. Measured (VQA, seed 0, sequential T = 30, exact / answer_span):
     Rel 1.00, TI-Gen 0.96, T-Loc 0.96, I-Loc 0.86 against default ASAM's 0.93, 0.94, 0.61, 0.52 and Patch's 0.97,
-    0.83, 0.81, 0.82. The cost: in single edits the unit's members that lie near the memory in a neuron's
-    projection get a weaker push (24 edits: I-Gen 0.94 and TI-Gen 0.94 against 1.00 and 1.00; 0.96 with
+    0.83, 0.81, 0.82; at T = 50 (seeds 0-2) Rel 0.98, TI-Gen 0.90, T-Loc 0.93, I-Loc 0.64 against default
+    ASAM's 0.81, 0.78, 0.44, 0.20 and Patch's 0.93, 0.76, 0.70, 0.57, at about 4% more time per edit. The
+    cost: in single edits the unit's members that lie near the memory in a neuron's projection get a weaker
+    push (24 edits: I-Gen 0.94 and TI-Gen 0.94 against 1.00 and 1.00; 0.96 with
     ``calibration_margin`` = 0), so the option is for edits that accumulate.
     """
 
