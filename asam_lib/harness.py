@@ -14,7 +14,7 @@ Results are tidy rows ``(method, config, seed, task, case, metric, protocol, val
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -181,12 +181,22 @@ def world_case(
     return EditCase(record, unit, request, locality, hard, binary)
 
 
+def _settings(value: object) -> object:
+    """A dataclass setting as a dict for :func:`editor_config`, without the fields this companion adds beyond
+    the paper (field metadata ``companion``, e.g. ``ASAMSettings.calibrate_bias``) while they are at their
+    default: adding such an option leaves the hashes of today's editors, and the committed tables, as they are."""
+    if not hasattr(value, "__dataclass_fields__"):
+        return value
+    plain = asdict(value)
+    for f in fields(value):
+        if f.metadata.get("companion") and getattr(value, f.name) == f.default:
+            del plain[f.name]
+    return plain
+
+
 def editor_config(editor: Editor) -> str:
     """A short hash of everything that configures ``editor``."""
-    return config_hash(
-        type(editor).__name__,
-        {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in vars(editor).items()},
-    )
+    return config_hash(type(editor).__name__, {k: _settings(v) for k, v in vars(editor).items()})
 
 
 def edit_and_evaluate(

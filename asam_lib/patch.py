@@ -184,3 +184,71 @@ class Patch(Editor):
                 * torch.relu(at_least_float32(state.patch.neuron_activations(state.memory_x)) - s.mem_margin).mean()
             )
         return terms
+
+
+def stacked_patches(model, layer: int) -> list[PatchedMLP]:
+    """The patches installed at the FFN of ``layer``, in the order the edits made them (sequential editing
+    nests one :class:`PatchedMLP` per edit around the previous FFN): the first edit's first."""
+    patches, mlp = [], edit_layer_mlp(model, layer)
+    while isinstance(mlp, PatchedMLP):
+        patches.append(mlp)
+        mlp = mlp.mlp
+    return patches[::-1]
+
+
+@torch.no_grad()
+def patch_firing(model, encoder, items, layer: int, positions: str = "answer") -> torch.Tensor:
+    """Where the patches fire: for each of ``items`` (``(question, answer, image)``) and each patch at
+    ``layer`` (:func:`stacked_patches` order), the largest activation of that patch's neurons over the item's
+    ``positions`` - "answer": the positions that predict its answer tokens (those locality and reliability are
+    scored on), "all": every real token. A patch *fires* on an item where the value is > 0.
+    (n_items, n_patches), float32 (n_patches = 0 on an unpatched model)."""
+    patches = stacked_patches(model, layer)
+    if positions not in ("answer", "all"):
+        raise ValueError(f"positions = {positions!r}; choose 'answer' or 'all'")
+    batch = encoder.batch(list(items))
+    x = module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs()))
+    mask = batch.attention_mask.bool()
+    if positions == "answer":
+        index = torch.arange(x.shape[1])[None]
+        start = (batch.answer_start - 1)[:, None]
+        mask = (index >= start) & (index < start + batch.answer_len[:, None])
+    out = torch.zeros(len(batch), len(patches))
+    for j, patch in enumerate(patches):
+        act = patch.neuron_activations(x).float().amax(-1)  # (B, L)
+        out[:, j] = act.masked_fill(~mask, 0.0).amax(-1)
+    return out
+
+
+@torch.no_grad()
+def calibrate_patch(
+    patch: PatchedMLP, cover_x: torch.Tensor, memory_x: torch.Tensor, margin: float, max_scale: float = 10.0
+) -> torch.Tensor:
+    """Move each neuron's threshold away from the memory, keeping its output on the edit input (in place).
+
+    ``cover_x`` (R, answer_len, d): FFN inputs the patch must keep firing on, at the edit input's
+    answer-predicting positions (row 0: the edit input itself; ASAM adds its variants); ``memory_x`` (M, d):
+    states it must stay silent on. Neuron ``i`` is read at answer position ``i mod answer_len`` (as
+    :meth:`Patch.install` assigns them). With pre-activations ``z = k.x + b``, its new zero crossing is
+
+        c = z_mem + margin * max(z_cover - z_mem, 0),   z_mem = max over memory_x,  z_cover = min over cover_x
+
+    (``margin`` = 0: just silent on every memory state; 0.5: half-way between the memory and what it covers):
+    the bias drops by ``max(c, 0)`` (a threshold is only ever raised, never lowered) and the neuron's value is
+    scaled by ``z_edit / (z_edit - max(c, 0))`` (at most ``max_scale``) so that its output on the edit input
+    is unchanged. A neuron silent on the edit input, or one the shift would silence there, is left alone.
+    Returns the shifts (n,)."""
+    length = cover_x.shape[1]
+    z_memory = (memory_x.to(patch.key) @ patch.key.T + patch.bias).amax(0)
+    shifts = torch.zeros_like(patch.bias)
+    for i in range(len(patch.bias)):
+        z_cover = cover_x[:, i % length].to(patch.key) @ patch.key[i] + patch.bias[i]
+        z_edit = z_cover[0]
+        crossing = z_memory[i] + margin * torch.clamp(z_cover.min() - z_memory[i], min=0)
+        shift = torch.clamp(crossing, min=0)
+        if z_edit <= 0 or z_edit - shift <= 1e-3 * z_edit:
+            continue
+        patch.bias[i] -= shift
+        patch.value[:, i] *= torch.clamp(z_edit / (z_edit - shift), max=max_scale)
+        shifts[i] = shift
+    return shifts
