@@ -7,17 +7,26 @@ each saved figure gets a sidecar ``<name>.json``: the notebook, the values of it
 their content hash, a hash of the notebook's code, the library fingerprint and the hashes of the PNG and PDF
 (:func:`asam_lib.provenance.write_sidecar`).
 Sidecars hold no timestamps and no absolute paths, so they are as reproducible as the figures.
+
+Before a figure is saved or shown, :func:`check_layout` draws it and raises :class:`FigureLayoutError` when two
+of its texts overlap or a text runs off the canvas; notebooks show every figure through :func:`show`, so the
+check runs under nbval as well as under ``make figures``.
 """
 
 from __future__ import annotations
 
+import math
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+from unittest import mock
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.text import Text
 from PIL import Image
 
 from asam_lib import paths, provenance
@@ -32,11 +41,142 @@ def set_style() -> None:
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "svg.hashsalt": "asam", "pdf.compression": 6})
 
 
+class FigureLayoutError(ValueError):
+    """Two texts of a figure overlap, or a text runs off the figure's canvas."""
+
+
+@dataclass(frozen=True)
+class PlacedText:
+    """A text as drawn: its string, where it belongs (``'title of axes 1'``) and its corners in pixels."""
+
+    text: str
+    role: str
+    corners: np.ndarray  # (4, 2): the rectangle of the text, rotated with it
+    extent: tuple[float, float, float, float]  # x0, y0, x1, y1 of the axis-aligned box around it
+
+    def __str__(self) -> str:
+        shown = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return f"{shown!r} ({self.role})"
+
+
+def text_roles(fig: plt.Figure) -> dict[int, str]:
+    """Where each text artist of ``fig`` belongs, by ``id``: ``'x tick label of axes 2'``, ``'suptitle'``, ..."""
+    roles: dict[int, str] = {}
+
+    def legend(owner, where: str) -> None:
+        if owner is not None:
+            roles[id(owner.get_title())] = f"legend title {where}"
+            roles.update({id(t): f"legend entry {where}" for t in owner.texts})
+
+    roles.update({id(t): "figure text" for t in fig.texts})
+    for attr, role in [("_suptitle", "suptitle"), ("_supxlabel", "supxlabel"), ("_supylabel", "supylabel")]:
+        if getattr(fig, attr, None) is not None:
+            roles[id(getattr(fig, attr))] = role
+    for figure_legend in fig.legends:
+        legend(figure_legend, "of the figure")
+    for n, ax in enumerate(fig.axes, start=1):
+        where = f"of axes {n}"
+        for title in (ax.title, ax._left_title, ax._right_title):
+            roles[id(title)] = f"title {where}"
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            roles[id(axis.label)] = f"{name} label {where}"
+            roles[id(axis.offsetText)] = f"{name} offset text {where}"
+            for tick in [*axis.majorTicks, *axis.minorTicks]:
+                roles[id(tick.label1)] = roles[id(tick.label2)] = f"{name} tick label {where}"
+        roles.update({id(t): f"text {where}" for t in ax.texts})
+        legend(ax.get_legend(), where)
+    return roles
+
+
+def drawn_texts(fig: plt.Figure) -> list[PlacedText]:
+    """Every non-empty text that drawing ``fig`` (on its Agg canvas) renders, with where it lands.
+
+    Texts that are not drawn (invisible, empty, ticks outside the view, axes switched off) are left out:
+    they are recorded as matplotlib draws them, not read from the artist tree.
+    """
+    drawn: list[Text] = []
+    draw = Text.draw
+
+    def recording_draw(text: Text, renderer) -> None:
+        draw(text, renderer)
+        if text.get_visible() and text.get_text().strip():
+            drawn.append(text)
+
+    with mock.patch.object(Text, "draw", recording_draw):
+        fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    roles = text_roles(fig)
+    placed = []
+    for text in dict.fromkeys(drawn):  # a text drawn twice counts once
+        box = text.get_window_extent(renderer)
+        angle = text.get_rotation()
+        if angle % 90:  # the rotated rectangle, not the larger axis-aligned box around it
+            text.set_rotation(0)
+            width, height = text.get_window_extent(renderer).size
+            text.set_rotation(angle)
+            c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+            half = np.array([[-width, -height], [width, -height], [width, height], [-width, height]]) / 2
+            corners = np.array([box.x0 + box.x1, box.y0 + box.y1]) / 2 + half @ np.array([[c, s], [-s, c]])
+        else:
+            corners = np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1]])
+        role = roles.get(id(text), "text" if text.axes is None else f"text of axes {fig.axes.index(text.axes) + 1}")
+        placed.append(PlacedText(text.get_text(), role, corners, (box.x0, box.y0, box.x1, box.y1)))
+    return placed
+
+
+def overlap(a: PlacedText, b: PlacedText, tolerance: float = 1.0) -> bool:
+    """Whether the rectangles of ``a`` and ``b`` overlap by more than ``tolerance`` pixels (separating axes)."""
+    for corners in (a.corners, b.corners):
+        for edge in (corners[1] - corners[0], corners[3] - corners[0]):
+            axis = edge / np.linalg.norm(edge)
+            pa, pb = a.corners @ axis, b.corners @ axis
+            if min(pa.max(), pb.max()) - max(pa.min(), pb.min()) <= tolerance:
+                return False
+    return True
+
+
+def check_layout(fig: plt.Figure, tolerance: float = 1.0) -> None:
+    """Draw ``fig`` and raise :class:`FigureLayoutError` if two of its texts overlap (titles, axis and tick
+    labels, legend texts, annotations, ``ax.text``) or a text runs off the canvas, by more than ``tolerance``
+    pixels. The message names both texts and the axes they belong to (numbered as in ``fig.axes``, from 1)."""
+    texts = drawn_texts(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    for t in texts:
+        x0, y0, x1, y1 = t.extent
+        if x0 < -tolerance or y0 < -tolerance or x1 > width + tolerance or y1 > height + tolerance:
+            raise FigureLayoutError(
+                f"{t} runs off the figure's canvas ({width:.0f} x {height:.0f} px; the text spans x {x0:.0f} to "
+                f"{x1:.0f}, y {y0:.0f} to {y1:.0f}): lay the figure out inside its canvas (fig.tight_layout(), "
+                "a suptitle at y <= 1, a legend inside the figure) or make the figure larger"
+            )
+    for i, a in enumerate(texts):
+        for b in texts[i + 1 :]:
+            if overlap(a, b, tolerance):
+                raise FigureLayoutError(
+                    f"{a} overlaps {b}: move, wrap or shorten one of them, use fewer ticks or a larger figure"
+                )
+
+
 def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
-    """Save ``fig`` as ``name``.png and ``name``.pdf (fixed metadata) under ``folder`` (default figures/).
+    """Check the layout of ``fig`` (:func:`check_layout`), then save it as ``name``.png and ``name``.pdf (fixed
+    metadata) under ``folder`` (default figures/).
 
     After :func:`asam_lib.provenance.declare`, also writes the sidecar ``name``.json.
     """
+    check_layout(fig)
+    return _write(fig, name, folder)
+
+
+def show(fig: plt.Figure, name: str, folder: Path | None = None, save: bool = False) -> None:
+    """What a notebook does with each figure: check its layout (:func:`check_layout`, also when nothing is
+    saved, as under nbval), save it as ``name`` under ``folder`` (default figures/) when ``save``, show it."""
+    check_layout(fig)
+    if save:
+        _write(fig, name, folder)
+    plt.show()
+
+
+def _write(fig: plt.Figure, name: str, folder: Path | None) -> Path:
     folder = paths.ensure(folder or paths.FIGURES)
     png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
     fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
@@ -46,6 +186,12 @@ def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
     return png
 
 
+def wrap(text: str, width: float, fontsize: float) -> str:
+    """``text`` with each of its lines broken at spaces to fit ``width`` points at ``fontsize``."""
+    chars = max(8, int(width / (0.6 * fontsize)))  # 0.6 em: a wide average glyph of the theme's sans-serif
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
 def image_grid(
     images: Sequence[Image.Image],
     ncols: int,
@@ -53,10 +199,16 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     frame_colours: Sequence[str | None] | None = None,
     cell: float = 1.0,
+    title: str | None = None,
+    fontsize: float = 7,
 ) -> plt.Figure:
-    """Images in a grid with optional titles, row labels and coloured frames."""
+    """Images in a grid (``cell`` inches each) with optional titles (wrapped to the cell's width), row labels,
+    coloured frames and a title above the grid."""
     nrows = int(np.ceil(len(images) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows * 1.05), squeeze=False)
+    titles = [wrap(t, cell * 72, fontsize) for t in titles] if titles is not None else None
+    lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    height = nrows * (cell * 1.05 + lines * fontsize * 1.3 / 72) + (0.35 if title else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, height), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -65,7 +217,7 @@ def image_grid(
             continue
         ax.imshow(images[k], interpolation="nearest")
         if titles is not None:
-            ax.set_title(titles[k], fontsize=7)
+            ax.set_title(titles[k], fontsize=fontsize)
         colour = frame_colours[k] if frame_colours is not None else None
         for spine in ax.spines.values():
             spine.set_visible(colour is not None)
@@ -74,6 +226,8 @@ def image_grid(
                 spine.set_linewidth(3)
     if row_labels is not None:
         for r, label in enumerate(row_labels):
-            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=fontsize + 1)
+    if title is not None:
+        fig.suptitle(wrap(title, cell * ncols * 72, 10), fontsize=10)
     fig.tight_layout()
     return fig
