@@ -16,6 +16,7 @@ check runs under nbval as well as under ``make figures``.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,10 @@ from unittest import mock
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.text import Text
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 from PIL import Image
 
 from asam_lib import paths, provenance
@@ -59,6 +62,11 @@ class PlacedText:
         return f"{shown!r} ({self.role})"
 
 
+def all_axes(fig: plt.Figure) -> list[plt.Axes]:
+    """The axes of ``fig`` (``fig.axes``, numbered from 1 in messages), then their insets."""
+    return [*fig.axes, *(inset for ax in fig.axes for inset in ax.child_axes)]
+
+
 def text_roles(fig: plt.Figure) -> dict[int, str]:
     """Where each text artist of ``fig`` belongs, by ``id``: ``'x tick label of axes 2'``, ``'suptitle'``, ..."""
     roles: dict[int, str] = {}
@@ -74,7 +82,7 @@ def text_roles(fig: plt.Figure) -> dict[int, str]:
             roles[id(getattr(fig, attr))] = role
     for figure_legend in fig.legends:
         legend(figure_legend, "of the figure")
-    for n, ax in enumerate(fig.axes, start=1):
+    for n, ax in enumerate(all_axes(fig), start=1):
         where = f"of axes {n}"
         for title in (ax.title, ax._left_title, ax._right_title):
             roles[id(title)] = f"title {where}"
@@ -105,7 +113,7 @@ def drawn_texts(fig: plt.Figure) -> list[PlacedText]:
     with mock.patch.object(Text, "draw", recording_draw):
         fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    roles = text_roles(fig)
+    roles, axes = text_roles(fig), all_axes(fig)
     placed = []
     for text in dict.fromkeys(drawn):  # a text drawn twice counts once
         box = text.get_window_extent(renderer)
@@ -119,13 +127,16 @@ def drawn_texts(fig: plt.Figure) -> list[PlacedText]:
             corners = np.array([box.x0 + box.x1, box.y0 + box.y1]) / 2 + half @ np.array([[c, s], [-s, c]])
         else:
             corners = np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1]])
-        role = roles.get(id(text), "text" if text.axes is None else f"text of axes {fig.axes.index(text.axes) + 1}")
+        role = roles.get(id(text), "text" if text.axes not in axes else f"text of axes {axes.index(text.axes) + 1}")
         placed.append(PlacedText(text.get_text(), role, corners, (box.x0, box.y0, box.x1, box.y1)))
     return placed
 
 
 def overlap(a: PlacedText, b: PlacedText, tolerance: float = 1.0) -> bool:
     """Whether the rectangles of ``a`` and ``b`` overlap by more than ``tolerance`` pixels (separating axes)."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a.extent, b.extent
+    if min(ax1, bx1) - max(ax0, bx0) <= tolerance or min(ay1, by1) - max(ay0, by0) <= tolerance:
+        return False  # apart already as axis-aligned boxes (the common case, and cheap)
     for corners in (a.corners, b.corners):
         for edge in (corners[1] - corners[0], corners[3] - corners[0]):
             axis = edge / np.linalg.norm(edge)
@@ -138,7 +149,7 @@ def overlap(a: PlacedText, b: PlacedText, tolerance: float = 1.0) -> bool:
 def check_layout(fig: plt.Figure, tolerance: float = 1.0) -> None:
     """Draw ``fig`` and raise :class:`FigureLayoutError` if two of its texts overlap (titles, axis and tick
     labels, legend texts, annotations, ``ax.text``) or a text runs off the canvas, by more than ``tolerance``
-    pixels. The message names both texts and the axes they belong to (numbered as in ``fig.axes``, from 1)."""
+    pixels. The message names both texts and the axes they belong to (:func:`all_axes`, numbered from 1)."""
     texts = drawn_texts(fig)
     width, height = fig.bbox.width, fig.bbox.height
     for t in texts:
@@ -187,9 +198,11 @@ def _write(fig: plt.Figure, name: str, folder: Path | None) -> Path:
 
 
 def wrap(text: str, width: float, fontsize: float) -> str:
-    """``text`` with each of its lines broken at spaces to fit ``width`` points at ``fontsize``."""
+    """``text`` with each of its lines broken at spaces to fit ``width`` points at ``fontsize`` (a punctuation
+    mark standing alone, as in the world's questions ``"... fed ?"``, stays with the word before it)."""
     chars = max(8, int(width / (0.6 * fontsize)))  # 0.6 em: a wide average glyph of the theme's sans-serif
-    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+    glued = re.sub(r" ([?:!.,;])(?=\s|$)", "\u00a0\\1", text)  # a no-break space
+    return "\n".join(textwrap.fill(line, chars) for line in glued.split("\n"))
 
 
 def image_grid(
@@ -230,4 +243,69 @@ def image_grid(
     if title is not None:
         fig.suptitle(wrap(title, cell * ncols * 72, 10), fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+DISTANCE_PANELS = (  # (slice, distance column, x label): each panel holds the members of one slice
+    ("text", "text_distance", "template parts changed"),
+    ("image", "image_distance", "image parameter distance"),
+    ("image", "latent_distance", "latent distance (cosine, log scale)"),
+    ("both", "latent_distance", "latent distance (cosine, log scale)"),
+)
+
+
+def quantile_means(values: pd.Series, n_bins: int = 5) -> pd.Series:
+    """Each value replaced by the mean of its quantile bin (``n_bins`` bins of equal count; ties merge bins)."""
+    bins = pd.qcut(values, n_bins, duplicates="drop")
+    return values.groupby(bins, observed=True).transform("mean")
+
+
+def consistency_by_distance(
+    members: pd.DataFrame, palette: dict[str, str], title: str, n_bins: int = 5, seed: int = 0
+) -> plt.Figure:
+    """Share of a unit's members on the new answer against their distance from the edit input, one panel per
+    slice and distance (:data:`DISTANCE_PANELS`), one line per method (95% bootstrap CI over members).
+
+    ``members``: one row per evaluated member and edit (columns method, kind, text_distance, image_distance,
+    latent_distance, exact). Template parts are counted (integer ticks); the image and latent distances are
+    put in ``n_bins`` quantile bins per panel, each drawn at its mean distance on a numeric axis.
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharey=True, layout="constrained")
+    hue_order = [m for m in palette if m in set(members.method)]
+    for ax, (kind, column, label) in zip(axes.flat, DISTANCE_PANELS):
+        chosen = members[members.kind == kind]
+        x = chosen[column] if column == "text_distance" else quantile_means(chosen[column], n_bins)
+        if column == "latent_distance":
+            ax.set_xscale("log")
+        sns.pointplot(
+            chosen.assign(x=x),
+            x="x",
+            y="exact",
+            hue="method",
+            hue_order=hue_order,
+            palette=palette,
+            native_scale=True,
+            dodge=0.15,
+            errorbar=("ci", 95),
+            seed=seed,
+            ax=ax,
+            markersize=4,
+            linewidth=1.2,
+            legend=False,
+        )
+        if column == "text_distance":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if column == "latent_distance":
+            ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(
+            xlabel=label,
+            ylabel="share on the new answer",
+            ylim=(0, 1.05),
+            title=f"{kind} slice (n = {chosen.groupby('method').size().max()} per method)",
+        )
+    handles = [plt.Line2D([], [], color=palette[m], marker="o", markersize=4, linewidth=1.2) for m in hue_order]
+    fig.legend(handles, hue_order, title="method", loc="outside right upper")
+    fig.suptitle(title)
     return fig

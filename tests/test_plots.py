@@ -111,3 +111,13 @@ def test_image_grid_wraps_long_titles():
     fig = plots.image_grid(images, ncols=3, titles=[f"image\n{question}"] * 3, cell=2.2, title="Three images")
     plots.check_layout(fig)
     assert all(len(line) < len(question) for ax in fig.axes for line in ax.get_title().split("\n"))
+
+
+def test_texts_of_an_inset_are_checked_and_named():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.75, 0.75, "a note under the inset", ha="center", transform=ax.transAxes)
+    inset = ax.inset_axes((0.5, 0.5, 0.45, 0.45))
+    inset.set_title("inset title", y=0.6)
+    fig.tight_layout()
+    with pytest.raises(plots.FigureLayoutError, match="title of axes 2"):
+        plots.check_layout(fig)
