@@ -220,7 +220,7 @@ def image_grid(
     nrows = int(np.ceil(len(images) / ncols))
     titles = [wrap(t, cell * 72, fontsize) for t in titles] if titles is not None else None
     lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
-    height = nrows * (cell * 1.05 + lines * fontsize * 1.3 / 72) + (0.35 if title else 0)
+    height = round(nrows * (cell * 1.05 + lines * fontsize * 1.3 / 72) + (0.35 if title else 0), 2)
     fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, height), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([])
