@@ -309,3 +309,94 @@ def consistency_by_distance(
     fig.legend(handles, hue_order, title="method", loc="outside right upper")
     fig.suptitle(title)
     return fig
+
+
+def lar_trajectory(history: pd.DataFrame, colour: str) -> plt.Figure:
+    """LAR's PGD steps: the edit loss on the variants (climbing) and their KL to the unedited model (kept low).
+    ``history``: one row per step (columns ``PGD step``, edit_loss, coherence_kl)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+    for ax, column, ylabel, title, line_colour in [
+        (axes[0], "edit_loss", "edit loss on the variants (CE, nats)", "The adversary climbs the edit loss", colour),
+        (axes[1], "coherence_kl", "KL to the unedited model (nats)", "... while the meaning is kept", "0.4"),
+    ]:
+        ax.plot(history["PGD step"], history[column], marker="o", color=line_colour)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="PGD step", ylabel=ylabel, title=title)
+    return fig
+
+
+def eps_sweep(sweep: pd.DataFrame, colours: dict[str, str], title: str, seed: int = 0) -> plt.Figure:
+    """Coherence, edit failure and diversity of LAR and random variants against the radius eps (a numeric axis),
+    mean and 95% bootstrap CI over edits. ``sweep``: one row per (case, eps, variants) with those columns;
+    ``colours``: one per value of ``variants``."""
+    measures = {
+        "coherence": "share with the unedited answer",
+        "edit failure": "share on which the edit fails",
+        "diversity": "spread (1 = as random)",
+    }
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharex=True, layout="constrained")
+    for ax, (measure, ylabel) in zip(axes, measures.items()):
+        sns.pointplot(
+            sweep,
+            x="eps",
+            y=measure,
+            hue="variants",
+            hue_order=list(colours),
+            palette=colours,
+            native_scale=True,
+            errorbar=("ci", 95),
+            seed=seed,
+            ax=ax,
+            markersize=4,
+            linewidth=1.2,
+            legend=False,
+        )
+        ax.set(xlabel="", ylabel=ylabel, title=measure, ylim=(-0.03, 1.05))
+    handles = [plt.Line2D([], [], color=c, marker="o", markersize=4, linewidth=1.2) for c in colours.values()]
+    fig.legend(handles, list(colours), title="variants", loc="outside right upper")
+    fig.supxlabel("radius eps (relative to the token norm)")
+    fig.suptitle(title)
+    return fig
+
+
+def variants_among_members(points: pd.DataFrame, colours: dict[str, str], title: str) -> plt.Figure:
+    """Left: the unit's members and the variants in a 2-D PCA of the edit layer's input (LAR variants triangles,
+    random variants crosses, the anchor a hollow star drawn over them). Right: each point's distance from the anchor in
+    the full space, which the projection cannot shrink. ``points``: :func:`asam_lib.lar_study.latent_map`;
+    ``colours``: one per kind."""
+    markers = {"anchor": "*", "random variant": "x", "LAR variant": "^"}
+    order = [k for k in ("text", "image", "both", "LAR variant", "random variant", "anchor") if k in set(points.kind)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained", width_ratios=(1.2, 1))
+    for kind in order:
+        chosen = points[points.kind == kind]
+        hollow = kind == "anchor"
+        axes[0].scatter(
+            chosen.pc1,
+            chosen.pc2,
+            s=200 if hollow else 22,
+            marker=markers.get(kind, "o"),
+            facecolors="none" if hollow else colours[kind],
+            edgecolors=colours[kind] if hollow or kind == "random variant" else "none",
+            linewidths=1.5 if hollow else 1,
+            label=f"{kind} ({len(chosen)})",
+            alpha=1 if hollow else 0.85,
+        )
+    axes[0].set(xlabel="principal component 1", ylabel="principal component 2", title="2-D projection (PCA)")
+    distances = points[points.kind != "anchor"]
+    rows = [k for k in order if k != "anchor"]
+    sns.stripplot(
+        distances,
+        x="anchor_distance",
+        y="kind",
+        order=rows,
+        hue="kind",
+        palette=colours,
+        size=4,
+        ax=axes[1],
+        jitter=0.2,
+    )
+    axes[1].set(xlabel="distance from the anchor (L2, full space)", ylabel="", title="Distance from the anchor")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(order), fontsize=8)
+    fig.suptitle(title)
+    return fig
