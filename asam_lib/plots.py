@@ -146,26 +146,35 @@ def overlap(a: PlacedText, b: PlacedText, tolerance: float = 1.0) -> bool:
     return True
 
 
+def layout_problems(fig: plt.Figure, tolerance: float = 1.0) -> list[str]:
+    """Every text of ``fig`` that runs off its canvas, then every pair of texts that overlap, by more than
+    ``tolerance`` pixels, each as a sentence naming the texts and the axes they belong to (:func:`all_axes`,
+    numbered from 1). Drawing ``fig`` is part of the check."""
+    texts = drawn_texts(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    problems = []
+    for t in texts:
+        x0, y0, x1, y1 = t.extent
+        if min(x0, y0) < -tolerance or x1 > width + tolerance or y1 > height + tolerance:
+            problems.append(
+                f"{t} runs off the figure's canvas ({width:.0f} x {height:.0f} px; the text spans x {x0:.0f} to "
+                f"{x1:.0f}, y {y0:.0f} to {y1:.0f})"
+            )
+    problems += [f"{a} overlaps {b}" for i, a in enumerate(texts) for b in texts[i + 1 :] if overlap(a, b, tolerance)]
+    return problems
+
+
 def check_layout(fig: plt.Figure, tolerance: float = 1.0) -> None:
     """Draw ``fig`` and raise :class:`FigureLayoutError` if two of its texts overlap (titles, axis and tick
     labels, legend texts, annotations, ``ax.text``) or a text runs off the canvas, by more than ``tolerance``
-    pixels. The message names both texts and the axes they belong to (:func:`all_axes`, numbered from 1)."""
-    texts = drawn_texts(fig)
-    width, height = fig.bbox.width, fig.bbox.height
-    for t in texts:
-        x0, y0, x1, y1 = t.extent
-        if x0 < -tolerance or y0 < -tolerance or x1 > width + tolerance or y1 > height + tolerance:
-            raise FigureLayoutError(
-                f"{t} runs off the figure's canvas ({width:.0f} x {height:.0f} px; the text spans x {x0:.0f} to "
-                f"{x1:.0f}, y {y0:.0f} to {y1:.0f}): lay the figure out inside its canvas (fig.tight_layout(), "
-                "a suptitle at y <= 1, a legend inside the figure) or make the figure larger"
-            )
-    for i, a in enumerate(texts):
-        for b in texts[i + 1 :]:
-            if overlap(a, b, tolerance):
-                raise FigureLayoutError(
-                    f"{a} overlaps {b}: move, wrap or shorten one of them, use fewer ticks or a larger figure"
-                )
+    pixels; the message lists every such problem (:func:`layout_problems`) and how to fix it."""
+    problems = layout_problems(fig, tolerance)
+    if problems:
+        raise FigureLayoutError(
+            "; ".join(problems) + ". Lay the figure out inside its canvas (layout='constrained' or fig.tight_layout(), "
+            "a suptitle at y <= 1, a legend inside the figure), move, wrap or shorten a text, use fewer ticks or a "
+            "larger figure"
+        )
 
 
 def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:

@@ -32,7 +32,21 @@ def _clean_figure():
 
 
 def test_a_clean_figure_passes():
-    plots.check_layout(_clean_figure())
+    fig = _clean_figure()
+    assert plots.layout_problems(fig) == []
+    plots.check_layout(fig)
+
+
+def test_every_problem_is_listed():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.2, 0.5, "first note", ha="center")
+    ax.text(0.22, 0.5, "second note", ha="center")
+    ax.text(0.8, 0.5, "third note", ha="center")
+    ax.text(0.82, 0.5, "fourth note", ha="center")
+    fig.tight_layout()
+    assert len(plots.layout_problems(fig)) == 2
+    with pytest.raises(plots.FigureLayoutError, match="first note.*second note.*; .*third note.*fourth note"):
+        plots.check_layout(fig)
 
 
 def test_a_log_axis_and_rotated_tick_labels_pass():
