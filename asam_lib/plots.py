@@ -370,25 +370,25 @@ def eps_sweep(sweep: pd.DataFrame, colours: dict[str, str], title: str, seed: in
 
 def variants_among_members(points: pd.DataFrame, colours: dict[str, str], title: str) -> plt.Figure:
     """Left: the unit's members and the variants in a 2-D PCA of the edit layer's input (LAR variants triangles,
-    random variants crosses, the anchor a hollow star drawn over them). Right: each point's distance from the anchor in
-    the full space, which the projection cannot shrink. ``points``: :func:`asam_lib.lar_study.latent_map`;
-    ``colours``: one per kind."""
+    random variants crosses, the anchor a large white-edged star drawn over them). Right: each point's distance
+    from the anchor in the full space, which the projection cannot shrink. ``points``:
+    :func:`asam_lib.lar_study.latent_map`; ``colours``: one per kind."""
     markers = {"anchor": "*", "random variant": "x", "LAR variant": "^"}
     order = [k for k in ("text", "image", "both", "LAR variant", "random variant", "anchor") if k in set(points.kind)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained", width_ratios=(1.2, 1))
     for kind in order:
         chosen = points[points.kind == kind]
-        hollow = kind == "anchor"
+        anchor = kind == "anchor"
         axes[0].scatter(
             chosen.pc1,
             chosen.pc2,
-            s=200 if hollow else 22,
+            s=280 if anchor else 22,
             marker=markers.get(kind, "o"),
-            facecolors="none" if hollow else colours[kind],
-            edgecolors=colours[kind] if hollow or kind == "random variant" else "none",
-            linewidths=1.5 if hollow else 1,
+            color=colours[kind],
+            edgecolors="white" if anchor else None,
+            linewidths=1.5 if anchor else 1,
             label=f"{kind} ({len(chosen)})",
-            alpha=1 if hollow else 0.85,
+            alpha=1 if anchor else 0.85,
         )
     axes[0].set(xlabel="principal component 1", ylabel="principal component 2", title="2-D projection (PCA)")
     distances = points[points.kind != "anchor"]
