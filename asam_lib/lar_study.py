@@ -2,7 +2,7 @@
 and diversity change with the radius, and whether an edit's failure on its variants predicts its failure
 on the real held-out members of its knowledge unit.
 
-Every function returns a tidy ``pandas.DataFrame``; plotting lives in the notebook.
+Every function returns a tidy ``pandas.DataFrame``; :mod:`asam_lib.plots` draws them.
 """
 
 from __future__ import annotations
@@ -57,11 +57,13 @@ def pca_2d(points: torch.Tensor) -> np.ndarray:
 
 
 def latent_map(
-    model, encoder: PromptEncoder, case: EditCase, variants: dict[str, Variants], layer: int, others: Sequence = ()
+    model, encoder: PromptEncoder, case: EditCase, variants: dict[str, Variants], layer: int
 ) -> pd.DataFrame:
-    """2-D PCA of the edit layer's input at the answer-predicting position for the unit's members
-    (``kind``: anchor / text / image / both), each set of ``variants`` (kind = its key) and ``others``
-    (items about other entities, kind "other entity"). Columns: kind, pc1, pc2."""
+    """Where variants land among the unit's members: the edit layer's input at the answer-predicting position of
+    the members (``kind``: anchor / text / image / both) and of each set of ``variants`` (kind = its key).
+    Columns: kind; pc1, pc2 (a 2-D PCA fitted on exactly these points); ``anchor_distance`` (L2 distance from
+    the anchor in the full space, (d,)) and ``member_distance`` (to the nearest real member other than the
+    anchor and the point itself)."""
     unit = case.unit
     anchor_batch = encoder.batch([case.request.anchor_item])
     anchor_embeds = joint_embeddings(model, anchor_batch)
@@ -72,11 +74,20 @@ def latent_map(
     for name, v in variants.items():
         blocks.append(variant_states(model, anchor_embeds, anchor_batch, v, layer))
         kinds += [name] * len(v)
-    if others:
-        blocks.append(member_states(model, encoder, others, layer))
-        kinds += ["other entity"] * len(others)
-    xy = pca_2d(torch.cat(blocks))
-    return pd.DataFrame({"kind": kinds, "pc1": xy[:, 0], "pc2": xy[:, 1]})
+    states = torch.cat(blocks).double()
+    members = states[1 : len(unit.members)]
+    to_members = torch.cdist(states, members)
+    to_members[1 : len(unit.members)].fill_diagonal_(float("inf"))  # a member's nearest other member
+    xy = pca_2d(states)
+    return pd.DataFrame(
+        {
+            "kind": kinds,
+            "pc1": xy[:, 0],
+            "pc2": xy[:, 1],
+            "anchor_distance": (states - states[0]).norm(dim=1).numpy(),
+            "member_distance": to_members.min(1).values.numpy(),
+        }
+    )
 
 
 def eps_sweep(

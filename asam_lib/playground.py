@@ -337,16 +337,13 @@ def member_grid(result: PlaygroundResult, per_kind: int = 3) -> plt.Figure:
         plots.OUTCOME_COLOURS["right" if r[f"right_{s}"] else "wrong"] for s in STATES for _, r in rows.iterrows()
     ]
     labels = [f"before\n(right: {result.old_answer})", f"after\n(right: {result.choice.new_answer})"]
-    fig = plots.image_grid(
-        images * 2, ncols=len(shown), titles=titles, row_labels=labels, frame_colours=frames, cell=1.15
-    )
-    fig.suptitle(
+    title = (
         f"{result.choice.method}: {result.case.unit.name}, {result.old_answer} -> {result.choice.new_answer} "
-        f"(frames: green = right, red = wrong)",
-        y=1.03,
-        fontsize=10,
+        f"(frames: green = right, red = wrong)"
     )
-    return fig
+    return plots.image_grid(
+        images * 2, ncols=len(shown), titles=titles, row_labels=labels, frame_colours=frames, cell=1.15, title=title
+    )
 
 
 def metrics_figure(result: PlaygroundResult) -> plt.Figure:

@@ -7,17 +7,29 @@ each saved figure gets a sidecar ``<name>.json``: the notebook, the values of it
 their content hash, a hash of the notebook's code, the library fingerprint and the hashes of the PNG and PDF
 (:func:`asam_lib.provenance.write_sidecar`).
 Sidecars hold no timestamps and no absolute paths, so they are as reproducible as the figures.
+
+Before a figure is saved or shown, :func:`check_layout` draws it and raises :class:`FigureLayoutError` when two
+of its texts overlap or a text runs off the canvas; notebooks show every figure through :func:`show`, so the
+check runs under nbval as well as under ``make figures``.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+from unittest import mock
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
+from matplotlib.text import Text
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 from PIL import Image
 
 from asam_lib import paths, provenance
@@ -32,11 +44,159 @@ def set_style() -> None:
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "svg.hashsalt": "asam", "pdf.compression": 6})
 
 
+class FigureLayoutError(ValueError):
+    """Two texts of a figure overlap, or a text runs off the figure's canvas."""
+
+
+@dataclass(frozen=True)
+class PlacedText:
+    """A text as drawn: its string, where it belongs (``'title of axes 1'``) and its corners in pixels."""
+
+    text: str
+    role: str
+    corners: np.ndarray  # (4, 2): the rectangle of the text, rotated with it
+    extent: tuple[float, float, float, float]  # x0, y0, x1, y1 of the axis-aligned box around it
+
+    def __str__(self) -> str:
+        shown = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return f"{shown!r} ({self.role})"
+
+
+def all_axes(fig: plt.Figure) -> list[plt.Axes]:
+    """The axes of ``fig`` (``fig.axes``, numbered from 1 in messages), then their insets."""
+    return [*fig.axes, *(inset for ax in fig.axes for inset in ax.child_axes)]
+
+
+def text_roles(fig: plt.Figure) -> dict[int, str]:
+    """Where each text artist of ``fig`` belongs, by ``id``: ``'x tick label of axes 2'``, ``'suptitle'``, ..."""
+    roles: dict[int, str] = {}
+
+    def legend(owner, where: str) -> None:
+        if owner is not None:
+            roles[id(owner.get_title())] = f"legend title {where}"
+            roles.update({id(t): f"legend entry {where}" for t in owner.texts})
+
+    roles.update({id(t): "figure text" for t in fig.texts})
+    for attr, role in [("_suptitle", "suptitle"), ("_supxlabel", "supxlabel"), ("_supylabel", "supylabel")]:
+        if getattr(fig, attr, None) is not None:
+            roles[id(getattr(fig, attr))] = role
+    for figure_legend in fig.legends:
+        legend(figure_legend, "of the figure")
+    for n, ax in enumerate(all_axes(fig), start=1):
+        where = f"of axes {n}"
+        for title in (ax.title, ax._left_title, ax._right_title):
+            roles[id(title)] = f"title {where}"
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            roles[id(axis.label)] = f"{name} label {where}"
+            roles[id(axis.offsetText)] = f"{name} offset text {where}"
+            for tick in [*axis.majorTicks, *axis.minorTicks]:
+                roles[id(tick.label1)] = roles[id(tick.label2)] = f"{name} tick label {where}"
+        roles.update({id(t): f"text {where}" for t in ax.texts})
+        legend(ax.get_legend(), where)
+    return roles
+
+
+def drawn_texts(fig: plt.Figure) -> list[PlacedText]:
+    """Every non-empty text that drawing ``fig`` (on its Agg canvas) renders, with where it lands.
+
+    Texts that are not drawn (invisible, empty, ticks outside the view, axes switched off) are left out:
+    they are recorded as matplotlib draws them, not read from the artist tree.
+    """
+    drawn: list[Text] = []
+    draw = Text.draw
+
+    def recording_draw(text: Text, renderer) -> None:
+        draw(text, renderer)
+        if text.get_visible() and text.get_text().strip():
+            drawn.append(text)
+
+    with mock.patch.object(Text, "draw", recording_draw):
+        fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    roles, axes = text_roles(fig), all_axes(fig)
+    placed = []
+    for text in dict.fromkeys(drawn):  # a text drawn twice counts once
+        box = text.get_window_extent(renderer)
+        angle = text.get_rotation()
+        if angle % 90:  # the rotated rectangle, not the larger axis-aligned box around it
+            text.set_rotation(0)
+            width, height = text.get_window_extent(renderer).size
+            text.set_rotation(angle)
+            c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+            half = np.array([[-width, -height], [width, -height], [width, height], [-width, height]]) / 2
+            corners = np.array([box.x0 + box.x1, box.y0 + box.y1]) / 2 + half @ np.array([[c, s], [-s, c]])
+        else:
+            corners = np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1]])
+        role = roles.get(id(text), "text" if text.axes not in axes else f"text of axes {axes.index(text.axes) + 1}")
+        placed.append(PlacedText(text.get_text(), role, corners, (box.x0, box.y0, box.x1, box.y1)))
+    return placed
+
+
+def overlap(a: PlacedText, b: PlacedText, tolerance: float = 1.0) -> bool:
+    """Whether the rectangles of ``a`` and ``b`` overlap by more than ``tolerance`` pixels (separating axes)."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a.extent, b.extent
+    if min(ax1, bx1) - max(ax0, bx0) <= tolerance or min(ay1, by1) - max(ay0, by0) <= tolerance:
+        return False  # apart already as axis-aligned boxes (the common case, and cheap)
+    for corners in (a.corners, b.corners):
+        for edge in (corners[1] - corners[0], corners[3] - corners[0]):
+            axis = edge / np.linalg.norm(edge)
+            pa, pb = a.corners @ axis, b.corners @ axis
+            if min(pa.max(), pb.max()) - max(pa.min(), pb.min()) <= tolerance:
+                return False
+    return True
+
+
+def layout_problems(fig: plt.Figure, tolerance: float = 1.0) -> list[str]:
+    """Every text of ``fig`` that runs off its canvas, then every pair of texts that overlap, by more than
+    ``tolerance`` pixels, each as a sentence naming the texts and the axes they belong to (:func:`all_axes`,
+    numbered from 1). Drawing ``fig`` is part of the check."""
+    texts = drawn_texts(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    problems = []
+    for t in texts:
+        x0, y0, x1, y1 = t.extent
+        if min(x0, y0) < -tolerance or x1 > width + tolerance or y1 > height + tolerance:
+            problems.append(
+                f"{t} runs off the figure's canvas ({width:.0f} x {height:.0f} px; the text spans x {x0:.0f} to "
+                f"{x1:.0f}, y {y0:.0f} to {y1:.0f})"
+            )
+    problems += [f"{a} overlaps {b}" for i, a in enumerate(texts) for b in texts[i + 1 :] if overlap(a, b, tolerance)]
+    return problems
+
+
+def check_layout(fig: plt.Figure, tolerance: float = 1.0) -> None:
+    """Draw ``fig`` and raise :class:`FigureLayoutError` if two of its texts overlap (titles, axis and tick
+    labels, legend texts, annotations, ``ax.text``) or a text runs off the canvas, by more than ``tolerance``
+    pixels; the message lists every such problem (:func:`layout_problems`) and how to fix it."""
+    problems = layout_problems(fig, tolerance)
+    if problems:
+        raise FigureLayoutError(
+            "; ".join(problems) + ". Lay the figure out inside its canvas (layout='constrained' or fig.tight_layout(), "
+            "a suptitle at y <= 1, a legend inside the figure), move, wrap or shorten a text, use fewer ticks or a "
+            "larger figure"
+        )
+
+
 def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
-    """Save ``fig`` as ``name``.png and ``name``.pdf (fixed metadata) under ``folder`` (default figures/).
+    """Check the layout of ``fig`` (:func:`check_layout`), then save it as ``name``.png and ``name``.pdf (fixed
+    metadata) under ``folder`` (default figures/).
 
     After :func:`asam_lib.provenance.declare`, also writes the sidecar ``name``.json.
     """
+    check_layout(fig)
+    return _write(fig, name, folder)
+
+
+def show(fig: plt.Figure, name: str, folder: Path | None = None, save: bool = False) -> None:
+    """What a notebook does with each figure: check its layout (:func:`check_layout`, also when nothing is
+    saved, as under nbval), save it as ``name`` under ``folder`` (default figures/) when ``save``, show it."""
+    check_layout(fig)
+    if save:
+        _write(fig, name, folder)
+    plt.show()
+
+
+def _write(fig: plt.Figure, name: str, folder: Path | None) -> Path:
     folder = paths.ensure(folder or paths.FIGURES)
     png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
     fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
@@ -46,6 +206,14 @@ def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
     return png
 
 
+def wrap(text: str, width: float, fontsize: float) -> str:
+    """``text`` with each of its lines broken at spaces to fit ``width`` points at ``fontsize`` (a punctuation
+    mark standing alone, as in the world's questions ``"... fed ?"``, stays with the word before it)."""
+    chars = max(8, int(width / (0.6 * fontsize)))  # 0.6 em: a wide average glyph of the theme's sans-serif
+    glued = re.sub(r" ([?:!.,;])(?=\s|$)", "\u00a0\\1", text)  # a no-break space
+    return "\n".join(textwrap.fill(line, chars) for line in glued.split("\n"))
+
+
 def image_grid(
     images: Sequence[Image.Image],
     ncols: int,
@@ -53,10 +221,16 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     frame_colours: Sequence[str | None] | None = None,
     cell: float = 1.0,
+    title: str | None = None,
+    fontsize: float = 7,
 ) -> plt.Figure:
-    """Images in a grid with optional titles, row labels and coloured frames."""
+    """Images in a grid (``cell`` inches each) with optional titles (wrapped to the cell's width), row labels,
+    coloured frames and a title above the grid."""
     nrows = int(np.ceil(len(images) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows * 1.05), squeeze=False)
+    titles = [wrap(t, cell * 72, fontsize) for t in titles] if titles is not None else None
+    lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    height = round(nrows * (cell * 1.05 + lines * fontsize * 1.3 / 72) + (0.35 if title else 0), 2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, height), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -65,7 +239,7 @@ def image_grid(
             continue
         ax.imshow(images[k], interpolation="nearest")
         if titles is not None:
-            ax.set_title(titles[k], fontsize=7)
+            ax.set_title(titles[k], fontsize=fontsize)
         colour = frame_colours[k] if frame_colours is not None else None
         for spine in ax.spines.values():
             spine.set_visible(colour is not None)
@@ -74,9 +248,166 @@ def image_grid(
                 spine.set_linewidth(3)
     if row_labels is not None:
         for r, label in enumerate(row_labels):
-            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=fontsize + 1)
+    if title is not None:
+        fig.suptitle(wrap(title, cell * ncols * 72, 10), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+DISTANCE_PANELS = (  # (slice, distance column, x label): each panel holds the members of one slice
+    ("text", "text_distance", "template parts changed"),
+    ("image", "image_distance", "image parameter distance"),
+    ("image", "latent_distance", "latent distance (cosine, log scale)"),
+    ("both", "latent_distance", "latent distance (cosine, log scale)"),
+)
+
+
+def quantile_means(values: pd.Series, n_bins: int = 5) -> pd.Series:
+    """Each value replaced by the mean of its quantile bin (``n_bins`` bins of equal count; ties merge bins)."""
+    bins = pd.qcut(values, n_bins, duplicates="drop")
+    return values.groupby(bins, observed=True).transform("mean")
+
+
+def consistency_by_distance(
+    members: pd.DataFrame, palette: dict[str, str], title: str, n_bins: int = 5, seed: int = 0
+) -> plt.Figure:
+    """Share of a unit's members on the new answer against their distance from the edit input, one panel per
+    slice and distance (:data:`DISTANCE_PANELS`), one line per method (95% bootstrap CI over members).
+
+    ``members``: one row per evaluated member and edit (columns method, kind, text_distance, image_distance,
+    latent_distance, exact). Template parts are counted (integer ticks); the image and latent distances are
+    put in ``n_bins`` quantile bins per panel, each drawn at its mean distance on a numeric axis.
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharey=True, layout="constrained")
+    hue_order = [m for m in palette if m in set(members.method)]
+    for ax, (kind, column, label) in zip(axes.flat, DISTANCE_PANELS):
+        chosen = members[members.kind == kind]
+        x = chosen[column] if column == "text_distance" else quantile_means(chosen[column], n_bins)
+        if column == "latent_distance":
+            ax.set_xscale("log")
+        sns.pointplot(
+            chosen.assign(x=x),
+            x="x",
+            y="exact",
+            hue="method",
+            hue_order=hue_order,
+            palette=palette,
+            native_scale=True,
+            dodge=0.15,
+            errorbar=("ci", 95),
+            seed=seed,
+            ax=ax,
+            markersize=4,
+            linewidth=1.2,
+            legend=False,
+        )
+        if column == "text_distance":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if column == "latent_distance":
+            ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(
+            xlabel=label,
+            ylabel="share on the new answer",
+            ylim=(0, 1.05),
+            title=f"{kind} slice (n = {chosen.groupby('method').size().max()} per method)",
+        )
+    handles = [plt.Line2D([], [], color=palette[m], marker="o", markersize=4, linewidth=1.2) for m in hue_order]
+    fig.legend(handles, hue_order, title="method", loc="outside right upper")
+    fig.suptitle(title)
+    return fig
+
+
+def lar_trajectory(history: pd.DataFrame, colour: str) -> plt.Figure:
+    """LAR's PGD steps: the edit loss on the variants (climbing) and their KL to the unedited model (kept low).
+    ``history``: one row per step (columns ``PGD step``, edit_loss, coherence_kl)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+    for ax, column, ylabel, title, line_colour in [
+        (axes[0], "edit_loss", "edit loss on the variants (CE, nats)", "The adversary climbs the edit loss", colour),
+        (axes[1], "coherence_kl", "KL to the unedited model (nats)", "... while the meaning is kept", "0.4"),
+    ]:
+        ax.plot(history["PGD step"], history[column], marker="o", color=line_colour)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="PGD step", ylabel=ylabel, title=title)
+    return fig
+
+
+def eps_sweep(sweep: pd.DataFrame, colours: dict[str, str], title: str, seed: int = 0) -> plt.Figure:
+    """Coherence, edit failure and diversity of LAR and random variants against the radius eps (a numeric axis),
+    mean and 95% bootstrap CI over edits. ``sweep``: one row per (case, eps, variants) with those columns;
+    ``colours``: one per value of ``variants``."""
+    measures = {
+        "coherence": "share with the unedited answer",
+        "edit failure": "share on which the edit fails",
+        "diversity": "spread (1 = as random)",
+    }
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharex=True, layout="constrained")
+    for ax, (measure, ylabel) in zip(axes, measures.items()):
+        sns.pointplot(
+            sweep,
+            x="eps",
+            y=measure,
+            hue="variants",
+            hue_order=list(colours),
+            palette=colours,
+            native_scale=True,
+            errorbar=("ci", 95),
+            seed=seed,
+            ax=ax,
+            markersize=4,
+            linewidth=1.2,
+            legend=False,
+        )
+        ax.set(xlabel="", ylabel=ylabel, title=measure, ylim=(-0.03, 1.05))
+    handles = [plt.Line2D([], [], color=c, marker="o", markersize=4, linewidth=1.2) for c in colours.values()]
+    fig.legend(handles, list(colours), title="variants", loc="outside right upper")
+    fig.supxlabel("radius eps (relative to the token norm)")
+    fig.suptitle(title)
+    return fig
+
+
+def variants_among_members(points: pd.DataFrame, colours: dict[str, str], title: str) -> plt.Figure:
+    """Left: the unit's members and the variants in a 2-D PCA of the edit layer's input (LAR variants triangles,
+    random variants crosses, the anchor a large white-edged star drawn over them). Right: each point's distance
+    from the anchor in the full space, which the projection cannot shrink. ``points``:
+    :func:`asam_lib.lar_study.latent_map`; ``colours``: one per kind."""
+    markers = {"anchor": "*", "random variant": "x", "LAR variant": "^"}
+    order = [k for k in ("text", "image", "both", "LAR variant", "random variant", "anchor") if k in set(points.kind)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained", width_ratios=(1.2, 1))
+    for kind in order:
+        chosen = points[points.kind == kind]
+        anchor = kind == "anchor"
+        axes[0].scatter(
+            chosen.pc1,
+            chosen.pc2,
+            s=280 if anchor else 22,
+            marker=markers.get(kind, "o"),
+            color=colours[kind],
+            edgecolors="white" if anchor else None,
+            linewidths=1.5 if anchor else 1,
+            label=f"{kind} ({len(chosen)})",
+            alpha=1 if anchor else 0.85,
+        )
+    axes[0].set(xlabel="principal component 1", ylabel="principal component 2", title="2-D projection (PCA)")
+    distances = points[points.kind != "anchor"]
+    rows = [k for k in order if k != "anchor"]
+    sns.stripplot(
+        distances,
+        x="anchor_distance",
+        y="kind",
+        order=rows,
+        hue="kind",
+        palette=colours,
+        size=4,
+        ax=axes[1],
+        jitter=0.2,
+    )
+    axes[1].set(xlabel="distance from the anchor (L2, full space)", ylabel="", title="Distance from the anchor")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(order), fontsize=8)
+    fig.suptitle(title)
 
 
 def interval_bars(

@@ -51,6 +51,7 @@ def _figure():
     fig, ax = plt.subplots(figsize=(2, 1.5))
     ax.plot([0, 1, 2], [1, 0, 1], label="line")
     ax.set(xlabel="x (units)", ylabel="y (units)")
+    fig.tight_layout()  # plots.save checks that every label is on the canvas
     return fig
 
 

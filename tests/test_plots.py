@@ -1,0 +1,137 @@
+"""The layout check every saved or shown figure passes: overlapping texts and texts off the canvas raise."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytest
+
+from asam_lib import plots
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    plots.set_style()
+    yield
+    plt.close("all")
+
+
+def _clean_figure():
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    for ax in axes:
+        ax.plot([0, 1, 2], [1, 0, 1], label="line")
+        ax.plot([0, 1, 2], [0, 1, 0], label="other line")
+        ax.set(xlabel="x (units)", ylabel="y (units)", title="a title")
+        ax.legend(loc="upper center")
+    axes[0].text(1, 0.5, "a note", ha="center")
+    fig.suptitle("A figure that passes")
+    fig.tight_layout()
+    return fig
+
+
+def test_a_clean_figure_passes():
+    fig = _clean_figure()
+    assert plots.layout_problems(fig) == []
+    plots.check_layout(fig)
+
+
+def test_every_problem_is_listed():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.2, 0.5, "first note", ha="center")
+    ax.text(0.22, 0.5, "second note", ha="center")
+    ax.text(0.8, 0.5, "third note", ha="center")
+    ax.text(0.82, 0.5, "fourth note", ha="center")
+    fig.tight_layout()
+    assert len(plots.layout_problems(fig)) == 2
+    with pytest.raises(plots.FigureLayoutError, match="first note.*second note.*; .*third note.*fourth note"):
+        plots.check_layout(fig)
+
+
+def test_a_log_axis_and_rotated_tick_labels_pass():
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    axes[0].semilogy([1, 10, 100, 1000, 1e5])
+    axes[1].bar(range(6), range(6))
+    axes[1].set_xticks(range(6), [f"a long category {k}" for k in range(6)], rotation=45, ha="right")
+    fig.tight_layout()
+    plots.check_layout(fig)
+
+
+def test_two_texts_on_top_of_each_other_raise_and_are_named():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.5, 0.5, "first note", ha="center")
+    ax.text(0.52, 0.5, "second note", ha="center")
+    with pytest.raises(plots.FigureLayoutError, match="first note") as raised:
+        plots.check_layout(fig)
+    assert "second note" in str(raised.value) and "axes 1" in str(raised.value)
+
+
+def test_overlapping_tick_labels_raise():
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.set_xticks(range(6), [f"a long category {k}" for k in range(6)])
+    fig.tight_layout()
+    with pytest.raises(plots.FigureLayoutError, match="x tick label of axes 1"):
+        plots.check_layout(fig)
+
+
+def test_a_label_outside_the_canvas_raises():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    fig.suptitle("a title above the canvas", y=1.08)
+    with pytest.raises(plots.FigureLayoutError, match="'a title above the canvas' \\(suptitle\\) runs off"):
+        plots.check_layout(fig)
+
+
+def test_a_legend_over_the_title_raises():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1], label="a line with a long name")
+    ax.set_title("the title of the plot")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 0.98))
+    fig.tight_layout()
+    with pytest.raises(plots.FigureLayoutError) as raised:
+        plots.check_layout(fig)
+    message = str(raised.value)
+    assert "'the title of the plot' (title of axes 1)" in message
+    assert "'a line with a long name' (legend entry of axes 1)" in message
+
+
+def test_hidden_and_empty_texts_are_ignored():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.5, 0.5, "shown", ha="center")
+    ax.text(0.5, 0.5, "hidden", ha="center", visible=False)
+    ax.text(0.5, 0.5, "   ", ha="center")
+    ax.set_title("")
+    plots.check_layout(fig)
+
+
+def test_save_and_show_check_the_layout(tmp_path):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set_xlabel("a label far too long for a figure this narrow, which runs off both of its sides")
+    with pytest.raises(plots.FigureLayoutError, match="runs off"):
+        plots.save(fig, "bad", folder=tmp_path)
+    with pytest.raises(plots.FigureLayoutError, match="runs off"):
+        plots.show(fig, "bad", folder=tmp_path, save=False)
+    assert not list(tmp_path.iterdir())
+    plots.show(_clean_figure(), "good", folder=tmp_path, save=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.pdf", "good.png"]
+
+
+def test_image_grid_wraps_long_titles():
+    from PIL import Image
+
+    images = [Image.new("RGB", (8, 8), colour) for colour in ("red", "green", "blue")]
+    question = "please answer : what food is the object shown here fed ?"
+    fig = plots.image_grid(images, ncols=3, titles=[f"image\n{question}"] * 3, cell=2.2, title="Three images")
+    plots.check_layout(fig)
+    assert all(len(line) < len(question) for ax in fig.axes for line in ax.get_title().split("\n"))
+
+
+def test_texts_of_an_inset_are_checked_and_named():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.75, 0.75, "a note under the inset", ha="center", transform=ax.transAxes)
+    inset = ax.inset_axes((0.5, 0.5, 0.45, 0.45))
+    inset.set_title("inset title", y=0.6)
+    fig.tight_layout()
+    with pytest.raises(plots.FigureLayoutError, match="title of axes 2"):
+        plots.check_layout(fig)
