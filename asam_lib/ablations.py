@@ -27,7 +27,8 @@ SELECTED_LAMBDA_RANK = 100.0
 def ablation_editors() -> dict[str, Editor]:
     """ASAM and its ablations (docs/method.md, "Ablations and sensitivity"): no LAR (random variants of the
     same norm), no RCSL, no asymmetry, ASAM on FT-L instead of Patch, RCSL alone (the variants enter only
-    through H, not through their CE: lambda_adv = 0) at a large lambda_rank, and RCSL at the configuration the
+    through H, not through their CE: lambda_adv = 0) at a large lambda_rank, this companion's calibrated patch
+    thresholds (what they cost a single edit), and RCSL at the configuration the
     design study selects (:data:`SELECTED_RCSL`), with and without its asymmetry: where RCSL acts, its
     asymmetry can be tested."""
     selected = ASAMSettings(lambda_rank=SELECTED_LAMBDA_RANK)
@@ -38,6 +39,7 @@ def ablation_editors() -> dict[str, Editor]:
         "without asymmetry": ASAM(rcsl=RCSLConfig(asymmetric=False)),
         "ASAM on FT-L": ASAM(FTL()),
         "RCSL alone, lambda_rank=100": ASAM(settings=ASAMSettings(lambda_adv=0.0, lambda_rank=100.0)),
+        "ASAM calibrated": ASAM(settings=ASAMSettings(calibrate_bias=True)),
         "RCSL selected": ASAM(rcsl=SELECTED_RCSL, settings=selected),
         "RCSL selected, without asymmetry": ASAM(rcsl=replace(SELECTED_RCSL, asymmetric=False), settings=selected),
     }

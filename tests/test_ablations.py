@@ -131,6 +131,7 @@ def test_the_catalogue_is_the_one_notebook_04_and_the_readme_describe(terms):
         "without asymmetry",
         "ASAM on FT-L",
         "RCSL alone, lambda_rank=100",
+        "ASAM calibrated",
         "RCSL selected",
         "RCSL selected, without asymmetry",
     ]
