@@ -1,15 +1,15 @@
 """The registry of editing methods and the list of metrics: every list of methods in the project is read here.
 
 Each :class:`Method` entry gives a method's display name, how to build its editor with default settings,
-its colour in every figure and its role: an intrinsic ``"baseline"`` (the editors ASAM starts from) or
-``"method"`` (ASAM). The order of :data:`METHODS` is the order of every table, legend and menu. Read by
+its colour in every figure and its role: an intrinsic ``"baseline"`` (the editors ASAM starts from), a
+``"lifelong"`` editor built for sequential editing (GRACE), or ``"method"`` (ASAM). The order of :data:`METHODS` is the order of every table, legend and menu. Read by
 the study (notebook 04's main table and sequential runs), the command line, the playground's menu, the
 plots' colours, the README's tables and the notebooks.
 
 Adding an editor is its module (a subclass of :class:`asam_lib.editing.Editor`) and one entry, as GRACE's
 (:mod:`asam_lib.grace`) in the list at the end of this module::
 
-    Method("GRACE", GRACE, "#8c564b")
+    Method("GRACE", GRACE, "#8c564b", role="lifelong")
 
 :data:`METRICS` is the order of the metrics in every table and figure.
 """
@@ -28,7 +28,7 @@ from asam_lib.patch import Patch
 
 METRICS = ("Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc")
 GENERALITY_METRICS = ("T-Gen", "I-Gen", "TI-Gen")
-ROLES = ("baseline", "method")
+ROLES = ("baseline", "lifelong", "method")
 UNEDITED_COLOUR = "#7f7f7f"  # the unedited model ("base") in figures that compare before and after
 
 
@@ -39,7 +39,8 @@ class UnknownMethod(ValueError):
 @dataclass(frozen=True)
 class Method:
     """One editing method: ``name`` (as in tables), ``factory`` (builds the editor with its defaults),
-    ``colour`` (one colour in every figure) and ``role`` (``"baseline"`` or ``"method"``)."""
+    ``colour`` (one colour in every figure) and ``role`` (``"baseline"``: an intrinsic editor ASAM starts from;
+    ``"lifelong"``: an editor built for many sequential edits, compared in notebook 04 only; ``"method"``)."""
 
     name: str
     factory: Callable[[], Editor]
@@ -105,7 +106,7 @@ for _entry in (
     Method("FT-L", FTL, "#1f77b4"),
     Method("LoRA", LoRA, "#9467bd"),
     Method("Patch", Patch, "#2ca02c"),
-    Method("GRACE", GRACE, "#8c564b"),
+    Method("GRACE", GRACE, "#8c564b", role="lifelong"),
     Method("ASAM", ASAM, "#d62728", role="method"),
 ):
     register(_entry)

@@ -65,9 +65,11 @@ def test_a_registered_method_without_results_yet_has_no_row(tmp_path):
         for k in METRICS
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "01_baselines.csv", index=False)
-    pd.DataFrame([{"method": m, "T": 50, **{k: 0.5 for k in METRICS}} for m in ["Patch", "ASAM"]]).to_csv(
-        tmp_path / "04_sequential_summary.csv", index=False
-    )
+    sequential_rows = [
+        {"method": m, "T": 50, **{k: 0.5 for k in METRICS}} for m in ["ASAM calibrated", "Patch", "ASAM"]
+    ]
+    pd.DataFrame(sequential_rows).to_csv(tmp_path / "04_sequential_summary.csv", index=False)
     baselines = [line.split(" | ")[0].strip("| ") for line in baseline_table(tmp_path).splitlines()[2:]]
     sequential = [line.split(" | ")[0].strip("| ") for line in sequential_table(tmp_path).splitlines()[2:]]
-    assert baselines == ["FT-L", "LoRA", "Patch"] and sequential == ["Patch", "ASAM"]  # GRACE: no results yet
+    assert baselines == ["FT-L", "LoRA", "Patch"]  # GRACE: no results yet
+    assert sequential == ["Patch", "ASAM", "ASAM calibrated"]  # an option of a method comes after the methods
