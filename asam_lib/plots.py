@@ -408,6 +408,7 @@ def variants_among_members(points: pd.DataFrame, colours: dict[str, str], title:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(order), fontsize=8)
     fig.suptitle(title)
+    return fig
 
 
 def interval_bars(
@@ -522,7 +523,7 @@ def sensitivity_panels(
         ax.set(xlabel=f"{knob_name} (default {default:g})")
     axes[0, 0].set_ylabel("difference to the default\n(paired, 95% CI)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncols=len(metrics), bbox_to_anchor=(0.5, -0.02), fontsize=8)
+    fig.legend(handles, labels, loc="lower center", ncols=len(metrics), bbox_to_anchor=(0.5, 0.0), fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
