@@ -147,9 +147,9 @@ def sweep() -> pd.DataFrame:
 
 def test_random_variants_almost_never_break_the_edit_and_lar_variants_do(sweep):
     noise, lar = sweep.loc["noise", "edit failure"], sweep.loc["LAR", "edit failure"]
-    assert (noise <= 0.05).all(), (
-        "notebook 02: random perturbations of the same size almost never break the edit (failure <= 1 in 20); "
-        f"{noise.to_dict()}"
+    assert (noise[noise.index <= 0.5] == 0).all() and (noise <= 0.1).all(), (
+        "notebook 02: random perturbations of the same size almost never break the edit (never up to eps 0.5, at "
+        f"most 1 in 10 beyond); {noise.to_dict()}"
     )
     assert (lar >= noise).all() and lar[LARConfig().eps] > noise[LARConfig().eps], (
         "notebook 02: only the gradient finds the failure region (LAR failure >= random's at every eps, above it at "
