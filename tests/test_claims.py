@@ -210,8 +210,8 @@ def test_most_of_asams_drop_on_unseen_rows_is_a_shared_component(tails, rows):
 def test_the_variants_alone_do_most_of_asams_alignment(tails):
     table = tails["tail energy"]
     share = (table["Patch"] - table["ASAM without RCSL"]) / (table["Patch"] - table["ASAM"])
-    assert (share > 0.75).all(), (
-        "README / notebook 03: ASAM without RCSL gets more than three quarters of ASAM's drop in tail energy below "
+    assert (share > 0.9).all(), (
+        "README / notebook 03: ASAM without RCSL gets over 90% of ASAM's drop in tail energy below "
         f"Patch's on every set of rows ({share.round(3).to_dict()})"
     )
 
