@@ -2,9 +2,10 @@
 
 Each :class:`Method` entry gives a method's display name, how to build its editor with default settings,
 its colour in every figure and its role: an intrinsic ``"baseline"`` (the editors ASAM starts from), a
-``"lifelong"`` editor built for sequential editing (GRACE), or ``"method"`` (ASAM). The order of :data:`METHODS` is the order of every table, legend and menu. Read by
-the study (notebook 04's main table and sequential runs), the command line, the playground's menu, the
-plots' colours, the README's tables and the notebooks.
+``"lifelong"`` editor built for sequential editing (GRACE), or ``"method"`` (ASAM). The order of
+:data:`METHODS` is the order of every table, legend and menu. Read by the study (notebook 04's main table and
+sequential runs), the command line, the playground's menu, the plots' colours, the README's tables and the
+notebooks.
 
 Adding an editor is its module (a subclass of :class:`asam_lib.editing.Editor`) and one entry, as GRACE's
 (:mod:`asam_lib.grace`) in the list at the end of this module::
