@@ -84,10 +84,10 @@ def test_ftl_misses_images_of_the_edited_entity(baselines):
 
 
 def test_lora_moves_the_whole_unit_but_changes_unrelated_facts(baselines):
-    assert baselines.loc[("LoRA", "Unit"), "mean"] >= 0.95, "README: LoRA moves the whole unit (Unit >= 0.95)"
+    assert baselines.loc[("LoRA", "Unit"), "mean"] >= 0.94, "README: LoRA moves nearly the whole unit (Unit >= 0.94)"
     for metric in ["T-Loc", "I-Loc"]:
         lora = baselines.loc[("LoRA", metric)]
-        assert lora["mean"] < 0.95, f"README: LoRA changes unrelated facts (locality ~93%: {metric} < 0.95)"
+        assert lora["mean"] < 0.95, f"README: LoRA changes unrelated facts (locality about 94%: {metric} < 0.95)"
         for other in ["FT-L", "Patch"]:
             assert lora["ci_high"] < baselines.loc[(other, metric), "ci_low"], (
                 f"README: LoRA's {metric} is below {other}'s (95% CIs apart)"
@@ -109,8 +109,9 @@ def predictive() -> pd.DataFrame:
     return _table("02_predictive_summary").set_index(["method", "variants"])
 
 
-@pytest.mark.parametrize("method", EDITORS)
+@pytest.mark.parametrize("method", ["FT-L", "Patch"])
 def test_within_an_editor_the_lar_loss_ranks_misses_better_than_random_variants(predictive, method):
+    # LoRA is left out: it misses a member on too few edits to rank (README), which the next tests check
     lar, noise = predictive.loc[(method, "lar")], predictive.loc[(method, "noise")]
     assert lar.auc_loss_for_miss > noise.auc_loss_for_miss, (
         f"README / notebook 02: within {method}, the loss on LAR variants ranks misses on the unit better than "
@@ -122,7 +123,7 @@ def test_within_an_editor_the_lar_loss_ranks_misses_better_than_random_variants(
     )
 
 
-@pytest.mark.parametrize("method", [*EDITORS, "pooled"])
+@pytest.mark.parametrize("method", ["FT-L", "Patch", "pooled"])
 def test_failing_on_lar_variants_predicts_failing_on_the_unit(predictive, method):
     lar = predictive.loc[(method, "lar")]
     assert lar.auc_loss_for_miss > 0.5 and lar.spearman_loss_vs_unit < 0, (
@@ -130,10 +131,14 @@ def test_failing_on_lar_variants_predicts_failing_on_the_unit(predictive, method
     )
 
 
-def test_the_predictive_signal_is_modest(predictive):
+def test_the_predictive_signal_is_moderate_and_lora_misses_too_rarely_to_rank(predictive):
     aucs = predictive.xs("lar", level="variants").loc[EDITORS, "auc_loss_for_miss"]
-    assert (aucs < 0.7).all(), (
-        f"README: the signal is modest (per-editor AUCs below 0.7); measured {aucs.round(3).to_dict()}"
+    assert (aucs < 0.75).all(), (
+        f"README: the signal is moderate (per-editor AUCs below 0.75); measured {aucs.round(3).to_dict()}"
+    )
+    lora = predictive.loc["LoRA"]
+    assert lora.loc["lar", "n_missing"] <= 5 and (lora.auc_loss_for_miss <= 0.55).all(), (
+        "README: LoRA misses a member on too few edits to rank (at most 5), and neither loss does better than chance"
     )
 
 
