@@ -45,7 +45,7 @@ from asam_lib.lar import (
     noise_variants,
     repeat_batch,
 )
-from asam_lib.patch import Patch, calibrate_patch
+from asam_lib.patch import Patch, answer_span, calibrate_patch
 from asam_lib.prompting import Batch
 from asam_lib.rcsl import RCSLConfig, rcsl_loss
 
@@ -192,9 +192,7 @@ class ASAM(Editor):
             edit_layer_mlp(model, self.config.layer),
             lambda: forward_variants(model, edited_forward(model), context.anchor_embeds, delta, rows, self.lar.block),
         )
-        start, length = int(anchor.answer_start[0]), int(anchor.answer_len[0])
-        cover = x[:, start - 1 : start - 1 + length]
-        return calibrate_patch(state.patch, cover, state.memory_x, self.settings.calibration_margin)
+        return calibrate_patch(state.patch, answer_span(x, anchor), state.memory_x, self.settings.calibration_margin)
 
     def variants(self, model, context: EditContext) -> Variants:
         """Fresh variants of the edit input against the current edited model."""

@@ -119,23 +119,40 @@ class UneditedPasses:
 
 @dataclass
 class EditContext:
-    """Everything one edit reuses from step to step. The request's batches and embeddings (see
-    :class:`EditInputs`), the edit's random stream, and what the loop fills in: ``originals`` (the unedited
-    values of the trained parameters), ``editor_state`` (the editor's own per-edit state, see
-    :attr:`Installed.state`) and ``variants`` (ASAM's current LAR variants of the edit input)."""
+    """Everything one edit reuses from step to step. The request's batches and embeddings (``inputs``, see
+    :class:`EditInputs`; read through this context's properties of the same names), the edit's random stream,
+    and what the loop fills in: ``originals`` (the unedited values of the trained parameters),
+    ``editor_state`` (the editor's own per-edit state, see :attr:`Installed.state`) and ``variants`` (ASAM's
+    current LAR variants of the edit input)."""
 
     request: EditRequest
-    anchor: Batch
-    anchor_embeds: torch.Tensor
-    locality: Batch | None
-    locality_embeds: torch.Tensor | None
-    pre_locality: list[torch.Tensor] | None
+    inputs: EditInputs
     generator: torch.Generator
     encoder: PromptEncoder
     unedited: UneditedPasses = field(default_factory=UneditedPasses)
     originals: dict[str, torch.Tensor] = field(default_factory=dict)
     editor_state: object = None
     variants: Variants | None = None
+
+    @property
+    def anchor(self) -> Batch:
+        return self.inputs.anchor
+
+    @property
+    def anchor_embeds(self) -> torch.Tensor:
+        return self.inputs.anchor_embeds
+
+    @property
+    def locality(self) -> Batch | None:
+        return self.inputs.locality
+
+    @property
+    def locality_embeds(self) -> torch.Tensor | None:
+        return self.inputs.locality_embeds
+
+    @property
+    def pre_locality(self) -> list[torch.Tensor] | None:
+        return self.inputs.pre_locality
 
 
 @dataclass
@@ -274,19 +291,8 @@ class Editor:
         unedited = UneditedPasses() if unedited is None else unedited
         if unedited.inputs is None:
             unedited.inputs = self._inputs(model, encoder, request)
-        i = unedited.inputs
         generator = torch_generator(seed, "edit", request.name)
-        return EditContext(
-            request,
-            i.anchor,
-            i.anchor_embeds,
-            i.locality,
-            i.locality_embeds,
-            i.pre_locality,
-            generator,
-            encoder,
-            unedited,
-        )
+        return EditContext(request, unedited.inputs, generator, encoder, unedited)
 
     @staticmethod
     def _inputs(model, encoder: PromptEncoder, request: EditRequest) -> EditInputs:

@@ -58,7 +58,7 @@ import torch
 
 from asam_lib.architectures import edit_layer_mlp, replace_edit_layer_mlp
 from asam_lib.editing import EditConfig, EditError, Editor, Installed
-from asam_lib.patch import ffn_inputs
+from asam_lib.patch import answer_span, ffn_inputs
 from asam_lib.precision import at_least_float32
 
 
@@ -136,8 +136,7 @@ class GRACE(Editor):
     def install(self, model, context):
         layer = self.config.layer
         anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
-        start, length = int(context.anchor.answer_start[0]), int(context.anchor.answer_len[0])
-        keys = anchor_x[0, start - 1 : start + length]  # the positions that predict each answer token and </s>
+        keys = answer_span(anchor_x, context.anchor, include_eos=True)[0]  # predicting each answer token and </s>
         mlp = edit_layer_mlp(model, layer)
         wrapped = not isinstance(mlp, Codebook)
         codebook = Codebook(mlp) if wrapped else mlp

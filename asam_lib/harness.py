@@ -26,11 +26,19 @@ from asam_lib.benchmark import exported_benchmark, locality_pools
 from asam_lib.editing import Editor, EditRequest, UneditedPasses
 from asam_lib.metrics import evaluate_edit, locality_reference
 from asam_lib.model import config_hash
+from asam_lib.patch import patch_firing, stacked_patches
 from asam_lib.progress import tqdm
 from asam_lib.prompting import Item, PromptEncoder, score_items
 from asam_lib.records import EditRecord, load_records
 from asam_lib.seeding import numpy_rng
-from asam_lib.units import KnowledgeUnit, unit_from_record, unit_from_world, with_known, with_latent_distances
+from asam_lib.units import (
+    KnowledgeUnit,
+    member_items,
+    unit_from_record,
+    unit_from_world,
+    with_known,
+    with_latent_distances,
+)
 from asam_lib.world import RELATIONS, World
 
 SUPPORT_STREAM = "support"  # images of support-pool entities used while editing
@@ -274,9 +282,13 @@ def run_sequential(
     seed: int,
     checkpoints: Sequence[int] = (1, 5, 10, 20, 50),
     task: str = "vqa",
+    firing_probe: int = 0,
 ) -> pd.DataFrame:
     """Apply the cases' edits one after another (no rollback in between); after ``T`` edits for each
-    ``T`` in ``checkpoints``, re-evaluate every edit made so far. All edits are rolled back at the end."""
+    ``T`` in ``checkpoints``, re-evaluate every edit made so far. All edits are rolled back at the end.
+
+    ``firing_probe`` > 0 (editors that add patches, :func:`asam_lib.patch.stacked_patches`): at every
+    checkpoint, also where the patches fire (:func:`firing_rows`) on the first ``firing_probe`` cases."""
     references = [locality_reference(model, encoder, c.locality) for c in cases]
     tag = editor_config(editor)
     handles, rows = [], []
@@ -299,10 +311,65 @@ def run_sequential(
                     "edit_index": age,
                 }
                 rows += [{**base, **m} for m in evaluate_edit(model, encoder, old.unit, reference)]
+            if firing_probe > 0:
+                base = {"method": method, "config": tag, "seed": seed, "task": task, "tier": "standard", "T": t}
+                probe = cases[: min(t, firing_probe)]
+                rows += [
+                    {**base, **m} for m in firing_rows(model, encoder, probe, cases[:firing_probe], editor.config.layer)
+                ]
     finally:
         for handle in reversed(handles):
             handle.restore()
     return pd.DataFrame(rows)
+
+
+FIRING_METRICS = ("misfire rate", "own patch fires")  # the rows of firing_rows
+
+
+def firing_rows(
+    model, encoder: PromptEncoder, edited: Sequence[EditCase], unrelated: Sequence[EditCase], layer: int
+) -> list[dict]:
+    """Where the patches at ``layer`` fire (:func:`asam_lib.patch.patch_firing`, answer-predicting positions),
+    for a model edited by one patch per case, in order (``edited``: the first of those cases, patch ``i``
+    made by ``edited[i]``; later edits may have added more). Rows (``case``, ``edit_index``, ``metric``,
+    ``protocol``, ``value``):
+
+    - ``misfire rate`` (protocol ``unrelated``; one row per case of ``unrelated``, whose locality evaluation
+      items are inputs no edit was about): the share of (item, patch) pairs where the patch fires. An item's
+      expected number of firing patches is this rate times the number of patches, so misfires add up as
+      edits accumulate.
+    - ``own patch fires`` (protocol ``unit``; one row per edited case): the share of that case's standard
+      unit members (anchor included) on which its own patch fires: how much of the unit the edit covers.
+
+    None on a model without patches (GRACE, FT-L, LoRA)."""
+    n_patches = len(stacked_patches(model, layer))
+    if n_patches == 0:
+        return []
+    if n_patches < len(edited):
+        raise ValueError(f"firing_rows: {n_patches} patch(es) at layer {layer} for {len(edited)} edits (one each)")
+    rows = []
+    for case in unrelated:
+        fires = patch_firing(model, encoder, case.locality, layer) > 0
+        rows.append(
+            {
+                "case": case.request.name,
+                "metric": "misfire rate",
+                "protocol": "unrelated",
+                "value": float(fires.float().mean()),
+            }
+        )
+    for index, case in enumerate(edited):
+        fires = patch_firing(model, encoder, member_items(case.unit.members, case.unit.new_answer), layer)[:, index] > 0
+        rows.append(
+            {
+                "case": case.request.name,
+                "edit_index": index,
+                "metric": "own patch fires",
+                "protocol": "unit",
+                "value": float(fires.float().mean()),
+            }
+        )
+    return rows
 
 
 def ci95(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:

@@ -66,6 +66,14 @@ def ffn_inputs(model, embeds: torch.Tensor, batch: Batch, layer: int) -> torch.T
     return module_input(edit_layer_mlp(model, layer), lambda: forward_embeds(model, embeds, batch))
 
 
+def answer_span(states: torch.Tensor, batch: Batch, include_eos: bool = False) -> torch.Tensor:
+    """``states`` (B, L, d) at the positions that predict the answer tokens of ``batch``'s first item (and its
+    ``</s>`` with ``include_eos``): (B, answer_len [+ 1], d). For rows that share the first item's layout: the
+    edit input, and its variants."""
+    start, length = int(batch.answer_start[0]), int(batch.answer_len[0])
+    return states[:, start - 1 : start - 1 + length + int(include_eos)]
+
+
 def answer_positions(states: torch.Tensor, batch: Batch) -> torch.Tensor:
     """``states`` (B, L, d) at each item's answer-predicting position (the last prompt token): (B, d)."""
     return states[torch.arange(len(batch)), batch.answer_start - 1]
@@ -142,15 +150,14 @@ class Patch(Editor):
     def install(self, model, context):
         layer = self.config.layer
         anchor_x = ffn_inputs(model, context.anchor_embeds, context.anchor, layer)
-        start, length = int(context.anchor.answer_start[0]), int(context.anchor.answer_len[0])
-        edit_x = anchor_x[0, start - 1 : start - 1 + length]  # every position that predicts an answer token
+        edit_x = answer_span(anchor_x, context.anchor)[0]  # every position that predicts an answer token
         memory = context.unedited.memory_states  # the unedited model's: computed once per request and layer
         if layer not in memory:
             memory[layer] = memory_states(model, context, layer)
         memory_x = memory[layer]
         s = self.settings
         starts = [
-            selective_key(edit_x[i % length], memory_x, s.activation, s.threshold, s.shrinkage)
+            selective_key(edit_x[i % len(edit_x)], memory_x, s.activation, s.threshold, s.shrinkage)
             for i in range(s.n_neurons)
         ]
         patched = PatchedMLP(

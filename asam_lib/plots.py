@@ -269,6 +269,35 @@ def quantile_means(values: pd.Series, n_bins: int = 5) -> pd.Series:
     return values.groupby(bins, observed=True).transform("mean")
 
 
+def numeric_points(
+    ax: plt.Axes, data: pd.DataFrame, x: str, y: str, hue: str, colours: dict[str, str], seed: int, dodge=False
+) -> None:
+    """Mean of ``y`` per ``x`` value on a numeric ``x`` axis, one line per ``hue`` value (``colours``' keys, in
+    order) with its 95% bootstrap CI (``seed``); no legend (:func:`points_legend` draws one per figure)."""
+    sns.pointplot(
+        data,
+        x=x,
+        y=y,
+        hue=hue,
+        hue_order=list(colours),
+        palette=colours,
+        native_scale=True,
+        dodge=dodge,
+        errorbar=("ci", 95),
+        seed=seed,
+        ax=ax,
+        markersize=4,
+        linewidth=1.2,
+        legend=False,
+    )
+
+
+def points_legend(fig: plt.Figure, colours: dict[str, str], title: str) -> None:
+    """The legend of :func:`numeric_points`' lines, outside the panels on the right (constrained layout)."""
+    handles = [plt.Line2D([], [], color=c, marker="o", markersize=4, linewidth=1.2) for c in colours.values()]
+    fig.legend(handles, list(colours), title=title, loc="outside right upper")
+
+
 def consistency_by_distance(
     members: pd.DataFrame, palette: dict[str, str], title: str, n_bins: int = 5, seed: int = 0
 ) -> plt.Figure:
@@ -286,22 +315,7 @@ def consistency_by_distance(
         x = chosen[column] if column == "text_distance" else quantile_means(chosen[column], n_bins)
         if column == "latent_distance":
             ax.set_xscale("log")
-        sns.pointplot(
-            chosen.assign(x=x),
-            x="x",
-            y="exact",
-            hue="method",
-            hue_order=hue_order,
-            palette=palette,
-            native_scale=True,
-            dodge=0.15,
-            errorbar=("ci", 95),
-            seed=seed,
-            ax=ax,
-            markersize=4,
-            linewidth=1.2,
-            legend=False,
-        )
+        numeric_points(ax, chosen.assign(x=x), "x", "exact", "method", {m: palette[m] for m in hue_order}, seed, 0.15)
         if column == "text_distance":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if column == "latent_distance":
@@ -314,8 +328,7 @@ def consistency_by_distance(
             ylim=(0, 1.05),
             title=f"{kind} slice (n = {chosen.groupby('method').size().max()} per method)",
         )
-    handles = [plt.Line2D([], [], color=palette[m], marker="o", markersize=4, linewidth=1.2) for m in hue_order]
-    fig.legend(handles, hue_order, title="method", loc="outside right upper")
+    points_legend(fig, {m: palette[m] for m in hue_order}, "method")
     fig.suptitle(title)
     return fig
 
@@ -345,24 +358,9 @@ def eps_sweep(sweep: pd.DataFrame, colours: dict[str, str], title: str, seed: in
     }
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharex=True, layout="constrained")
     for ax, (measure, ylabel) in zip(axes, measures.items()):
-        sns.pointplot(
-            sweep,
-            x="eps",
-            y=measure,
-            hue="variants",
-            hue_order=list(colours),
-            palette=colours,
-            native_scale=True,
-            errorbar=("ci", 95),
-            seed=seed,
-            ax=ax,
-            markersize=4,
-            linewidth=1.2,
-            legend=False,
-        )
+        numeric_points(ax, sweep, "eps", measure, "variants", colours, seed)
         ax.set(xlabel="", ylabel=ylabel, title=measure, ylim=(-0.03, 1.05))
-    handles = [plt.Line2D([], [], color=c, marker="o", markersize=4, linewidth=1.2) for c in colours.values()]
-    fig.legend(handles, list(colours), title="variants", loc="outside right upper")
+    points_legend(fig, colours, "variants")
     fig.supxlabel("radius eps (relative to the token norm)")
     fig.suptitle(title)
     return fig
@@ -439,6 +437,27 @@ def interval_bars(
     ax.set_xticks(range(len(order)), order)
 
 
+def interval_lines(
+    ax: plt.Axes, table, x: str, hue: str, hue_order: Sequence[str], colours: dict[str, str], log_x: bool = False
+) -> None:
+    """One line per ``hue`` value in ``hue_order``: ``table``'s ``mean`` against the numeric column ``x``, with
+    its ``ci_low``/``ci_high`` interval as error bars (intervals computed elsewhere, e.g.
+    :func:`asam_lib.summaries.summary_over_edits`). ``log_x``: a log axis ticked at the ``x`` values present."""
+    for name in hue_order:
+        line = table[table[hue] == name].sort_values(x)
+        if line.empty:
+            continue
+        errors = np.array([line["mean"] - line["ci_low"], line["ci_high"] - line["mean"]])
+        ax.errorbar(
+            line[x], line["mean"], yerr=errors, color=colours[name], label=name, marker="o", markersize=4, capsize=2
+        )
+    if log_x:
+        ticks = sorted(set(table[x]))
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+
+
 def paired_forest(
     paired,
     comparisons: Sequence[str],
@@ -465,6 +484,7 @@ def paired_forest(
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(xlabel=f"{label}\n(difference, 95% CI)", ylim=(len(comparisons) - 0.5, -0.5))
         ax.tick_params(axis="x", labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(3))  # narrow panels: at most four ticks, so their labels never meet
     axes[0, 0].set_yticks(range(len(comparisons)), comparisons)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -50,6 +50,8 @@ class Job:
     data: str | None = None  # an MMEdit-format file of the job's task (None: the embedded world's benchmark)
     image_root: str | None = None  # what the file's image paths are relative to (None: its folder)
     split: str = "report"  # the embedded world's edits: "report" or "dev" (asam_lib.harness.in_split)
+    hard_strength: float = 2.0  # of the cases' hard tier (HarnessConfig.hard_strength; 0: no hard tier, cheaper)
+    firing_probe: int = 0  # sequential mode: where patches fire, on this many cases (harness.firing_rows)
 
     def __repr__(self) -> str:
         assets = "".join(
@@ -57,6 +59,7 @@ class Job:
         )
         cases = f"cases {self.start}-{self.n_edits - 1}" if self.start else f"{self.n_edits} edits"
         split = "" if self.split == "report" else f", {self.split} split"
+        split += "" if self.hard_strength else ", no hard tier"
         what = f"{self.group}, {self.mode}, {self.task}, seed {self.seed}, {cases}{split}"
         return f"Job({what}, {list(self.editors)}{assets})"
 
@@ -119,10 +122,10 @@ def _cases(job: Job):
         return prefix_cases(model, encoder, _records(job.data, job.image_root, job.task), job.n_edits, job.seed)[
             job.start :
         ]
-    built = _CASES.setdefault((model_key, job.task, job.seed, job.split), {})
+    built = _CASES.setdefault((model_key, job.task, job.seed, job.split, job.hard_strength), {})
     for i in range(job.start, job.n_edits):
         if i not in built:
-            config = HarnessConfig(task=job.task, n_edits=i + 1, split=job.split)
+            config = HarnessConfig(task=job.task, n_edits=i + 1, split=job.split, hard_strength=job.hard_strength)
             built.update(
                 enumerate(
                     build_cases(
@@ -144,7 +147,15 @@ def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
     elif job.mode == "sequential":
         frames = [
             run_sequential(
-                model, encoder, name, editor, cases, seed=job.seed, checkpoints=job.checkpoints, task=job.task
+                model,
+                encoder,
+                name,
+                editor,
+                cases,
+                seed=job.seed,
+                checkpoints=job.checkpoints,
+                task=job.task,
+                firing_probe=job.firing_probe,
             )
             for name, editor in job.editors.items()
         ]

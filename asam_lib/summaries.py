@@ -203,6 +203,79 @@ def rcsl_target_check(
     }
 
 
+@dataclass(frozen=True)
+class SequentialTargets:
+    """What the sequential-editing option of ASAM (this companion's, beyond the paper) must reach, after
+    ``at_T`` accumulated edits against the base editor, and on single edits against paper-faithful ASAM."""
+
+    at_T: int = 50
+    min_rel: float = 0.95
+    max_loc_below_base: float = 0.02  # T-Loc and I-Loc each at most this far below the base editor's
+    min_gen_above_base: float = 0.05  # TI-Gen at least this far above the base editor's
+    max_single_cost: float = 0.01  # on single edits, no metric more than this below paper-faithful ASAM
+
+
+SEQUENTIAL_TARGETS = SequentialTargets()
+
+
+def sequential_target_checks(
+    sequential: pd.DataFrame,
+    single_paired: pd.DataFrame,
+    method: str,
+    base: str = "Patch",
+    paper: str = "ASAM",
+    task: str = "vqa",
+    targets: SequentialTargets = SEQUENTIAL_TARGETS,
+) -> pd.DataFrame:
+    """The sequential thresholds as rows like :func:`target_checks`'s (``task, target, measured, met``).
+    ``sequential``: :func:`summary_over_edits` of the sequential rows by (method, T, metric); ``single_paired``:
+    :func:`paired_differences` with the comparison ``f"{paper} - {method}"`` (single edits, rolled back),
+    whose every (tier, metric) counts."""
+    at = sequential[sequential["T"] == targets.at_T].set_index(["method", "metric"])
+    if at.empty:
+        raise ValueError(f"sequential_target_checks: no rows at T = {targets.at_T}")
+    ours, theirs = at.loc[method, "mean"], at.loc[base, "mean"]
+    seeds = int(at.loc[method, "n_seeds"].min())
+    where = f"T = {targets.at_T}, {seeds} seed(s)"
+    checks = [
+        {
+            "target": f"Rel >= {targets.min_rel} ({where})",
+            "measured": f"{ours['Rel']:.3f}",
+            "met": ours["Rel"] >= targets.min_rel,
+        }
+    ]
+    for loc in LOCALITY_METRICS:
+        gap = ours[loc] - theirs[loc]
+        checks.append(
+            {
+                "target": f"{loc} >= {base}'s - {targets.max_loc_below_base} ({where})",
+                "measured": f"{ours[loc]:.3f} vs {theirs[loc]:.3f} ({gap:+.3f})",
+                "met": gap >= -targets.max_loc_below_base,
+            }
+        )
+    gain = ours["TI-Gen"] - theirs["TI-Gen"]
+    checks.append(
+        {
+            "target": f"TI-Gen >= {base}'s + {targets.min_gen_above_base} ({where})",
+            "measured": f"{ours['TI-Gen']:.3f} vs {theirs['TI-Gen']:.3f} ({gain:+.3f})",
+            "met": gain >= targets.min_gen_above_base,
+        }
+    )
+    cost = single_paired[single_paired.comparison == f"{paper} - {method}"]
+    if cost.empty:
+        raise ValueError(f"sequential_target_checks: no single-edit rows of '{paper} - {method}'")
+    worst = cost.loc[cost.mean_diff.idxmax()]
+    checks.append(
+        {
+            "target": f"single edits: no metric more than {targets.max_single_cost} below {paper}'s",
+            "measured": f"largest drop {worst.mean_diff:+.3f} ({worst.tier} {worst.metric}, "
+            f"{int(worst.n_edits)} edits)",
+            "met": worst.mean_diff <= targets.max_single_cost,
+        }
+    )
+    return pd.DataFrame([{"task": task, **c} for c in checks])
+
+
 def ablation_rows(
     single: pd.DataFrame, ablations: Sequence[str], task: str, base: str = "Patch", seeds: Sequence[int] | None = None
 ) -> pd.DataFrame:

@@ -57,8 +57,23 @@ def test_the_base_model_meets_its_accuracy_targets():
 
 
 @pytest.fixture(scope="module")
-def baselines() -> pd.DataFrame:
-    return _summary("01_baselines", ["method", "metric"])
+def baselines_by_tier() -> pd.DataFrame:
+    return _table("01_baselines").set_index(["tier", "method", "metric"])
+
+
+@pytest.fixture(scope="module")
+def baselines(baselines_by_tier) -> pd.DataFrame:
+    return baselines_by_tier.loc["standard"]
+
+
+def test_patch_s_gap_is_wider_under_the_hard_tier_s_shift(baselines_by_tier):
+    hard, standard = (
+        baselines_by_tier.loc[("hard", "Patch", "Unit")],
+        baselines_by_tier.loc[("standard", "Patch", "Unit")],
+    )
+    assert hard["mean"] < standard["mean"], (
+        "notebook 01: Patch's unit consistency is lower on the hard tier's known members than on the standard unit"
+    )
 
 
 def test_patch_is_reliable_and_local_but_its_edit_misses_images_of_the_entity(baselines):

@@ -165,3 +165,37 @@ def test_the_dev_and_report_splits_edit_disjoint_facts(setup):
     assert all(c.hard_unit is None for c in dev)
     with pytest.raises(ValueError, match="unknown split 'test'"):
         in_split(dev[0].record, "test")
+
+
+def test_firing_rows_count_where_each_edit_s_patch_fires_and_none_without_patches(setup):
+    from asam_lib.grace import GRACE
+    from asam_lib.harness import FIRING_METRICS, firing_rows
+    from asam_lib.patch import patch_firing
+
+    model, encoder, _, cases = setup
+    table = run_sequential(model, encoder, "Patch", Patch(), cases[:3], seed=0, checkpoints=(1, 3), firing_probe=2)
+    firing = table[table.metric.isin(FIRING_METRICS)]
+    # misfires on one fixed set, the first two cases' locality items; own coverage for the edits made so far
+    assert firing.groupby(["T", "metric"]).size().to_dict() == {
+        (1, "misfire rate"): 2,
+        (1, "own patch fires"): 1,
+        (3, "misfire rate"): 2,
+        (3, "own patch fires"): 2,
+    }
+    assert firing.value.between(0, 1).all()
+    # the edit input is a member of its own unit, and its patch was trained to fire there
+    assert firing[firing.metric.eq("own patch fires")].value.gt(0).all()
+    handle = Patch().edit(model, encoder, cases[0].request, seed=0)
+    try:
+        rows = firing_rows(model, encoder, cases[:1], cases[:1], layer=2)
+        expected = (patch_firing(model, encoder, cases[0].locality, 2) > 0).float().mean().item()
+        assert rows[0]["metric"] == "misfire rate" and rows[0]["value"] == pytest.approx(expected)
+        with pytest.raises(ValueError, match="1 patch.* for 2 edits"):
+            firing_rows(model, encoder, cases[:2], cases[:1], layer=2)
+    finally:
+        handle.restore()
+    handle = GRACE().edit(model, encoder, cases[0].request, seed=0)
+    try:
+        assert firing_rows(model, encoder, cases[:1], cases[:1], layer=2) == []
+    finally:
+        handle.restore()

@@ -59,17 +59,24 @@ def test_the_ablation_table_follows_the_reading_order_not_the_alphabet(tmp_path)
 def test_a_registered_method_without_results_yet_has_no_row(tmp_path):
     from tools.readme_tables import METRICS, baseline_table, sequential_table
 
+    cell = {"protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
     rows = [
-        {"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
+        {"tier": tier, "method": m, "metric": k, **cell}
+        for tier in ["standard", "hard"]
         for m in ["FT-L", "LoRA", "Patch"]
         for k in METRICS
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "01_baselines.csv", index=False)
     sequential_rows = [
-        {"method": m, "T": 50, **{k: 0.5 for k in METRICS}} for m in ["ASAM calibrated", "Patch", "ASAM"]
+        {"method": m, "T": t, "metric": k, **cell}
+        for m in ["ASAM calibrated", "Patch", "ASAM"]
+        for t in [1, 10, 50]
+        for k in METRICS
     ]
     pd.DataFrame(sequential_rows).to_csv(tmp_path / "04_sequential_summary.csv", index=False)
     baselines = [line.split(" | ")[0].strip("| ") for line in baseline_table(tmp_path).splitlines()[2:]]
     sequential = [line.split(" | ")[0].strip("| ") for line in sequential_table(tmp_path).splitlines()[2:]]
     assert baselines == ["FT-L", "LoRA", "Patch"]  # GRACE: no results yet
-    assert sequential == ["Patch", "ASAM", "ASAM calibrated"]  # an option of a method comes after the methods
+    # an option of a method comes after the methods; rows at T = 10 and 50 (100 is not in this run)
+    assert sequential == ["Patch", "Patch", "ASAM", "ASAM", "ASAM calibrated", "ASAM calibrated"]
+    assert "Unit (hard)" in baseline_table(tmp_path).splitlines()[0]

@@ -1,6 +1,7 @@
 """Summaries of the study on hand-made tables: targets, the ablation table, gap closure, distance curves."""
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -213,3 +214,38 @@ def test_the_rcsl_threshold_needs_the_gain_an_interval_above_zero_and_kept_relia
     assert "+0.050 [+0.010, +0.090]" in rcsl_target_check(paired(0.05, 0.01, 0.09), table)["measured"]
     with pytest.raises(ValueError, match="no hard-tier Unit row"):
         rcsl_target_check(paired(0.05, 0.01, 0.09).assign(tier="standard"), table)
+
+
+def test_sequential_thresholds_compare_with_the_base_editor_at_T_and_with_asam_on_single_edits():
+    from asam_lib.summaries import SEQUENTIAL_TARGETS, sequential_target_checks
+
+    def at(T, **means):
+        return [
+            {"method": m, "T": T, "metric": k, "mean": v, "n_seeds": 3} for m, d in means.items() for k, v in d.items()
+        ]
+
+    fixed = {"Rel": 0.96, "TI-Gen": 0.80, "T-Loc": 0.69, "I-Loc": 0.70}
+    patch = {"Rel": 0.90, "TI-Gen": 0.74, "T-Loc": 0.70, "I-Loc": 0.71}
+    sequential = pd.DataFrame(at(50, fixed=fixed, Patch=patch) + at(100, fixed={**fixed, "Rel": 0.1}, Patch=patch))
+    single = pd.DataFrame(
+        [
+            {"comparison": "ASAM - fixed", "tier": "standard", "metric": "I-Gen", "mean_diff": 0.005, "n_edits": 24},
+            {"comparison": "ASAM - fixed", "tier": "hard", "metric": "Unit", "mean_diff": -0.02, "n_edits": 24},
+            {"comparison": "ASAM - other", "tier": "hard", "metric": "Unit", "mean_diff": 0.5, "n_edits": 24},
+        ]
+    )
+    checks = sequential_target_checks(sequential, single, "fixed").set_index("target")
+    assert len(checks) == 5 and checks.met.all(), checks  # at T = 50, not at 100; another comparison is not read
+    assert checks.loc["I-Loc >= Patch's - 0.02 (T = 50, 3 seed(s))", "measured"] == "0.700 vs 0.710 (-0.010)"
+    worse = sequential.assign(
+        mean=sequential["mean"].where(sequential.metric.ne("TI-Gen") | sequential.method.ne("fixed"), 0.78)
+    )
+    costly = single.assign(mean_diff=[0.02, -0.02, 0.5])
+    checks = sequential_target_checks(worse, costly, "fixed").set_index("target")
+    assert list(checks.index[~checks.met]) == [
+        "TI-Gen >= Patch's + 0.05 (T = 50, 3 seed(s))",
+        "single edits: no metric more than 0.01 below ASAM's",
+    ]
+    assert "largest drop +0.020 (standard I-Gen" in checks.measured.iloc[-1]
+    with pytest.raises(ValueError, match="T = 20"):
+        sequential_target_checks(sequential, single, "fixed", targets=replace(SEQUENTIAL_TARGETS, at_T=20))

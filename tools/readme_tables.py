@@ -142,14 +142,31 @@ def ablation_table(results: Path) -> str:
     return markdown(table[["method", *columns]])
 
 
+SEQUENTIAL_T = (10, 50, 100)  # the README's sequential table: after this many accumulated edits
+SEQUENTIAL_VIEW = ("Rel", "TI-Gen", "Unit", "T-Loc", "I-Loc")
+
+
 def sequential_table(results: Path) -> str:
     table = pd.read_csv(results / "04_sequential_summary.csv")
-    table = table[table["T"] == table["T"].max()].set_index("method")
-    options = [m for m in table.index if m not in methods.names()]  # e.g. "ASAM calibrated": an option, not a method
-    table = table.reindex(in_table_order(table.index) + options).reset_index()
-    table[METRICS] = table[METRICS].map("{:.3f}".format)
-    table["T"] = table["T"].astype(int)
-    return markdown(table[["method", "T", *METRICS]])
+    shown = [t for t in SEQUENTIAL_T if t in set(table["T"])] or [table["T"].max()]
+    table = table[table["T"].isin(shown) & table.metric.isin(SEQUENTIAL_VIEW)].assign(
+        cell=lambda t: t.apply(_cell, axis=1)
+    )
+    options = [m for m in dict.fromkeys(table.method) if m not in methods.names()]  # e.g. "ASAM calibrated": an option
+    order = in_table_order(table.method) + sorted(options)
+    pivot = table.pivot_table(index=["method", "T"], columns="metric", values="cell", aggfunc="first")
+    seeds = table.groupby(["method", "T"]).n_seeds.max().rename("seeds")
+    pivot = pivot.join(seeds).reset_index()
+    pivot["method"] = pd.Categorical(pivot.method, order, ordered=True)
+    pivot = pivot.sort_values(["method", "T"])
+    pivot["T"] = pivot["T"].astype(int)
+    return markdown(pivot[["method", "T", "seeds", *[m for m in SEQUENTIAL_VIEW if m in pivot]]])
+
+
+def sequential_targets_table(results: Path) -> str:
+    checks = pd.read_csv(results / "04_sequential_targets.csv")
+    checks["met"] = checks.met.map({True: "yes", False: "**no**"})
+    return markdown(checks[["task", "target", "measured", "met"]])
 
 
 def predictive_table(results: Path) -> str:
@@ -168,13 +185,14 @@ def predictive_table(results: Path) -> str:
 
 def baseline_table(results: Path) -> str:
     summary = pd.read_csv(results / "01_baselines.csv")
-    summary["cell"] = summary.apply(_cell, axis=1)
-    pivot = (
-        summary.pivot(index="method", columns="metric", values="cell")
-        .reindex(in_table_order(summary.method, "baseline"))[METRICS]
-        .reset_index()
+    summary = summary[summary.tier.eq("standard") | (summary.tier.eq("hard") & summary.metric.eq("Unit"))]
+    summary = summary.assign(
+        cell=summary.apply(_cell, axis=1), column=summary.metric.where(summary.tier.eq("standard"), "Unit (hard)")
     )
-    return markdown(pivot)
+    columns = [*METRICS, "Unit (hard)"]
+    pivot = summary.pivot(index="method", columns="column", values="cell")
+    pivot = pivot.reindex(in_table_order(summary.method, "baseline"))[[c for c in columns if c in pivot]]
+    return markdown(pivot.reset_index())
 
 
 def accuracy_table(checkpoint: Path) -> str:
@@ -201,6 +219,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {  # rendered from results/
     "ablations_paired": paired_table,
     "rcsl_design": design_table,
     "sequential": sequential_table,
+    "sequential_targets": sequential_targets_table,
 }
 
 
