@@ -9,7 +9,7 @@ import asam_lib.asam as asam_module
 from asam_lib.asam import ASAM, ASAMSettings
 from asam_lib.editing import FTL, EditConfig, EditError, Editor
 from asam_lib.lar import LARConfig
-from asam_lib.patch import Patch
+from asam_lib.patch import Patch, PatchSettings, patch_firing, stacked_patches
 from asam_lib.rcsl import RCSLConfig
 
 from helpers import changed_weights, make_request, weights
@@ -68,6 +68,48 @@ def test_sequential_asam_edits_roll_back(small_world, tiny_parts, tiny_encoder):
     second.restore()
     first.restore()
     assert not changed_weights(model, before)
+
+
+def _patch_tensors(patch):
+    return [t.detach().clone() for t in (patch.key, patch.bias, patch.value)]
+
+
+def test_calibrating_against_earlier_edits_changes_nothing_alone_and_separates_the_patches_of_a_sequence(
+    small_world, tiny_parts, tiny_encoder
+):
+    model, _ = tiny_parts
+    before = weights(model)
+    wide = PatchSettings(threshold=0.05, lambda_mem=0.0)  # neurons that fire far around their edit input
+    first = make_request(small_world, name="first")
+    second = make_request(
+        small_world, target=small_world.entities[2].facts["home"], image=small_world.image(2, "eval", 0), name="second"
+    )
+    items = [first.anchor_item, second.anchor_item]
+    settings = {
+        "default": ASAMSettings(),
+        "edits": ASAMSettings(
+            calibrate_bias=True, calibrate_memory=False, calibrate_edits="input", calibration_margin=0.0
+        ),
+    }
+    alone, firing = {}, {}
+    for name, setting in settings.items():
+        editor = ASAM(Patch(CONFIG, wide), LAR, settings=setting)
+        handles = [editor.edit(model, tiny_encoder, first)]
+        alone[name] = _patch_tensors(stacked_patches(model, CONFIG.layer)[0])
+        handles.append(editor.edit(model, tiny_encoder, second))
+        firing[name] = patch_firing(model, tiny_encoder, items, CONFIG.layer)  # (item, patch)
+        handles.pop().restore()
+        assert all(map(torch.equal, _patch_tensors(stacked_patches(model, CONFIG.layer)[0]), alone[name])), (
+            "rolling back the second edit restores the first patch as the first edit left it"
+        )
+        handles.pop().restore()
+        assert not changed_weights(model, before)
+    assert all(map(torch.equal, alone["default"], alone["edits"])), "a single edit is exactly default ASAM's"
+    assert firing["default"][0, 1] > 0 and firing["default"][1, 0] > 0, "by default each patch fires on the other input"
+    assert firing["edits"][0, 1] < 1e-5 and firing["edits"][1, 0] < 1e-5, "calibrated against each other, neither does"
+    assert firing["edits"][0, 0] > 0 and firing["edits"][1, 1] > 0, "each still fires on its own edit input"
+    with pytest.raises(ValueError, match="calibrate_edits"):
+        ASAMSettings(calibrate_edits="all")
 
 
 @pytest.mark.parametrize("term", ["rank", "adversarial"])
