@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from asam_lib.asam import ASAM, ASAMSettings
+from asam_lib.asam import ASAM, SEQUENTIAL_OPTION, ASAMSettings
 from asam_lib.editing import FTL, Editor
 from asam_lib.lar import LARConfig
 from asam_lib.patch import Patch
@@ -27,9 +27,9 @@ SELECTED_LAMBDA_RANK = 100.0
 def ablation_editors() -> dict[str, Editor]:
     """ASAM and its ablations (docs/method.md, "Ablations and sensitivity"): no LAR (random variants of the
     same norm), no RCSL, no asymmetry, ASAM on FT-L instead of Patch, RCSL alone (the variants enter only
-    through H, not through their CE: lambda_adv = 0) at a large lambda_rank, this companion's calibrated patch
-    thresholds (what they cost a single edit), and RCSL at the configuration the
-    design study selects (:data:`SELECTED_RCSL`), with and without its asymmetry: where RCSL acts, its
+    through H, not through their CE: lambda_adv = 0) at a large lambda_rank, this companion's option for
+    sequential editing (:data:`asam_lib.asam.SEQUENTIAL_OPTION`: what it costs a single edit), and RCSL at the
+    configuration the design study selects (:data:`SELECTED_RCSL`), with and without its asymmetry: where RCSL acts, its
     asymmetry can be tested."""
     selected = ASAMSettings(lambda_rank=SELECTED_LAMBDA_RANK)
     return {
@@ -39,7 +39,7 @@ def ablation_editors() -> dict[str, Editor]:
         "without asymmetry": ASAM(rcsl=RCSLConfig(asymmetric=False)),
         "ASAM on FT-L": ASAM(FTL()),
         "RCSL alone, lambda_rank=100": ASAM(settings=ASAMSettings(lambda_adv=0.0, lambda_rank=100.0)),
-        "ASAM calibrated": ASAM(settings=ASAMSettings(calibrate_bias=True)),
+        "ASAM calibrated": ASAM(settings=SEQUENTIAL_OPTION),
         "RCSL selected": ASAM(rcsl=SELECTED_RCSL, settings=selected),
         "RCSL selected, without asymmetry": ASAM(rcsl=replace(SELECTED_RCSL, asymmetric=False), settings=selected),
     }

@@ -111,6 +111,14 @@ class ASAMSettings:
             raise ValueError(f"ASAMSettings.calibration_margin = {self.calibration_margin}; choose a value in [0, 1]")
 
 
+# This companion's option for edits that accumulate (notebook 04, section 6; docs/method.md, "Calibrated
+# thresholds"): each new patch silent on the earlier edits' inputs and each earlier patch on the new one's, with no
+# calibration against the edit's own memory, so that a single edit from the unedited model is exactly ASAM's.
+SEQUENTIAL_OPTION = ASAMSettings(
+    calibrate_bias=True, calibrate_memory=False, calibrate_edits="input", calibration_margin=0.0
+)
+
+
 def representation_site(model, layer: int, site: str) -> tuple[torch.nn.Module, str]:
     """The module whose ``"input"`` or ``"output"`` holds RCSL's rows at ``site`` (:data:`asam_lib.rcsl.SITES`)."""
     if site in ("block_output", "edit_delta"):
