@@ -7,7 +7,7 @@ from tools.readme_tables import update
 
 def test_marked_blocks_are_rewritten_from_the_results_and_the_rest_is_kept(tmp_path):
     rows = [
-        {"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
+        {"tier": "standard", "method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
         for m in ["FT-L", "LoRA", "Patch"]
         for k in ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]
     ]
@@ -25,7 +25,7 @@ def test_marked_blocks_are_rewritten_from_the_results_and_the_rest_is_kept(tmp_p
 
 def test_an_empty_block_is_filled_and_a_rewrite_is_stable(tmp_path):
     rows = [
-        {"method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_seeds": 3}
+        {"tier": "standard", "method": m, "metric": k, "protocol": "exact", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
         for m in ["FT-L", "LoRA", "Patch"]
         for k in ["Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc"]
     ]
