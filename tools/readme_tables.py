@@ -126,8 +126,9 @@ def design_table(results: Path) -> str:
     return note + markdown(pivot[[c for c in PAIRED_VIEW.values() if c in pivot]].reset_index())
 
 
-def targets_table(results: Path) -> str:
-    checks = pd.read_csv(results / "04_targets.csv")
+def targets_table(results: Path, name: str = "04_targets") -> str:
+    """A thresholds table (``task, target, measured, met``): ``04_targets`` or ``04_sequential_targets``."""
+    checks = pd.read_csv(results / f"{name}.csv")
     checks["met"] = checks.met.map({True: "yes", False: "**no**"})
     return markdown(checks[["task", "target", "measured", "met"]])
 
@@ -161,12 +162,6 @@ def sequential_table(results: Path) -> str:
     pivot = pivot.sort_values(["method", "T"])
     pivot["T"] = pivot["T"].astype(int)
     return markdown(pivot[["method", "T", "seeds", *[m for m in SEQUENTIAL_VIEW if m in pivot]]])
-
-
-def sequential_targets_table(results: Path) -> str:
-    checks = pd.read_csv(results / "04_sequential_targets.csv")
-    checks["met"] = checks.met.map({True: "yes", False: "**no**"})
-    return markdown(checks[["task", "target", "measured", "met"]])
 
 
 def predictive_table(results: Path) -> str:
@@ -219,7 +214,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {  # rendered from results/
     "ablations_paired": paired_table,
     "rcsl_design": design_table,
     "sequential": sequential_table,
-    "sequential_targets": sequential_targets_table,
+    "sequential_targets": partial(targets_table, name="04_sequential_targets"),
 }
 
 
