@@ -24,7 +24,8 @@ import pandas as pd
 from asam_lib import paths, provenance
 from asam_lib.benchmark import exported_benchmark, locality_pools
 from asam_lib.editing import Editor, EditRequest, UneditedPasses
-from asam_lib.metrics import evaluate_edit, locality_reference
+from asam_lib.forward import FixedInputs
+from asam_lib.metrics import LocalityReference, evaluate_edit, fixed_evaluation_inputs, locality_reference
 from asam_lib.model import config_hash
 from asam_lib.patch import patch_firing, stacked_patches
 from asam_lib.progress import tqdm
@@ -207,6 +208,44 @@ def editor_config(editor: Editor) -> str:
     return config_hash(type(editor).__name__, {k: _settings(v) for k, v in vars(editor).items()})
 
 
+class EvaluationInputs:
+    """What every evaluation of the same cases reuses: each case's locality reference (the unedited model's
+    answers, :meth:`reference`) and its evaluation batches as :class:`~asam_lib.forward.FixedInputs` (:meth:`get`),
+    built on first use and reused by every later evaluation (the other editors of :func:`run_single`, each
+    checkpoint of :func:`run_sequential`, and other runs on the same case objects, as the study's jobs in one worker),
+    so that only the blocks from the edit layer up run again. Batches are kept per (case, tier, edit layer): valid
+    while every edit changes its edit layer or above only, as every editor here does.
+
+    ``keep`` (default: when the model is on the CPU, where compute is what is scarce): keep the batches; without
+    it each evaluation builds its own (the same numbers), so that a large checkpoint on a GPU does not hold the
+    hidden states of every case in device memory."""
+
+    def __init__(self, model, encoder: PromptEncoder, keep: bool | None = None):
+        self.model, self.encoder = model, encoder
+        self.keep = next(model.parameters()).device.type == "cpu" if keep is None else keep
+        self._inputs: dict[tuple[int, str, int], tuple[EditCase, FixedInputs]] = {}
+        self._references: dict[int, tuple[EditCase, LocalityReference]] = {}
+
+    def reference(self, case: EditCase) -> LocalityReference:
+        """The unedited model's answers on ``case``'s locality items: the first call must come before any edit."""
+        if id(case) not in self._references:  # the case is kept with its entry, so its id stays its own
+            self._references[id(case)] = (case, locality_reference(self.model, self.encoder, case.locality))
+        return self._references[id(case)][1]
+
+    def get(self, case: EditCase, tier: str, reference: LocalityReference | None, layer: int) -> FixedInputs:
+        """The fixed inputs of ``case``'s ``tier`` (with ``reference``'s locality items) at ``layer``."""
+        key = (id(case), tier, layer)
+        if key in self._inputs:
+            return self._inputs[key][1]
+        fixed = fixed_evaluation_inputs(self.model, self.encoder, case.tiers()[tier], reference, layer)
+        if self.keep:
+            self._inputs[key] = (case, fixed)
+        return fixed
+
+    def __len__(self) -> int:
+        return len(self._inputs)
+
+
 def edit_and_evaluate(
     model,
     encoder: PromptEncoder,
@@ -218,13 +257,15 @@ def edit_and_evaluate(
     task: str = "vqa",
     members: list | None = None,
     unedited: UneditedPasses | None = None,
+    inputs: EvaluationInputs | None = None,
 ) -> list[dict]:
     """Tidy rows of one edit from the current model, rolled back afterwards: every metric plus a
     ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a
-    list, receives per-member rows; ``unedited``: see :meth:`asam_lib.editing.Editor.edit`."""
+    list, receives per-member rows; ``unedited``: see :meth:`asam_lib.editing.Editor.edit`; ``inputs``: the
+    evaluation batches kept between edits of the same cases (:class:`EvaluationInputs`)."""
     handle = editor.edit(model, encoder, case.request, seed=seed, unedited=unedited)
     try:
-        metrics, member_rows = evaluate_tiers(model, encoder, case, reference)
+        metrics, member_rows = evaluate_tiers(model, encoder, case, reference, inputs, editor.config.layer)
     finally:
         handle.restore()
     base = {"method": method, "config": editor_config(editor), "seed": seed, "task": task, "case": case.request.name}
@@ -236,15 +277,25 @@ def edit_and_evaluate(
     ]
 
 
-def evaluate_tiers(model, encoder: PromptEncoder, case: EditCase, reference) -> tuple[list[dict], list[dict]]:
+def evaluate_tiers(
+    model,
+    encoder: PromptEncoder,
+    case: EditCase,
+    reference,
+    inputs: EvaluationInputs | None = None,
+    layer: int | None = None,
+) -> tuple[list[dict], list[dict]]:
     """Metric rows and per-member rows of the current (edited) model on every tier of ``case``, each row
     tagged with its ``tier``. Reliability and locality belong to the standard tier (they do not depend on
-    the unit), so the other tiers report generality and unit consistency only."""
+    the unit), so the other tiers report generality and unit consistency only. With ``inputs`` (and the edit
+    ``layer``), the evaluation batches come from there (:class:`EvaluationInputs`): the same numbers."""
     rows, member_rows = [], []
     for tier, unit in case.tiers().items():
         tier_members: list[dict] = []
         standard = tier == "standard"
-        metrics = evaluate_edit(model, encoder, unit, reference if standard else None, tier_members)
+        tier_reference = reference if standard else None
+        fixed = None if inputs is None else inputs.get(case, tier, tier_reference, layer)
+        metrics = evaluate_edit(model, encoder, unit, tier_reference, tier_members, fixed)
         rows += [{"tier": tier, **m} for m in metrics if standard or m["metric"] != "Rel"]
         member_rows += [{"tier": tier, **m} for m in tier_members]
     return rows, member_rows
@@ -258,18 +309,21 @@ def run_single(
     seed: int,
     task: str = "vqa",
     members: list | None = None,
+    inputs: EvaluationInputs | None = None,
 ) -> pd.DataFrame:
     """Each editor on each case from the base model, rolled back after each edit. Adds a ``seconds``
     metric (time per edit) and a ``steps`` metric (optimiser steps the edit took). ``members``, if a list,
-    receives per-member rows for distance curves."""
+    receives per-member rows for distance curves; ``inputs``: kept evaluation inputs of these cases
+    (:class:`EvaluationInputs`; default: new ones for this run)."""
     rows = []
-    references = [locality_reference(model, encoder, c.locality) for c in cases]
+    inputs = EvaluationInputs(model, encoder) if inputs is None else inputs
+    references = [inputs.reference(c) for c in cases]  # on the base model, before any edit
     unedited = [
         UneditedPasses() for _ in cases
     ]  # every edit starts from the base model: editors share its forward passes
     for method, editor in editors.items():
         for case, reference, pre in zip(tqdm(cases, desc=f"{method} (seed {seed})", leave=False), references, unedited):
-            rows += edit_and_evaluate(model, encoder, method, editor, case, reference, seed, task, members, pre)
+            rows += edit_and_evaluate(model, encoder, method, editor, case, reference, seed, task, members, pre, inputs)
     return pd.DataFrame(rows)
 
 
@@ -283,13 +337,17 @@ def run_sequential(
     checkpoints: Sequence[int] = (1, 5, 10, 20, 50),
     task: str = "vqa",
     firing_probe: int = 0,
+    inputs: EvaluationInputs | None = None,
 ) -> pd.DataFrame:
     """Apply the cases' edits one after another (no rollback in between); after ``T`` edits for each
     ``T`` in ``checkpoints``, re-evaluate every edit made so far. All edits are rolled back at the end.
 
     ``firing_probe`` > 0 (editors that add patches, :func:`asam_lib.patch.stacked_patches`): at every
-    checkpoint, also where the patches fire (:func:`firing_rows`) on the first ``firing_probe`` cases."""
-    references = [locality_reference(model, encoder, c.locality) for c in cases]
+    checkpoint, also where the patches fire (:func:`firing_rows`) on the first ``firing_probe`` cases.
+    ``inputs``: kept evaluation inputs of these cases (:class:`EvaluationInputs`; default: new ones for this run),
+    whose batches below the edit layer serve every checkpoint."""
+    inputs = EvaluationInputs(model, encoder) if inputs is None else inputs
+    references = [inputs.reference(c) for c in cases]  # on the base model, before any edit
     tag = editor_config(editor)
     handles, rows = [], []
     try:
@@ -310,7 +368,8 @@ def run_sequential(
                     "T": t,
                     "edit_index": age,
                 }
-                rows += [{**base, **m} for m in evaluate_edit(model, encoder, old.unit, reference)]
+                fixed = inputs.get(old, "standard", reference, editor.config.layer)
+                rows += [{**base, **m} for m in evaluate_edit(model, encoder, old.unit, reference, fixed=fixed)]
             if firing_probe > 0:
                 base = {"method": method, "config": tag, "seed": seed, "task": task, "tier": "standard", "T": t}
                 probe = cases[: min(t, firing_probe)]

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import torch
 
+from asam_lib.forward import FixedInputs
 from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits, answer_targets
 from asam_lib.units import KnowledgeUnit
 
@@ -65,6 +66,26 @@ def locality_reference(model, encoder: PromptEncoder, items: Sequence[Item]) -> 
     return LocalityReference(list(items), kinds, spans, _topk_per_item(logits, batch, kinds))
 
 
+def evaluated_members(unit: KnowledgeUnit) -> list:
+    """The members a unit is evaluated on: its anchor and its ``eval`` members."""
+    return [m for m in unit.members if m.kind == "anchor" or m.split == "eval"]
+
+
+def evaluation_items(unit: KnowledgeUnit, reference: LocalityReference | None) -> list[Item]:
+    """The items of one evaluation, in the order :func:`evaluate_edit` reads them: the unit's evaluated members
+    with its new answer, then the locality items of ``reference``."""
+    unit_items = [(m.question, unit.new_answer, m.image) for m in evaluated_members(unit)]
+    return unit_items + (list(reference.items) if reference is not None else [])
+
+
+def fixed_evaluation_inputs(
+    model, encoder: PromptEncoder, unit: KnowledgeUnit, reference: LocalityReference | None, layer: int
+) -> FixedInputs:
+    """The batch of one evaluation with its hidden states entering block ``layer``, for :func:`evaluate_edit`'s
+    ``fixed`` while edits change block ``layer`` or above only."""
+    return FixedInputs.from_batch(model, encoder.batch(evaluation_items(unit, reference)), layer)
+
+
 def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values)) if values else float("nan")
 
@@ -75,15 +96,22 @@ def evaluate_edit(
     unit: KnowledgeUnit,
     reference: LocalityReference | None,
     member_rows: list | None = None,
+    fixed: FixedInputs | None = None,
 ) -> list[dict]:
     """All metrics of the current (edited) model for one unit: rows ``{metric, protocol, value}``.
 
     If ``member_rows`` is a list, one row per evaluated member (kind, distances, exact) is appended to it,
-    for generality-vs-distance curves."""
-    members = [m for m in unit.members if m.kind == "anchor" or m.split == "eval"]
-    unit_items = [(m.question, unit.new_answer, m.image) for m in members]
-    loc_items = reference.items if reference is not None else []
-    logits, batch = _logits(model, encoder, unit_items + loc_items)
+    for generality-vs-distance curves. ``fixed``: the batch of :func:`evaluation_items` as
+    :class:`~asam_lib.forward.FixedInputs` (:func:`fixed_evaluation_inputs`), when the same unit is evaluated
+    again and again (several editors, sequential checkpoints): the same numbers, from the edit layer up."""
+    members = evaluated_members(unit)
+    if fixed is None:
+        logits, batch = _logits(model, encoder, evaluation_items(unit, reference))
+    else:
+        if len(fixed.batch) != len(members) + (len(reference.items) if reference is not None else 0):
+            raise ValueError(f"evaluate_edit: fixed inputs of {len(fixed.batch)} items are not this unit's evaluation")
+        with torch.no_grad():
+            logits, batch = fixed.logits(model), fixed.batch
     preds = [lg.argmax(-1) for lg in answer_logits(logits, batch)]
     targets = answer_targets(batch)
     rows = []

@@ -21,7 +21,7 @@ import pandas as pd
 
 from asam_lib import paths
 from asam_lib.editing import Editor
-from asam_lib.harness import HarnessConfig, build_cases, run_sequential, run_single
+from asam_lib.harness import EvaluationInputs, HarnessConfig, build_cases, run_sequential, run_single
 from asam_lib.workers import run_in_workers
 
 TIMING_METRICS = ("seconds",)
@@ -137,13 +137,30 @@ def _cases(job: Job):
     return [built[i] for i in range(job.start, job.n_edits) if i in built]
 
 
+_INPUTS: dict[tuple, EvaluationInputs] = {}
+
+
+def _inputs(job: Job) -> EvaluationInputs | None:
+    """The evaluation inputs every job of this process shares for its model (:class:`EvaluationInputs`: the
+    locality references and the batches below the edit layer of the cases :func:`_cases` keeps). None for a job on
+    an MMEdit file: its cases are built afresh per job, so each run keeps its own."""
+    if job.data is not None:
+        return None
+    key = (job.model_folder, job.dtype, job.device_map)
+    if key not in _INPUTS:
+        _INPUTS[key] = EvaluationInputs(*_model(*key))
+    return _INPUTS[key]
+
+
 def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run one job in this process: (metric rows, per-member rows), each tagged with ``job.group``."""
     model, encoder = _model(job.model_folder, job.dtype, job.device_map)
     cases = _cases(job)
     members: list[dict] = []
     if job.mode == "single":
-        rows = run_single(model, encoder, job.editors, cases, seed=job.seed, task=job.task, members=members)
+        rows = run_single(
+            model, encoder, job.editors, cases, seed=job.seed, task=job.task, members=members, inputs=_inputs(job)
+        )
     elif job.mode == "sequential":
         frames = [
             run_sequential(
@@ -156,6 +173,7 @@ def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
                 checkpoints=job.checkpoints,
                 task=job.task,
                 firing_probe=job.firing_probe,
+                inputs=_inputs(job),
             )
             for name, editor in job.editors.items()
         ]

@@ -1,0 +1,99 @@
+"""Forward passes of a model from its joint input embeddings, and from its edit layer up.
+
+:func:`joint_embeddings` is the language model's input sequence (projected image tokens + text embeddings) and
+:func:`forward_embeds` runs the model from it (what LAR perturbs, and what every editor trains on).
+
+Every editor of this companion changes one language block, its edit layer ``l`` (the FFN of block ``l``, see
+:mod:`asam_lib.editing`), and nothing below it. So for an input that is not perturbed (an evaluation batch, the
+locality items of the edit loop), the hidden state that enters block ``l`` is the same before, during and after
+any number of edits at layer ``l``. :class:`FixedInputs` computes it once (with the processor, the vision tower and
+blocks ``0 .. l-1``) and, at each later use, runs only blocks ``l`` and above. The logits are bit-identical to a
+full forward of the same batch (``tests/test_forward.py``), at about half the cost on the embedded model.
+
+Blocks below ``l`` are skipped by putting pass-through modules in their place for the duration of one forward
+(:func:`lower_blocks_skipped`); the language model still builds its own attention mask and positions from the
+batch, so any architecture whose decoder loop is ``hidden = block(hidden, ...)`` works (LLaVA's Llama, Qwen2-VL).
+Not for inputs an editor perturbs below its edit layer (ASAM's variants): they go through every block.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from asam_lib.architectures import architecture, language_layers, language_model
+from asam_lib.hooks import module_input
+from asam_lib.prompting import Batch
+
+
+def joint_embeddings(model, batch: Batch) -> torch.Tensor:
+    """The language model's input sequence (projected image tokens + text embeddings): (B, L, d).
+
+    Captured with a pre-hook on the language model, so it is whatever the architecture itself builds.
+    """
+    return module_input(language_model(model), lambda: model(**batch.model_inputs()), keyword="inputs_embeds")
+
+
+def forward_embeds(model, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Logits ``(B, L, V)`` of the model on joint embeddings ``embeds`` with ``batch``'s mask, plus what
+    the architecture needs besides (Qwen2-VL: its M-RoPE positions), so that
+    ``forward_embeds(model, joint_embeddings(model, batch), batch)`` equals ``model(**batch.model_inputs())``."""
+    extra = architecture(model).embeds_inputs(model, batch)
+    return model(inputs_embeds=embeds, attention_mask=batch.attention_mask, **extra).logits
+
+
+class _PassThrough(torch.nn.Module):
+    """Stands in for a skipped decoder block: returns the hidden state it is given."""
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return hidden_states
+
+
+@contextmanager
+def lower_blocks_skipped(model, layer: int) -> Iterator[None]:
+    """Inside the context, language blocks ``0 .. layer-1`` of ``model`` pass their input through unchanged; the
+    blocks are put back on exit, even on an exception."""
+    blocks = language_layers(model)
+    saved = [blocks[i] for i in range(layer)]
+    try:
+        for i in range(layer):
+            blocks[i] = _PassThrough()
+        yield
+    finally:
+        for i, block in enumerate(saved):
+            blocks[i] = block
+
+
+@dataclass
+class FixedInputs:
+    """A batch and the hidden states entering language block ``layer`` on it, ``hidden`` (B, L, d), computed once
+    (see the module docstring). :meth:`logits` is the model's forward on the batch from there: valid as long as
+    nothing below block ``layer`` changes."""
+
+    batch: Batch
+    layer: int
+    hidden: torch.Tensor
+
+    @classmethod
+    def from_batch(cls, model, batch: Batch, layer: int) -> FixedInputs:
+        """From the batch's own inputs (token ids and pixels)."""
+        return cls(batch, layer, module_input(language_layers(model)[layer], lambda: model(**batch.model_inputs())))
+
+    @classmethod
+    def from_embeds(cls, model, embeds: torch.Tensor, batch: Batch, layer: int) -> FixedInputs:
+        """From the batch's joint input embeddings ``embeds`` (:func:`asam_lib.editing.joint_embeddings`)."""
+        return cls(
+            batch, layer, module_input(language_layers(model)[layer], lambda: forward_embeds(model, embeds, batch))
+        )
+
+    def logits(self, model) -> torch.Tensor:
+        """Logits (B, L, V) of ``model`` on the batch, running blocks ``layer`` and above only (with gradients
+        to the parameters of those blocks, unless called under ``no_grad``)."""
+        with lower_blocks_skipped(model, self.layer):
+            return forward_embeds(model, self.hidden, self.batch)
+
+    def __repr__(self) -> str:
+        return f"FixedInputs({len(self.batch)} items, from block {self.layer}, hidden {tuple(self.hidden.shape)})"
