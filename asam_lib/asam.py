@@ -58,37 +58,24 @@ COMPANION = {"companion": True}  # field metadata: an option beyond the paper (s
 class ASAMSettings:
     """Weights of ASAM's terms and the ablation switches. Defaults reproduce the committed figures.
 
-    ``calibrate_bias`` (this companion's addition, not in the paper; off by default): after an edit is trained,
-    move each patch neuron's threshold to ``calibration_margin`` of the way from the highest memory state to the
-    lowest of the edit input and its current variants, and scale its value so that its output on the edit input
-    is unchanged (:func:`asam_lib.patch.calibrate_patch`; Patch base only). Why: training the keys and biases on
-    LAR's variants (eps = 0.3 of the token norm) widens the region where each neuron fires, the memory loss
-    holds only 64 states at one position and leaves the neurons firing weakly on most unrelated inputs, and
-    ASAM's larger values (needed to carry the variants) turn those weak firings into changed answers. In one
-    edit the leak is small; in sequential editing the leaks of every earlier patch add up (VQA, T = 50: T-Loc
-    0.52 vs Patch's 0.68, I-Loc 0.20 vs 0.63) and later inputs trigger earlier patches. A threshold with a
-    margin above every memory state generalises to unseen unrelated inputs, while the variants keep the region
-    around the edit input that LAR found covered. Measured (VQA, seed 0, sequential T = 30, exact / answer_span):
-    Rel 1.00, TI-Gen 0.96, T-Loc 0.96, I-Loc 0.86 against default ASAM's 0.93, 0.94, 0.61, 0.52 and Patch's 0.97,
-    0.83, 0.81, 0.82; at T = 50 (seeds 0-2) Rel 0.98, TI-Gen 0.90, T-Loc 0.93, I-Loc 0.64 against default
-    ASAM's 0.81, 0.78, 0.44, 0.20 and Patch's 0.93, 0.76, 0.70, 0.57, at about 4% more time per edit. The
-    cost: in single edits the unit's members that lie near the memory in a neuron's projection get a weaker
-    push (24 edits: I-Gen 0.94 and TI-Gen 0.94 against 1.00 and 1.00; 0.96 with
-    ``calibration_margin`` = 0), so the option is for edits that accumulate.
+    The ``calibrate_*`` fields are this companion's addition for sequential editing, not the paper's, and off by
+    default (docs/method.md, "Calibrated thresholds"; measured in notebook 04, section 6).
 
-    ``calibrate_edits`` (companion addition, off by default; needs ``calibrate_bias``): in sequential editing,
-    also separate the patches of different edits with the same margin rule: each new patch is calibrated to stay
-    silent on the earlier edits' inputs ("input"; "cover": their inputs and variants) and every earlier patch, in
-    turn, on the new edit's (rolling the new edit back restores the earlier patches as they were).
-    ``calibrate_memory`` = False drops the calibration against the edit's own memory states: then a single edit
-    from the unedited model is exactly default ASAM's (there is no earlier edit to calibrate against) and only
-    accumulated patches move. Measured with ``calibrate_memory=False, calibrate_edits="input",
-    calibration_margin=0`` (VQA, dev split: all 48 known cases, seeds 0-2, T = 48, exact / answer_span): Rel 0.97,
-    TI-Gen 0.77, T-Loc 0.96, I-Loc 0.81 against Patch's 0.94, 0.85, 0.74, 0.63, default ASAM's 0.64, 0.65, 0.39,
-    0.19 and ``calibrate_bias`` alone (margin 0.5) 0.91, 0.84, 0.90, 0.59. Most of the gain comes from moving the
-    earlier patches (calibrating only the new one: I-Loc 0.54, seed 0). Its cost is sequential generality: a
-    patch silent on 47 other edits' inputs, which share question templates with its own unit, covers fewer of
-    its unit's members (TI-Gen stays below Patch's).
+    ``calibrate_bias``: after an edit is trained, move each patch neuron's threshold to ``calibration_margin`` of
+    the way from the highest state it must stay silent on to the lowest of the states it must cover (the edit input
+    and its current variants), and scale its value so that its output on the edit input is unchanged
+    (:func:`asam_lib.patch.calibrate_patch`; Patch base only). Why: training the keys and biases on LAR's variants
+    widens the region where each neuron fires, and ASAM's larger values (needed to carry the variants) turn weak
+    firings on unrelated inputs into changed answers. In one edit the leak is small; in sequential editing the
+    leaks of every earlier patch add up and later inputs trigger earlier patches.
+
+    Which states must stay silent: with ``calibrate_memory`` the edit's own memory states; with
+    ``calibrate_edits`` ("input", or "cover": their inputs and variants) the earlier edits', and every earlier patch
+    is in turn calibrated silent on the new edit's (rolling the new edit back restores the earlier patches as they
+    were). Without ``calibrate_memory``, a single edit from the unedited model is exactly default ASAM's: there is
+    no earlier edit to separate from. :data:`SEQUENTIAL_OPTION` is the setting notebook 04 reports, chosen on the
+    development split; its cost is sequential generality on some edit sets (a patch silent on many other edits'
+    inputs, which share question templates with its own unit, covers fewer of its unit's members).
     """
 
     lambda_adv: float = 1.0  # weight of the variants' CE
@@ -130,7 +117,7 @@ def representation_site(model, layer: int, site: str) -> tuple[torch.nn.Module, 
             f"RCSL site {site!r} needs a module named {name!r} in the FFN of layer {layer} "
             f"({'Patch as the base editor' if site == 'patch_keys' else 'a gated FFN'}); choose another RCSLConfig.site"
         )
-    return found[0], which
+    return found[-1], which  # the outermost: in sequential editing, the newest patch (which runs every patch's neurons)
 
 
 def edit_layer_representations(
@@ -236,7 +223,7 @@ class ASAM(Editor):
         cover = answer_span(x, anchor)
         s, patch = self.settings, state.patch
         rows = EDIT_ROWS[s.calibrate_edits]  # of an edit's cover (input, then variants); None: all
-        earlier = [p for p in stacked_patches(model, self.config.layer) if p is not patch and hasattr(p, "edit_cover")]
+        earlier = [p for p in stacked_patches(model, self.config.layer) if p is not patch and p.edit_cover is not None]
         silent = [state.memory_x] if s.calibrate_memory else []
         if rows != 0:
             silent += [p.edit_cover[:rows].flatten(0, 1) for p in earlier]
@@ -253,7 +240,15 @@ class ASAM(Editor):
             return noise_variants(model, context.anchor_embeds, context.anchor, self.lar, context.generator)
         unedited = unedited_forward(model, context.originals)
         return adversarial_variants(
-            model, edited_forward(model), unedited, context.anchor_embeds, context.anchor, self.lar, context.generator
+            model,
+            edited_forward(model),
+            unedited,
+            context.anchor_embeds,
+            context.anchor,
+            self.lar,
+            context.generator,
+            trace_last=False,  # the loop's own forward of the variants follows
+            shared_below=self.config.layer,  # both models are the same below the edit layer
         )
 
     def edit_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:

@@ -12,10 +12,13 @@ class _Captured(Exception):
     """Raised by the capturing hook to stop the forward pass once it has what it needs."""
 
 
-def module_input(module: torch.nn.Module, run: Callable[[], Any], keyword: str | None = None) -> torch.Tensor:
+def module_input(
+    module: torch.nn.Module, run: Callable[[], Any], keyword: str | None = None, grad: bool = False
+) -> torch.Tensor:
     """What ``module`` receives while ``run()`` executes (under ``no_grad``): its first positional
     argument, or the keyword argument ``keyword``. The first call of ``module`` counts; the tensor is
-    detached, and the forward pass stops there (nothing after ``module`` is computed)."""
+    detached, and the forward pass stops there (nothing after ``module`` is computed). ``grad``: run with
+    gradients and keep the tensor's graph (to backpropagate through what came before ``module``)."""
     captured: dict[str, torch.Tensor] = {}
 
     def grab(_module, args, kwargs):
@@ -24,7 +27,7 @@ def module_input(module: torch.nn.Module, run: Callable[[], Any], keyword: str |
 
     handle = module.register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        with torch.no_grad():
+        with torch.enable_grad() if grad else torch.no_grad():
             run()
     except _Captured:
         pass
@@ -32,7 +35,7 @@ def module_input(module: torch.nn.Module, run: Callable[[], Any], keyword: str |
         handle.remove()
     if "x" not in captured:
         raise RuntimeError(f"{type(module).__name__} was not called during the forward pass")
-    return captured["x"].detach()
+    return captured["x"] if grad else captured["x"].detach()
 
 
 @contextmanager

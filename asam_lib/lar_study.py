@@ -113,7 +113,9 @@ def eps_sweep(
                 for source in ("LAR", "noise"):
                     generator = torch_generator(seed, "eps-sweep", source, case.request.name, eps)
                     v = (
-                        adversarial_variants(model, post, pre, embeds, batch, lar, generator)
+                        adversarial_variants(
+                            model, post, pre, embeds, batch, lar, generator, shared_below=editor.config.layer
+                        )
                         if source == "LAR"
                         else noise_variants(model, embeds, batch, lar, generator)
                     )
@@ -146,7 +148,14 @@ def predictive_study(
             try:
                 post, pre = edited_forward(model), unedited_forward(model, handle.originals)
                 lar = adversarial_variants(
-                    model, post, pre, embeds, batch, config, torch_generator(seed, "predict", case.request.name)
+                    model,
+                    post,
+                    pre,
+                    embeds,
+                    batch,
+                    config,
+                    torch_generator(seed, "predict", case.request.name),
+                    shared_below=editor.config.layer,
                 )
                 noise = noise_variants(
                     model, embeds, batch, config, torch_generator(seed, "predict-noise", case.request.name)

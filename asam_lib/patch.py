@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import torch
 
 from asam_lib.architectures import edit_layer_mlp, replace_edit_layer_mlp
-from asam_lib.editing import EditConfig, EditContext, Editor, Installed, forward_embeds, parameter_names
+from asam_lib.editing import EditConfig, EditContext, Editor, Installed, parameter_names
+from asam_lib.forward import forward_embeds
 from asam_lib.hooks import module_input
 from asam_lib.precision import at_least_float32, computed_in_float32
 from asam_lib.prompting import Batch
@@ -52,13 +53,30 @@ class PatchedMLP(torch.nn.Module):
         self.bias = torch.nn.Parameter(biases.clone())
         self.value = torch.nn.Parameter(torch.zeros(d, n).to(keys))
         self.activation = torch.nn.ReLU()  # a module, so hooks can read the neurons' activations (RCSL's patch_keys)
+        # FFN inputs the edit covers (its input, then its variants, at the answer-predicting positions), kept by
+        # ASAM's sequential option to separate later patches from this one (asam_lib.asam.ASAM.calibrate)
+        self.edit_cover: torch.Tensor | None = None
 
     def neuron_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the new neurons: (..., n)."""
         return self.activation(x @ self.key.T + self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x) + self.neuron_activations(x) @ self.value.T
+        if not isinstance(self.mlp, PatchedMLP):
+            return self.mlp(x) + self.neuron_activations(x) @ self.value.T
+        # Sequential editing nests one patch per edit around the previous FFN (stacked_patches): run every patch's
+        # neurons as one layer, in one pair of matrix products, rather than one pair per edit (at T = 100 edits the
+        # nested calls took a third of each step). The same function, summed in another order; ``activation``
+        # then sees every patch's neurons, the first edit's first.
+        patches, ffn = [self], self.mlp
+        while isinstance(ffn, PatchedMLP):
+            patches.append(ffn)
+            ffn = ffn.mlp
+        patches.reverse()
+        keys = torch.cat([p.key for p in patches])
+        biases = torch.cat([p.bias for p in patches])
+        values = torch.cat([p.value for p in patches], dim=1)
+        return ffn(x) + self.activation(x @ keys.T + biases) @ values.T
 
 
 def ffn_inputs(model, embeds: torch.Tensor, batch: Batch, layer: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -148,8 +149,10 @@ def _pattern_mask(pattern: str, size: int) -> np.ndarray:
     raise ValueError(f"unknown pattern {pattern!r}; known patterns: {', '.join(PATTERNS)}")
 
 
+@lru_cache(maxsize=512)
 def render_object(shape: str, colour: str, pattern: str, size: int) -> Image.Image:
-    """The entity's object alone, upright and centred, on a transparent ``size`` x ``size`` canvas."""
+    """The entity's object alone, upright and centred, on a transparent ``size`` x ``size`` canvas. Kept for the
+    next image of the same object at the same size (the same image object comes back: treat it as read-only)."""
     if colour not in COLOURS:
         raise ValueError(f"unknown colour {colour!r}; known colours: {', '.join(COLOURS)}")
     mask_img = Image.new("L", (size, size), 0)

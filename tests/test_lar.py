@@ -56,6 +56,31 @@ def test_every_variant_respects_its_bound_and_role_mask(edited, roles, block):
     assert not mask[int(batch.answer_start[0]) :].any()
 
 
+def test_the_last_trace_is_only_a_record(edited):
+    model, post, pre, embeds, batch = edited
+    config = LARConfig(steps=3)
+    traced = adversarial_variants(model, post, pre, embeds, batch, config, torch_generator(0, "lar"))
+    untraced = adversarial_variants(
+        model, post, pre, embeds, batch, config, torch_generator(0, "lar"), trace_last=False
+    )
+    assert torch.equal(traced.delta, untraced.delta)
+    assert len(traced.history) == config.steps + 1 and untraced.history == traced.history[:-1]
+
+
+@pytest.mark.parametrize("block", [None, 0])
+def test_sharing_the_blocks_below_the_edit_layer_finds_the_same_variants(edited, block):
+    model, post, pre, embeds, batch = edited  # an FT-L edit at layer 1: the models differ from block 1 up
+    config = LARConfig(steps=3, block=block)
+    apart = adversarial_variants(model, post, pre, embeds, batch, config, torch_generator(0, "lar"))
+    shared = adversarial_variants(model, post, pre, embeds, batch, config, torch_generator(0, "lar"), shared_below=1)
+    torch.testing.assert_close(shared.delta, apart.delta, rtol=1e-4, atol=1e-5)
+    assert [h["edit_loss"] for h in shared.history] == pytest.approx([h["edit_loss"] for h in apart.history], 1e-4)
+    with pytest.raises(ValueError, match="must be below the shared edit layer 1"):
+        adversarial_variants(
+            model, post, pre, embeds, batch, LARConfig(block=1), torch_generator(0, "lar"), shared_below=1
+        )
+
+
 def test_the_same_seed_gives_the_same_variants(edited):
     first, again, other = _variants(edited, seed=0), _variants(edited, seed=0), _variants(edited, seed=1)
     assert torch.equal(first.latents, again.latents)
