@@ -222,11 +222,17 @@ def spectrum_rows(H: dict[str, torch.Tensor], state: str) -> list[dict]:
     ]
 
 
-def _metric_table(before: list[dict], after: list[dict]) -> pd.DataFrame:
-    """Exact match (Rel, Gen, Unit) and answer-span agreement (Loc), before and after: (metric, before, after)."""
-    pick = lambda rows: {r["metric"]: r["value"] for r in rows if r["protocol"] in ("exact", "answer_span")}  # noqa: E731
+HARD_METRICS = (*methods.GENERALITY_METRICS, "Unit")  # what the hard tier measures (its anchor is the standard one)
+
+
+def _metric_table(
+    before: list[dict], after: list[dict], metrics=METRICS, protocols=("exact", "answer_span")
+) -> pd.DataFrame:
+    """The rows of ``protocols`` (exact match for Rel, Gen, Unit and answer-span agreement for Loc; the hard tier:
+    exact match on its known members), before and after: (metric, before, after)."""
+    pick = lambda rows: {r["metric"]: r["value"] for r in rows if r["protocol"] in protocols}  # noqa: E731
     b, a = pick(before), pick(after)
-    return pd.DataFrame({"metric": list(METRICS), "before": [b[m] for m in METRICS], "after": [a[m] for m in METRICS]})
+    return pd.DataFrame({"metric": list(metrics), "before": [b[m] for m in metrics], "after": [a[m] for m in metrics]})
 
 
 @dataclass
@@ -234,7 +240,9 @@ class PlaygroundResult:
     """One playground edit. ``members``: per unit member, kind, question, prediction and rightness before
     (right = the true answer) and after (right = the new answer); ``metrics``: ``(metric, before, after)``;
     ``spectra``: tidy ``(rows, state, i, share)``; ``tail_energy``: L_rank (r = 1) per rows and state;
-    ``restored``: every tensor of the model's state is bit-identical to before the edit."""
+    ``restored``: every tensor of the model's state is bit-identical to before the edit; ``hard_metrics``: the
+    hard tier's generality and unit consistency on its known members, ``(metric, before, after)`` (None when the
+    session builds no hard tier)."""
 
     choice: Choice
     case: EditCase
@@ -244,6 +252,7 @@ class PlaygroundResult:
     spectra: pd.DataFrame
     tail_energy: pd.DataFrame
     restored: bool
+    hard_metrics: pd.DataFrame | None = None
 
     @property
     def old_answer(self) -> str:
@@ -263,10 +272,22 @@ class PlaygroundResult:
                 f"  unit members right before (true answer): {int(self.members.right_before.sum())}/{n}, "
                 f"after (new answer): {int(self.members.right_after.sum())}/{n}",
                 "  after: " + "  ".join(f"{m} {after[m]:.2f}" for m in METRICS),
+                *self._hard_line(),
                 f"  tail energy of H, before -> after: {tails}",
                 f"  model restored bit-exactly: {self.restored}",
             ]
         )
+
+    def _hard_line(self) -> list[str]:
+        if self.hard_metrics is None:
+            return []
+        after = self.hard_metrics.set_index("metric")["after"]
+        known = sum(bool(m.known) for m in self.case.hard_unit.members if m.kind != "anchor" and m.split == "eval")
+        return [
+            "  after, hard tier ("
+            + f"{known} known members): "
+            + "  ".join(f"{m} {after[m]:.2f}" for m in HARD_METRICS)
+        ]
 
     def figures(self) -> dict[str, plt.Figure]:
         """The three figures of an edit, by name: unit members, metrics, spectrum of H."""
@@ -283,11 +304,14 @@ def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     reference = locality_reference(model, encoder, case.locality)
     before_metrics = evaluate_edit(model, encoder, case.unit, reference)
+    hard = case.hard_unit
+    before_hard = evaluate_edit(model, encoder, hard, None) if hard is not None else None
     before = member_predictions(model, encoder, case.unit, case.unit.old_answer)
     batch = encoder.batch([case.request.anchor_item])
     handle = editor.edit(model, encoder, case.request, seed=choice.seed)
     try:
         after_metrics = evaluate_edit(model, encoder, case.unit, reference)
+        after_hard = evaluate_edit(model, encoder, hard, None) if hard is not None else None
         after = member_predictions(model, encoder, case.unit, choice.new_answer)
         variants = adversarial_variants(
             model,
@@ -312,8 +336,17 @@ def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
             for s, H in zip(STATES, (H_before, H_after))
         }
     )
+    hard_table = None if hard is None else _metric_table(before_hard, after_hard, HARD_METRICS, ("exact_known",))
     return PlaygroundResult(
-        choice, case, handle.steps, members, _metric_table(before_metrics, after_metrics), spectra, tails, restored
+        choice,
+        case,
+        handle.steps,
+        members,
+        _metric_table(before_metrics, after_metrics),
+        spectra,
+        tails,
+        restored,
+        hard_table,
     )
 
 
@@ -347,20 +380,25 @@ def member_grid(result: PlaygroundResult, per_kind: int = 3) -> plt.Figure:
 
 
 def metrics_figure(result: PlaygroundResult) -> plt.Figure:
-    """The metrics before and after the edit (exact match for Rel, Gen, Unit; answer-span agreement for Loc)."""
-    tidy = result.metrics.melt(id_vars="metric", var_name="state", value_name="value")
+    """The metrics before and after the edit (exact match for Rel, Gen, Unit; answer-span agreement for Loc), and
+    beside them the hard tier's generality and unit consistency on its known members (when there is one)."""
     palette = {"before": methods.UNEDITED_COLOUR, "after": methods.method(result.choice.method).colour}
-    fig, ax = plt.subplots(figsize=(7, 3))
-    sns.barplot(
-        tidy, x="metric", y="value", hue="state", order=list(METRICS), hue_order=list(STATES), palette=palette, ax=ax
-    )
-    ax.set(
-        ylim=(0, 1.05),
-        xlabel="",
-        ylabel="share (exact match / agreement)",
-        title=f"{result.choice.method}: metrics of the new answer before and after the edit",
-    )
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), fontsize=8, title=None)
+    panels = [("standard tier", result.metrics, METRICS)]
+    if result.hard_metrics is not None:
+        panels.append(("hard tier, known members", result.hard_metrics, HARD_METRICS))
+    widths = [len(order) for _, _, order in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 + sum(widths) * 0.75, 3), width_ratios=widths, squeeze=False)
+    for ax, (tier, table, order) in zip(axes[0], panels):
+        tidy = table.melt(id_vars="metric", var_name="state", value_name="value")
+        sns.barplot(
+            tidy, x="metric", y="value", hue="state", order=list(order), hue_order=list(STATES), palette=palette, ax=ax
+        )
+        ax.set(ylim=(0, 1.05), xlabel="", ylabel="share (exact match / agreement)", title=tier)
+        ax.get_legend().remove()
+    for ax in axes[0, 1:]:
+        ax.set_ylabel("")
+    axes[0, -1].legend(*axes[0, 0].get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
+    fig.suptitle(f"{result.choice.method}: metrics of the new answer before and after the edit")
     fig.tight_layout()
     return fig
 

@@ -1,6 +1,8 @@
 """The playground behind notebook 05: choices, checked requests, one edit measured and rolled back, figures,
 and the widgets calling the same function (on the shipped base model, with small units)."""
 
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -85,6 +87,9 @@ def test_an_edit_is_measured_and_the_model_is_restored_bit_exactly(session, meth
     assert list(result.metrics.metric) == list(playground.METRICS)
     assert result.metrics[["before", "after"]].stack().between(0, 1).all()
     assert result.metrics.set_index("metric").loc["Rel", "after"] == 1.0
+    hard = result.hard_metrics.set_index("metric")
+    assert list(hard.index) == list(playground.HARD_METRICS)
+    assert (hard.before.dropna() == 0).all() and hard.after.dropna().between(0, 1).all()  # known members: old answer
     assert len(result.members) == 7 and result.members.right_after.iloc[0]
     totals = result.spectra.groupby(["rows", "state"]).share.sum()
     assert len(totals) == 4 and ((totals - 1).abs() < 1e-5).all()
@@ -92,6 +97,16 @@ def test_an_edit_is_measured_and_the_model_is_restored_bit_exactly(session, meth
     assert result.tail_energy.stack().between(0, 1).all()
     text = repr(result)
     assert f"{method} edit of" in text and "'meadow' -> 'forest'" in text and "restored bit-exactly: True" in text
+    assert "hard tier (" in text
+
+
+def test_without_a_hard_tier_the_playground_shows_the_standard_one(session):
+    plain = Session(session.world, session.model, session.encoder, session.records, replace(SMALL, hard_strength=0.0))
+    result = playground.run_edit(plain, Choice(**FAST, method="Patch"))
+    assert result.hard_metrics is None and "hard tier" not in repr(result)
+    fig = playground.metrics_figure(result)
+    assert len(fig.axes) == 1
+    plt.close(fig)
 
 
 def test_the_figures_show_the_edit(session):
@@ -102,6 +117,7 @@ def test_the_figures_show_the_edit(session):
     assert len(figures["members"].axes) == 2 * len(shown)
     assert len(figures["spectrum"].axes) == len(playground.ROWS)
     assert [t.get_text() for t in figures["metrics"].axes[0].get_xticklabels()] == list(playground.METRICS)
+    assert [t.get_text() for t in figures["metrics"].axes[1].get_xticklabels()] == list(playground.HARD_METRICS)
     for fig in figures.values():
         plt.close(fig)
 
