@@ -33,6 +33,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullF
 from PIL import Image
 
 from asam_lib import paths, provenance
+from asam_lib.summaries import distance_bins
 
 KIND_COLOURS = {"anchor": "#4c4c4c", "text": "#1f77b4", "image": "#ff7f0e", "both": "#2ca02c"}
 OUTCOME_COLOURS = {"right": "#1a9850", "wrong": "#d73027"}  # frames of predictions that are right / wrong
@@ -263,12 +264,6 @@ DISTANCE_PANELS = (  # (slice, distance column, x label): each panel holds the m
 )
 
 
-def quantile_means(values: pd.Series, n_bins: int = 5) -> pd.Series:
-    """Each value replaced by the mean of its quantile bin (``n_bins`` bins of equal count; ties merge bins)."""
-    bins = pd.qcut(values, n_bins, duplicates="drop")
-    return values.groupby(bins, observed=True).transform("mean")
-
-
 def numeric_points(
     ax: plt.Axes, data: pd.DataFrame, x: str, y: str, hue: str, colours: dict[str, str], seed: int, dodge=False
 ) -> None:
@@ -312,7 +307,7 @@ def consistency_by_distance(
     hue_order = [m for m in palette if m in set(members.method)]
     for ax, (kind, column, label) in zip(axes.flat, DISTANCE_PANELS):
         chosen = members[members.kind == kind]
-        x = chosen[column] if column == "text_distance" else quantile_means(chosen[column], n_bins)
+        x = chosen[column] if column == "text_distance" else distance_bins(chosen[column], n_bins=n_bins).centre
         if column == "latent_distance":
             ax.set_xscale("log")
         numeric_points(ax, chosen.assign(x=x), "x", "exact", "method", {m: palette[m] for m in hue_order}, seed, 0.15)
@@ -407,6 +402,29 @@ def variants_among_members(points: pd.DataFrame, colours: dict[str, str], title:
     fig.legend(handles, labels, loc="outside lower center", ncols=len(order), fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+TIER_PANELS = {  # (tier, metric) -> its x label, in reading order: the binary view, the unit, its hard tier, locality
+    ("standard", "Rel"): "Rel",
+    ("binary", "T-Gen"): "T-Gen\nbinary",
+    ("binary", "I-Gen"): "I-Gen\nbinary",
+    ("standard", "T-Gen"): "T-Gen\nunit",
+    ("standard", "I-Gen"): "I-Gen\nunit",
+    ("standard", "TI-Gen"): "TI-Gen\nunit",
+    ("standard", "Unit"): "Unit",
+    ("hard", "I-Gen"): "I-Gen\nhard",
+    ("hard", "Unit"): "Unit\nhard",
+    ("standard", "T-Loc"): "T-Loc",
+    ("standard", "I-Loc"): "I-Loc",
+}
+BINARY_SPAN = (0.5, 2.5)  # the x range of the binary view's bars in TIER_PANELS' order (shaded in the figures)
+
+
+def tier_labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` (columns tier, metric, ...) that :data:`TIER_PANELS` shows, with their x label in a
+    ``label`` column: the binary view beside the unit's slices and its hard tier (notebooks 01 and 04)."""
+    labels = [TIER_PANELS.get((t, m)) for t, m in zip(table.tier, table.metric)]
+    return table.assign(label=labels).dropna(subset=["label"])
 
 
 def interval_bars(

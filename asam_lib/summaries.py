@@ -309,15 +309,27 @@ def share_of_gap_closed(table: pd.DataFrame, metric: str = "I-Gen", base: str = 
     return 1 - gap / gap[base] if gap[base] > 0 else gap * float("nan")
 
 
+def distance_bins(values: pd.Series, edges: Sequence[float] | None = None, n_bins: int = 5) -> pd.DataFrame:
+    """The bin of each distance in ``values`` and the bin's centre (the mean of its values), indexed like
+    ``values``: columns ``bin`` and ``centre``. Fixed ``edges`` (bins labelled ``"lo-hi"``; values outside them
+    count in the outer bins), or without edges ``n_bins`` quantile bins of equal count (ties merge bins). The one
+    binning of distances in every figure (notebook 01's quantile bins, notebook 04's fixed ones)."""
+    if edges is None:
+        bins = pd.qcut(values, n_bins, duplicates="drop")
+    else:
+        labels = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
+        clipped = values.clip(edges[0], edges[-1])  # the outer edges may be rounded inwards
+        bins = pd.cut(clipped, list(edges), labels=labels, include_lowest=True)
+    return pd.DataFrame({"bin": bins, "centre": values.groupby(bins, observed=True).transform("mean")})
+
+
 def distance_curve(members: pd.DataFrame, column: str, edges: list[float]) -> pd.DataFrame:
-    """Share of evaluated members on the new answer per distance bin of ``column`` (fixed ``edges``; values
-    outside them count in the outer bins), per method and seed: columns method, seed, bin, exact, n, and
-    ``distance``: the mean distance of the bin's members over every method and seed (where to plot the bin on a
-    numeric axis)."""
-    evaluated = members[members.kind != "anchor"].copy()
-    labels = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
-    values = evaluated[column].clip(edges[0], edges[-1])  # the outer edges may be rounded inwards
-    evaluated["bin"] = pd.cut(values, edges, labels=labels, include_lowest=True)
+    """Share of evaluated members on the new answer per distance bin of ``column`` (fixed ``edges``, see
+    :func:`distance_bins`), per method and seed: columns method, seed, bin, exact, n, and ``distance``: the mean
+    distance of the bin's members over every method and seed (where to plot the bin on a numeric axis)."""
+    evaluated = members[members.kind != "anchor"]
+    binned = distance_bins(evaluated[column], edges)
+    evaluated = evaluated.assign(bin=binned["bin"])
     out = evaluated.groupby(["method", "seed", "bin"], observed=True).exact.agg(["mean", "size"]).reset_index()
-    centres = evaluated.groupby("bin", observed=True)[column].mean().rename("distance")
+    centres = binned.groupby("bin", observed=True).centre.first().rename("distance")
     return out.rename(columns={"mean": "exact", "size": "n"}).merge(centres, left_on="bin", right_index=True)

@@ -1,4 +1,5 @@
-"""The layout check every saved or shown figure passes: overlapping texts and texts off the canvas raise."""
+"""The layout check every saved or shown figure passes (overlapping texts and texts off the canvas raise), and the
+shared labels of the tier panels."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 
 from asam_lib import plots
@@ -135,3 +137,18 @@ def test_texts_of_an_inset_are_checked_and_named():
     fig.tight_layout()
     with pytest.raises(plots.FigureLayoutError, match="title of axes 2"):
         plots.check_layout(fig)
+
+
+def test_tier_labels_keep_the_shown_rows_in_reading_order():
+    table = pd.DataFrame(
+        {
+            "tier": ["hard", "binary", "standard", "hard"],
+            "metric": ["Unit", "I-Gen", "Rel", "Rel"],
+            "value": [1, 2, 3, 4],
+        }
+    )
+    labelled = plots.tier_labelled(table)
+    assert labelled.label.tolist() == ["Unit\nhard", "I-Gen\nbinary", "Rel"]  # the hard tier has no Rel of its own
+    order = list(plots.TIER_PANELS.values())
+    lo, hi = plots.BINARY_SPAN
+    assert [label for i, label in enumerate(order, start=0) if lo < i < hi] == ["T-Gen\nbinary", "I-Gen\nbinary"]

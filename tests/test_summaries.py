@@ -11,6 +11,7 @@ from asam_lib.summaries import (
     TARGETS,
     ablation_rows,
     ablation_table,
+    distance_bins,
     distance_curve,
     gap_closure,
     share_of_gap_closed,
@@ -106,6 +107,20 @@ def test_gap_closure_on_a_hand_made_summary():
         "I-Gen", "ASAM gap"
     ] == pytest.approx(0.1)
     assert math.isnan(closure.loc["T-Gen", "share closed"])  # no gap to close
+
+
+def test_distance_bins_are_fixed_or_quantile_and_centred_on_their_mean():
+    values = pd.Series([0.05, 0.15, 0.25, 0.9], index=[3, 4, 5, 6])
+    fixed = distance_bins(values, [0.0, 0.1, 0.2, 0.5])
+    assert list(fixed.index) == [3, 4, 5, 6] and list(fixed.bin.astype(str)) == [
+        "0-0.1",
+        "0.1-0.2",
+        "0.2-0.5",
+        "0.2-0.5",
+    ]
+    assert fixed.centre.tolist() == pytest.approx([0.05, 0.15, 0.575, 0.575])  # 0.9 counts in the last bin
+    halves = distance_bins(values, n_bins=2)
+    assert halves.bin.nunique() == 2 and halves.centre.tolist() == pytest.approx([0.1, 0.1, 0.575, 0.575])
 
 
 def test_distance_curve_bins_members_and_ignores_the_anchor():
