@@ -61,18 +61,22 @@ class PatchedMLP(torch.nn.Module):
         """Activations of the new neurons: (..., n)."""
         return self.activation(x @ self.key.T + self.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(self.mlp, PatchedMLP):
-            return self.mlp(x) + self.neuron_activations(x) @ self.value.T
-        # Sequential editing nests one patch per edit around the previous FFN (stacked_patches): run every patch's
-        # neurons as one layer, in one pair of matrix products, rather than one pair per edit (at T = 100 edits the
-        # nested calls took a third of each step). The same function, summed in another order; ``activation``
-        # then sees every patch's neurons, the first edit's first.
-        patches, ffn = [self], self.mlp
+    def chain(self) -> tuple[list[PatchedMLP], torch.nn.Module]:
+        """The patches nested in this one, this one included, the first edit's first (sequential editing nests
+        one patch per edit around the previous FFN), and the FFN they are all added to."""
+        patches, ffn = [], self
         while isinstance(ffn, PatchedMLP):
             patches.append(ffn)
             ffn = ffn.mlp
-        patches.reverse()
+        return patches[::-1], ffn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(self.mlp, PatchedMLP):
+            return self.mlp(x) + self.neuron_activations(x) @ self.value.T
+        # Sequential editing: run every patch's neurons as one layer, in one pair of matrix products, rather than
+        # one pair per edit (at T = 100 edits the nested calls took a third of each step). The same function,
+        # summed in another order; ``activation`` then sees every patch's neurons, the first edit's first.
+        patches, ffn = self.chain()
         keys = torch.cat([p.key for p in patches])
         biases = torch.cat([p.bias for p in patches])
         values = torch.cat([p.value for p in patches], dim=1)
@@ -214,11 +218,8 @@ class Patch(Editor):
 def stacked_patches(model, layer: int) -> list[PatchedMLP]:
     """The patches installed at the FFN of ``layer``, in the order the edits made them (sequential editing
     nests one :class:`PatchedMLP` per edit around the previous FFN): the first edit's first."""
-    patches, mlp = [], edit_layer_mlp(model, layer)
-    while isinstance(mlp, PatchedMLP):
-        patches.append(mlp)
-        mlp = mlp.mlp
-    return patches[::-1]
+    mlp = edit_layer_mlp(model, layer)
+    return mlp.chain()[0] if isinstance(mlp, PatchedMLP) else []
 
 
 @torch.no_grad()

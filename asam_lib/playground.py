@@ -41,7 +41,7 @@ from asam_lib.editing import EditError, Editor, edited_forward, joint_embeddings
 from asam_lib.harness import EditCase, HarnessConfig, world_case
 from asam_lib.hooks import module_output
 from asam_lib.lar import LARConfig, adversarial_variants
-from asam_lib.metrics import evaluate_edit, locality_reference
+from asam_lib.metrics import evaluate_edit, evaluated_members, locality_reference
 from asam_lib.model import load_model
 from asam_lib.pretrain import base_model_folder
 from asam_lib.prompting import PromptEncoder, score_items
@@ -282,12 +282,9 @@ class PlaygroundResult:
         if self.hard_metrics is None:
             return []
         after = self.hard_metrics.set_index("metric")["after"]
-        known = sum(bool(m.known) for m in self.case.hard_unit.members if m.kind != "anchor" and m.split == "eval")
-        return [
-            "  after, hard tier ("
-            + f"{known} known members): "
-            + "  ".join(f"{m} {after[m]:.2f}" for m in HARD_METRICS)
-        ]
+        known = sum(bool(m.known) for m in evaluated_members(self.case.hard_unit) if m.kind != "anchor")
+        metrics = "  ".join(f"{m} {after[m]:.2f}" for m in HARD_METRICS)
+        return [f"  after, hard tier ({known} known members): {metrics}"]
 
     def figures(self) -> dict[str, plt.Figure]:
         """The three figures of an edit, by name: unit members, metrics, spectrum of H."""

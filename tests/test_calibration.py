@@ -126,3 +126,22 @@ def test_patch_firing_reports_each_patch_of_a_sequence_in_edit_order(small_world
         patch_firing(model, tiny_encoder, items, CONFIG.layer, positions="prompt")
     for handle in reversed(handles):
         handle.restore()
+
+
+def test_stacked_patches_run_as_one_layer_with_the_nested_sum():
+    torch.manual_seed(0)
+    ffn = torch.nn.Linear(8, 8)
+    stack = ffn
+    for _ in range(3):
+        stack = PatchedMLP(stack, torch.randn(2, 8), torch.randn(2), noise=0.0)
+        with torch.no_grad():
+            stack.value.normal_()
+    patches, base = stack.chain()
+    assert base is ffn and patches[-1] is stack and [p.mlp for p in patches[1:]] == patches[:-1]
+    x = torch.randn(5, 8)
+    nested = ffn(x) + sum(p.neuron_activations(x) @ p.value.T for p in patches)
+    torch.testing.assert_close(stack(x), nested)
+    for p in patches[:-1]:
+        p.requires_grad_(False)
+    stack(x).sum().backward()
+    assert stack.value.grad is not None and all(p.value.grad is None for p in patches[:-1])
