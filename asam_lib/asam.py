@@ -35,6 +35,7 @@ import torch
 
 from asam_lib.architectures import edit_layer_mlp, language_layers
 from asam_lib.editing import EditConfig, EditContext, Editor, Installed, edited_forward, unedited_forward
+from asam_lib.forward import FixedInputs, lower_blocks_skipped
 from asam_lib.hooks import module_input, module_io
 from asam_lib.lar import (
     LARConfig,
@@ -129,24 +130,43 @@ def edit_layer_representations(
     block: int | None = None,
     site: str = "block_output",
     originals: dict[str, torch.Tensor] | None = None,
+    fixed: FixedInputs | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batched forward of the anchor and its K variants (perturbations ``delta`` (K, L, d), see
     :func:`asam_lib.lar.forward_variants`): the CE of the new target per row, (K+1,), and H (K+1, d), the
     representation at ``site`` (:data:`asam_lib.rcsl.SITES`; default the output of language block ``layer``)
     at the answer-predicting position (row 0: the anchor). ``edit_delta`` subtracts the unedited model's
-    block output (``originals``: the unedited values of the trained parameters), from one more forward."""
-    delta = torch.cat([torch.zeros_like(delta[:1]), delta])
-    rows = repeat_batch(batch, len(delta))
+    block output (``originals``: the unedited values of the trained parameters), from one more forward.
+    ``fixed``: these rows' hidden states entering block ``layer`` (:func:`variant_inputs`), so that the forward
+    runs from there: the same values, without the blocks below, which no edit changes."""
+    if fixed is None:
+        fixed = variant_inputs(model, layer, anchor_embeds, batch, delta, block)
+    rows = fixed.batch
     position = int(batch.answer_start[0]) - 1
     module, which = representation_site(model, layer, site)
     with module_io(module, which) as captured:
-        ce = answer_ce_per_row(forward_variants(model, edited_forward(model), anchor_embeds, delta, rows, block), rows)
+        ce = answer_ce_per_row(fixed.logits(model), rows)
     H = captured["y"][:, position]
     if site == "edit_delta":
-        with torch.no_grad(), module_io(module, which) as before:
-            forward_variants(model, unedited_forward(model, originals), anchor_embeds, delta, rows, block)
+        with torch.no_grad(), module_io(module, which) as before, lower_blocks_skipped(model, layer):
+            unedited_forward(model, originals)(fixed.hidden, rows)
         H = H - before["y"][:, position]
     return ce, H
+
+
+def variant_inputs(
+    model, layer: int, anchor_embeds: torch.Tensor, batch: Batch, delta: torch.Tensor, block: int | None = None
+) -> FixedInputs:
+    """The anchor (row 0) and its K variants ``delta`` (K, L, d) as a batch of K+1 rows, with their hidden states
+    entering block ``layer`` (:class:`asam_lib.forward.FixedInputs`): fixed while the variants are, since no
+    edit changes the blocks below ``layer``."""
+    delta = torch.cat([torch.zeros_like(delta[:1]), delta])
+    rows = repeat_batch(batch, len(delta))
+    hidden = module_input(
+        language_layers(model)[layer],
+        lambda: forward_variants(model, edited_forward(model), anchor_embeds, delta, rows, block),
+    )
+    return FixedInputs(rows, layer, hidden)
 
 
 class ASAM(Editor):
@@ -255,6 +275,9 @@ class ASAM(Editor):
         """The edit input's CE, the variants' CE and L_rank(H), from one batched forward of anchor and variants."""
         if step % self.lar.refresh == 0:
             context.variants = self.variants(model, context)
+            context.variant_inputs = variant_inputs(
+                model, self.config.layer, context.anchor_embeds, context.anchor, context.variants.delta, self.lar.block
+            )
         ce, H = edit_layer_representations(
             model,
             self.config.layer,
@@ -264,6 +287,7 @@ class ASAM(Editor):
             self.lar.block,
             self.rcsl.site,
             context.originals,
+            context.variant_inputs,
         )
         s = self.settings
         terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}

@@ -112,10 +112,12 @@ class EditInputs:
 class UneditedPasses:
     """Forward passes of the *unedited* model that editors of the same request reuse (single edits with
     rollback, see :meth:`Editor.edit`): the request's inputs and, per edit layer, Patch's memory states and the
-    locality support items below that layer (:meth:`EditContext.fixed_locality`)."""
+    edit input and locality support items below that layer (:meth:`EditContext.fixed_anchor`,
+    :meth:`EditContext.fixed_locality`)."""
 
     inputs: EditInputs | None = None
     memory_states: dict[int, torch.Tensor] = field(default_factory=dict)
+    anchor: dict[int, FixedInputs] = field(default_factory=dict)
     locality: dict[int, FixedInputs] = field(default_factory=dict)
 
 
@@ -125,7 +127,8 @@ class EditContext:
     :class:`EditInputs`; read through this context's properties of the same names), the edit's random stream,
     and what the loop fills in: ``originals`` (the unedited values of the trained parameters),
     ``editor_state`` (the editor's own per-edit state, see :attr:`Installed.state`) and ``variants`` (ASAM's
-    current LAR variants of the edit input)."""
+    current LAR variants of the edit input, and ``variant_inputs`` the edit input and those variants below the edit
+    layer, see :func:`asam_lib.asam.variant_inputs`)."""
 
     request: EditRequest
     inputs: EditInputs
@@ -135,6 +138,7 @@ class EditContext:
     originals: dict[str, torch.Tensor] = field(default_factory=dict)
     editor_state: object = None
     variants: Variants | None = None
+    variant_inputs: FixedInputs | None = None
 
     @property
     def anchor(self) -> Batch:
@@ -155,6 +159,13 @@ class EditContext:
     @property
     def pre_locality(self) -> list[torch.Tensor] | None:
         return self.inputs.pre_locality
+
+    def fixed_anchor(self, model, layer: int) -> FixedInputs:
+        """The edit input with its hidden states entering block ``layer``, kept like :meth:`fixed_locality`."""
+        kept = self.unedited.anchor
+        if layer not in kept:
+            kept[layer] = FixedInputs.from_embeds(model, self.anchor_embeds, self.anchor, layer)
+        return kept[layer]
 
     def fixed_locality(self, model, layer: int) -> FixedInputs:
         """The locality support batch with its hidden states entering block ``layer``
@@ -268,7 +279,7 @@ class Editor:
     def edit_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         """The terms on the edit input: its cross-entropy of the new target, ``"edit"`` (ASAM adds its
         variants' terms, computed in the same batched forward)."""
-        logits = forward_embeds(model, context.anchor_embeds, context.anchor)
+        logits = context.fixed_anchor(model, self.config.layer).logits(model)  # = a full forward, from the layer up
         return {"edit": mean_answer_ce(logits, context.anchor)}
 
     def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:

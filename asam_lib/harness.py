@@ -14,7 +14,7 @@ Results are tidy rows ``(method, config, seed, task, case, metric, protocol, val
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +23,7 @@ import pandas as pd
 
 from asam_lib import paths, provenance
 from asam_lib.benchmark import exported_benchmark, locality_pools
+from asam_lib.case_cache import cached
 from asam_lib.editing import Editor, EditRequest, UneditedPasses
 from asam_lib.forward import FixedInputs
 from asam_lib.metrics import LocalityReference, evaluate_edit, fixed_evaluation_inputs, locality_reference
@@ -135,11 +136,14 @@ def build_cases(
     layer: int = 2,
     start: int = 0,
     known: Sequence[EditRecord] | None = None,
+    cache: Path | None = None,
 ) -> list[EditCase]:
     """Counterfactual cases of known facts, drawn with ``seed``: cases ``start`` to ``config.n_edits`` of one
     seeded order of the known records (``known``: the result of :func:`known_records` if already computed).
     Each case depends only on its record and ``seed`` (its own random streams), so the first ``n`` cases are
-    the same whatever ``n_edits`` asks for: a study on 24 edits uses the first 24 cases of a study on 50."""
+    the same whatever ``n_edits`` asks for: a study on 24 edits uses the first 24 cases of a study on 50.
+    ``cache``: a folder of cases built with this same unedited ``model`` (:func:`asam_lib.case_cache.cases_folder`),
+    where each case is read if some process built it, else kept once built."""
     records = (
         known
         if known is not None
@@ -148,7 +152,7 @@ def build_cases(
     records = [r for r in records if in_split(r, config.split)]
     order = numpy_rng(seed, "cases", config.task).permutation(len(records))[start : config.n_edits]
     pools = locality_pools(world)
-    return [world_case(model, encoder, world, config, records[int(i)], seed, layer, pools) for i in order]
+    return [world_case(model, encoder, world, config, records[int(i)], seed, layer, pools, cache) for i in order]
 
 
 def world_case(
@@ -160,19 +164,49 @@ def world_case(
     seed: int,
     layer: int = 2,
     pools=None,
+    cache: Path | None = None,
 ) -> EditCase:
     """The edit case of one world record (its ``alt`` is the new target): the knowledge unit with latent
     distances at ``layer``, locality support, evaluation and memory items, each from a random stream of
-    its own (seed, record), so a case never depends on which other cases are built."""
+    its own (seed, record), so a case never depends on which other cases are built; the hard tier's unit if
+    ``config.hard_strength`` > 0. ``cache``: see :func:`build_cases` (the case and its hard unit are kept
+    apart, so a case asked for without its hard tier is the same case)."""
+    key = {
+        "task": config.task,
+        "seed": seed,
+        "layer": layer,
+        "record": [record.index, record.src, record.pred, record.alt, record.image_path],
+        "sizes": [config.unit_text, config.unit_image, config.unit_both],
+        "items": [config.n_support, config.n_locality, config.n_memory],
+    }
+    case = cached(
+        cache,
+        {"part": "case", **key},
+        lambda: _standard_case(model, encoder, world, config, record, seed, layer, pools),
+    )
+    if config.hard_strength > 0:
+        hard = cached(
+            cache,
+            {"part": "hard", **key, "hard_strength": config.hard_strength},
+            lambda: _hard_unit(model, encoder, world, config, record, seed, layer),
+        )
+        case = replace(case, hard_unit=hard)
+    return case
+
+
+def _hard_unit(model, encoder, world, config, record, seed, layer) -> KnowledgeUnit:
+    sizes = (config.unit_text, config.unit_image, config.unit_both)
+    hard = unit_from_world(world, record, *sizes, seed, tier="hard", hard_strength=config.hard_strength)
+    return with_known(model, encoder, with_latent_distances(model, encoder, hard, layer))
+
+
+def _standard_case(model, encoder, world, config, record, seed, layer, pools) -> EditCase:
+    """:func:`world_case` without the hard tier."""
     pools = pools or locality_pools(world)
     sizes = (config.unit_text, config.unit_image, config.unit_both)
     unit = with_known(
         model, encoder, with_latent_distances(model, encoder, unit_from_world(world, record, *sizes, seed), layer)
     )
-    hard = None
-    if config.hard_strength > 0:
-        hard = unit_from_world(world, record, *sizes, seed, tier="hard", hard_strength=config.hard_strength)
-        hard = with_known(model, encoder, with_latent_distances(model, encoder, hard, layer))
     binary = with_known(model, encoder, unit_from_record(record))
     entity = record.extra["entity"]
 
@@ -187,7 +221,7 @@ def world_case(
     request = EditRequest(
         record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}", memory=memory
     )
-    return EditCase(record, unit, request, locality, hard, binary)
+    return EditCase(record, unit, request, locality, None, binary)
 
 
 def _settings(value: object) -> object:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from asam_lib import paths
+from asam_lib.case_cache import cases_folder
 from asam_lib.editing import Editor
 from asam_lib.harness import EvaluationInputs, HarnessConfig, build_cases, run_sequential, run_single
 from asam_lib.workers import run_in_workers
@@ -111,9 +112,10 @@ _CASES: dict[tuple, dict[int, object]] = {}
 
 
 def _cases(job: Job):
-    """Cases ``job.start`` to ``job.n_edits`` of its (task, seed), each built once per process (cases are
-    prefix-stable and independent, see :func:`asam_lib.harness.build_cases`); from the MMEdit file
-    ``job.data`` if given (:func:`asam_lib.mmedit_study.prefix_cases`)."""
+    """Cases ``job.start`` to ``job.n_edits`` of its (task, seed), each kept once built in this process (cases are
+    prefix-stable and independent, see :func:`asam_lib.harness.build_cases`) and, for the embedded model, on disk
+    for every process (:mod:`asam_lib.case_cache`); from the MMEdit file ``job.data`` if given
+    (:func:`asam_lib.mmedit_study.prefix_cases`)."""
     model_key = (job.model_folder, job.dtype, job.device_map)
     model, encoder = _model(*model_key)
     if job.data is not None:
@@ -123,13 +125,23 @@ def _cases(job: Job):
             job.start :
         ]
     built = _CASES.setdefault((model_key, job.task, job.seed, job.split, job.hard_strength), {})
+    from asam_lib.pretrain import base_model_folder
+
+    folder = cases_folder(base_model_folder()) if job.model_folder is None else None  # the embedded model's only
     for i in range(job.start, job.n_edits):
         if i not in built:
             config = HarnessConfig(task=job.task, n_edits=i + 1, split=job.split, hard_strength=job.hard_strength)
             built.update(
                 enumerate(
                     build_cases(
-                        model, encoder, _world(), config, seed=job.seed, start=i, known=_known(model_key, job.task)
+                        model,
+                        encoder,
+                        _world(),
+                        config,
+                        seed=job.seed,
+                        start=i,
+                        known=_known(model_key, job.task),
+                        cache=folder,
                     ),
                     start=i,
                 )
