@@ -13,7 +13,8 @@ full forward of the same batch (``tests/test_forward.py``), at about half the co
 Blocks below ``l`` are skipped by putting pass-through modules in their place for the duration of one forward
 (:func:`lower_blocks_skipped`); the language model still builds its own attention mask and positions from the
 batch, so any architecture whose decoder loop is ``hidden = block(hidden, ...)`` works (LLaVA's Llama, Qwen2-VL).
-Not for inputs an editor perturbs below its edit layer (ASAM's variants): they go through every block.
+Not for inputs an editor is still perturbing below its edit layer (LAR's search for ASAM's variants goes through
+every block); once found, the variants are fixed inputs until the next search (:func:`asam_lib.asam.variant_inputs`).
 """
 
 from __future__ import annotations
