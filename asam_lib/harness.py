@@ -172,6 +172,7 @@ def world_case(
     ``config.hard_strength`` > 0. ``cache``: see :func:`build_cases` (the case and its hard unit are kept
     apart, so a case asked for without its hard tier is the same case)."""
     key = {
+        "world": config_hash(world.config, "world"),
         "task": config.task,
         "seed": seed,
         "layer": layer,

@@ -1,9 +1,13 @@
 """Edit cases kept on disk: read back they give the same edits and numbers; a changed model gets a new folder."""
 
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
-from asam_lib import case_cache, paths
+from asam_lib import case_cache, harness, paths
 from asam_lib.harness import HarnessConfig, build_cases, run_single
 from asam_lib.patch import Patch
 from asam_lib.pretrain import base_model, base_model_folder
@@ -75,3 +79,14 @@ def test_another_model_gets_its_own_folder_and_the_old_one_goes(cache_root, tmp_
     assert case_cache.cases_folder(one) == first
     second = case_cache.cases_folder(two)
     assert second != first and second.exists() and not first.exists()
+
+
+def test_a_kept_case_is_keyed_by_its_world(monkeypatch, small_world):
+    keys = []
+    monkeypatch.setattr(harness, "cached", lambda folder, key, build: keys.append(key))
+    record = SimpleNamespace(index=3, src="q", pred="a", alt="b", image_path="x.png")
+    other = World(replace(small_world.config, seed=small_world.config.seed + 1))
+    config = HarnessConfig(hard_strength=0.0)
+    for world in (small_world, small_world, other):
+        harness.world_case(None, None, world, config, record, seed=0, cache=Path("unused"))
+    assert keys[0] == keys[1] and keys[0]["world"] != keys[2]["world"]
