@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from asam_lib import paths
-from asam_lib.asam import ASAM, ASAMSettings
+from asam_lib.ablations import ablation_editors, sensitivity_editors
+from asam_lib.asam import ASAM
 from asam_lib.editing import Editor
 from asam_lib.lar import LARConfig
 from asam_lib.patch import Patch, PatchSettings
@@ -37,13 +38,13 @@ SHOWN = ["Rel", "TI-Gen", "T-Loc", "I-Loc"]
 
 
 def cause_editors() -> dict[str, Editor]:
-    """Paper-faithful ASAM (the reference) and the settings that each change one ingredient of it."""
+    """Paper-faithful ASAM (the reference) and the settings that each change one ingredient of it: notebook 04's
+    own ablation and sensitivity editors where it has them, and two of this study's own."""
+    ablation, sensitivity = ablation_editors(), sensitivity_editors()
     return {
-        REFERENCE: ASAM(),
-        "without LAR": ASAM(settings=ASAMSettings(variants="noise")),
-        "without RCSL": ASAM(settings=ASAMSettings(lambda_rank=0.0)),
+        **{name: ablation[name] for name in (REFERENCE, "without LAR", "without RCSL")},
         "keys frozen": ASAM(Patch(settings=replace(PatchSettings(), key_lr_scale=0.0))),
-        "eps=0.1": ASAM(lar=LARConfig(eps=0.1)),
+        "eps=0.1": sensitivity["eps=0.1"],
         "question tokens only": ASAM(lar=LARConfig(roles="question")),
     }
 
