@@ -161,20 +161,21 @@ class EditContext:
         return self.inputs.pre_locality
 
     def fixed_anchor(self, model, layer: int) -> FixedInputs:
-        """The edit input with its hidden states entering block ``layer``, kept like :meth:`fixed_locality`."""
-        kept = self.unedited.anchor
-        if layer not in kept:
-            kept[layer] = FixedInputs.from_embeds(model, self.anchor_embeds, self.anchor, layer)
-        return kept[layer]
+        """The edit input with its hidden states entering block ``layer`` (see :meth:`fixed_locality`)."""
+        return _kept_below(self.unedited.anchor, model, self.anchor_embeds, self.anchor, layer)
 
     def fixed_locality(self, model, layer: int) -> FixedInputs:
         """The locality support batch with its hidden states entering block ``layer``
         (:class:`asam_lib.forward.FixedInputs`): computed on first use and kept with the unedited passes, since an
         edit at ``layer`` never changes the blocks below it. Each step then runs the edit layer and above only."""
-        kept = self.unedited.locality
-        if layer not in kept:
-            kept[layer] = FixedInputs.from_embeds(model, self.locality_embeds, self.locality, layer)
-        return kept[layer]
+        return _kept_below(self.unedited.locality, model, self.locality_embeds, self.locality, layer)
+
+
+def _kept_below(kept: dict[int, FixedInputs], model, embeds: torch.Tensor, batch: Batch, layer: int) -> FixedInputs:
+    """``kept[layer]``, computed on first use from ``batch``'s joint embeddings ``embeds``."""
+    if layer not in kept:
+        kept[layer] = FixedInputs.from_embeds(model, embeds, batch, layer)
+    return kept[layer]
 
 
 @dataclass
