@@ -12,6 +12,13 @@ A full run also writes each executed notebook, made reproducible (:func:`for_rea
 ``docs/notebooks/``, so a reader sees every figure, table and printed number without running anything:
 no timestamps, durations, absolute paths, widget ids or stderr (warnings and wall-clock times go there).
 
+Notebooks are independent (each writes only files named after itself), so a run executes them in ``--lanes``
+(default 2) at once, each in its own process: notebook 04, about 60% of the work, starts first in a lane of its
+own while the others run one after another beside it, so the cores stay busy while a notebook computes in its
+kernel alone. Each notebook's results are the same in any lane: every computation is seeded and single-threaded
+processes give the same numbers whatever else runs (``make check-repro`` compares two runs byte for byte). If a
+notebook fails, the others are stopped.
+
 ``--quick`` runs the quick configuration instead (only ``save_figures`` is set, so the files are written):
 ``make check-repro`` uses it. ``--checked-outputs`` runs the quick configuration and stores, in the
 notebook itself, the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (text only, no images) and no
@@ -22,7 +29,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +50,7 @@ CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "application/pdf")
 WIDGET_TYPE = "application/vnd.jupyter.widget-view+json"
 READING_COPIES = paths.REPO_ROOT / "docs" / "notebooks"
+FIRST = ("04_edit_and_evaluate",)  # started first, in a lane of their own: the longest notebooks
 
 
 def full_run_parameters(notebook: Path) -> dict:
@@ -138,31 +149,102 @@ def _snapshot() -> dict[str, str]:
     }
 
 
+def run_one(notebook: Path, quick: bool, executed: Path) -> float:
+    """Run one notebook (full or quick configuration) and, on a full run, write its reading copy; seconds."""
+    out, seconds = run(notebook.resolve(), QUICK_PARAMETERS if quick else full_run_parameters(notebook), executed)
+    if not quick:
+        copy = paths.ensure(READING_COPIES) / notebook.name
+        copy.write_text(nbformat.writes(for_reading(nbformat.read(out, as_version=4))) + "\n")
+    return seconds
+
+
+def schedule(notebooks: list[Path]) -> list[Path]:
+    """The order in which lanes take the notebooks: those of :data:`FIRST`, then the rest in the given order."""
+    return sorted(notebooks, key=lambda nb: (nb.stem not in FIRST, notebooks.index(nb)))
+
+
+def run_in_lanes(notebooks: list[Path], lanes: int, quick: bool, executed: Path) -> dict[Path, float]:
+    """Run ``notebooks`` (in :func:`schedule` order), ``lanes`` at a time, each in its own process
+    (``python -m tools.run_notebooks --one``); seconds per notebook. The first failure stops every other
+    running notebook (with its kernel and workers) and exits with the failing notebook's message."""
+    queue, seconds, failed = list(schedule(notebooks)), {}, []
+    # more threads than cores while lanes share them: OpenMP threads wait asleep rather than spinning (the same
+    # numbers, since the thread count does not change; without it a kernel's in-process torch work slows down)
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE") if lanes > 1 else None
+    running: dict[Path, subprocess.Popen] = {}
+    lock = threading.Lock()
+
+    def lane() -> None:
+        while True:
+            with lock:
+                if not queue or failed:
+                    return
+                nb = queue.pop(0)
+                command = [sys.executable, "-m", "tools.run_notebooks", "--one", str(nb), "--executed", str(executed)]
+                print(f"running {nb.name} ...", flush=True)
+                start = time.perf_counter()
+                running[nb] = subprocess.Popen(
+                    command + (["--quick"] if quick else []), cwd=paths.REPO_ROOT, start_new_session=True, env=env
+                )
+            code = running[nb].wait()
+            with lock:
+                del running[nb]
+                if code == 0:
+                    seconds[nb] = time.perf_counter() - start
+                    print(f"finished {nb.name} ({seconds[nb]:.0f} s)", flush=True)
+                elif not failed:  # a notebook stopped by another's failure is not a failure of its own
+                    failed.append(nb)
+                    for process in running.values():
+                        os.killpg(process.pid, signal.SIGTERM)
+
+    threads = [threading.Thread(target=lane) for _ in range(max(1, lanes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise SystemExit(f"\n{failed[0].name} failed (its message is above); the other notebooks were stopped.")
+    return seconds
+
+
+def _own_files(files, notebook: Path) -> list:
+    """The files (paths or relative names) a notebook writes: figures and tables are named after it ("04_...")."""
+    prefix = notebook.stem.split("_")[0] + "_"
+    return [f for f in files if Path(f).name.startswith(prefix)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("notebooks", nargs="*", type=Path)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the notebooks' quick configuration, writing files")
     mode.add_argument("--checked-outputs", action="store_true", help="store the outputs nbval compares")
     parser.add_argument("--executed", type=Path, default=paths.BUILD / "executed", help="where executed copies go")
+    parser.add_argument("--lanes", type=int, default=2, help="notebooks run at once (each in its own process)")
+    parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # a lane's process: run this notebook only
     args = parser.parse_args(argv)
+    if args.one is not None:
+        # stopped by another lane's failure: raise, so that papermill shuts the kernel (and its workers) down
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{args.one.name}: stopped"))
+        run_one(args.one, args.quick, args.executed)
+        return
+    if not args.notebooks:
+        parser.error("name at least one notebook")
     if args.checked_outputs:
         for nb in args.notebooks:
             out, seconds = run(nb.resolve(), {}, paths.BUILD / "checked-outputs")
             print(f"{nb.name}: outputs of {store_checked_outputs(nb, out)} marked cells stored ({seconds:.0f} s)")
         return
-    rows = []
-    for nb in args.notebooks:
-        print(f"running {nb.name} ...", flush=True)
-        before, started = _snapshot(), time.time_ns()
-        out, seconds = run(nb.resolve(), QUICK_PARAMETERS if args.quick else full_run_parameters(nb), args.executed)
-        if not args.quick:
-            copy = paths.ensure(READING_COPIES) / nb.name
-            copy.write_text(nbformat.writes(for_reading(nbformat.read(out, as_version=4))) + "\n")
-        after = _snapshot()
-        new = sorted(f for f in after if f not in before)
-        changed = sorted(f for f, h in after.items() if f in before and before[f] != h)
-        rows.append((nb.name, _written_since(started), new, changed, seconds))
+    before, started, start = _snapshot(), time.time_ns(), time.perf_counter()
+    seconds = run_in_lanes(args.notebooks, args.lanes, args.quick, args.executed)
+    wall = time.perf_counter() - start
+    after, written = _snapshot(), _written_since(started)
+    new = sorted(f for f in after if f not in before)
+    changed = sorted(f for f, h in after.items() if f in before and before[f] != h)
+    rows = [
+        (nb.name, _own_files(written, nb), _own_files(new, nb), _own_files(changed, nb), seconds[nb])
+        for nb in args.notebooks
+    ]
     print(f"\n{'notebook':32s} {'figures':>7s} {'tables':>6s} {'new':>5s} {'changed':>7s} {'seconds':>7s}")
     for name, written, new, changed, seconds in rows:
         figures = sum(p.suffix == ".png" for p in written)
@@ -170,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:32s} {figures:7d} {tables:6d} {len(new):5d} {len(changed):7d} {seconds:7.0f}")
     print(
         f"{'total':32s} {'':7s} {'':6s} {sum(len(r[2]) for r in rows):5d} {sum(len(r[3]) for r in rows):7d} "
-        f"{sum(r[4] for r in rows):7.0f}"
+        f"{wall:7.0f}  (wall clock, {args.lanes} lane(s))"
     )
     print(
         f"\nfigures (PNG + PDF + JSON sidecar) in {paths.FIGURES}, tables (CSV + JSON sidecar) in {paths.RESULTS}; "

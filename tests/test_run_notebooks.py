@@ -1,0 +1,57 @@
+"""make figures' runner: lanes take notebook 04 first, name each notebook's own files, and one failing notebook
+stops the others (kernel included) with a message that names it."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tools import run_notebooks
+
+
+def _notebook(path: Path, source: str) -> Path:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.write_text(nbformat.writes(notebook))
+    return path
+
+
+def test_schedule_starts_the_study_first_and_keeps_the_others_in_order():
+    names = [Path(f"notebooks/{n}.ipynb") for n in ["01_a", "02_b", "04_edit_and_evaluate", "05_c"]]
+    assert [p.stem for p in run_notebooks.schedule(names)] == ["04_edit_and_evaluate", "01_a", "02_b", "05_c"]
+
+
+def test_each_notebook_is_credited_with_the_files_named_after_it():
+    files = ["figures/01_x.png", "results/04_y.csv", "figures/04_z.pdf"]
+    assert run_notebooks._own_files(files, Path("notebooks/04_edit_and_evaluate.ipynb")) == files[1:]
+    assert run_notebooks._own_files(files, Path("notebooks/02_lar.ipynb")) == []
+
+
+def test_a_failing_notebook_stops_the_other_lane_and_is_named(tmp_path, capsys):
+    pid_file = tmp_path / "slow.pid"
+    slow = _notebook(
+        tmp_path / "01_slow.ipynb",
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)",
+    )
+    failing = _notebook(
+        tmp_path / "02_failing.ipynb",
+        f"import os, time\nwhile not os.path.exists({str(pid_file)!r}): time.sleep(0.2)\nraise ValueError('boom')",
+    )
+    start = time.perf_counter()
+    with pytest.raises(SystemExit, match="02_failing.ipynb failed"):
+        run_notebooks.run_in_lanes([slow, failing], lanes=2, quick=True, executed=tmp_path / "executed")
+    assert time.perf_counter() - start < 120, "the slow notebook was not stopped"
+    kernel = int(pid_file.read_text())
+    for _ in range(50):  # the stopped notebook's kernel is shut down with it
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the kernel of the stopped notebook (pid {kernel}) still runs")
+    assert "boom" in capsys.readouterr().err + (tmp_path / "executed" / "02_failing.ipynb").read_text()
