@@ -55,3 +55,22 @@ def test_a_failing_notebook_stops_the_other_lane_and_is_named(tmp_path, capsys):
     else:
         pytest.fail(f"the kernel of the stopped notebook (pid {kernel}) still runs")
     assert "boom" in capsys.readouterr().err + (tmp_path / "executed" / "02_failing.ipynb").read_text()
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_one_lane_runs_the_notebooks_one_after_another_and_two_at_once(tmp_path, lanes):
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    notebooks = [
+        _notebook(
+            tmp_path / f"0{i}_sleep.ipynb",
+            "import time\nstart = time.time()\ntime.sleep(4)\n"
+            f"open({str(spans / str(i))!r}, 'w').write(f'{{start}} {{time.time()}}')",
+        )
+        for i in (1, 2)
+    ]
+    seconds = run_notebooks.run_in_lanes(notebooks, lanes=lanes, quick=True, executed=tmp_path / "executed")
+    assert set(seconds) == set(notebooks) and all(s >= 4 for s in seconds.values())
+    (start_1, end_1), (start_2, end_2) = (map(float, (spans / str(i)).read_text().split()) for i in (1, 2))
+    overlap = min(end_1, end_2) > max(start_1, start_2)
+    assert overlap == (lanes == 2)

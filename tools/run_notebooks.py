@@ -15,9 +15,9 @@ no timestamps, durations, absolute paths, widget ids or stderr (warnings and wal
 Notebooks are independent (each writes only files named after itself), so a run executes them in ``--lanes``
 (default 2) at once, each in its own process: notebook 04, about 60% of the work, starts first in a lane of its
 own while the others run one after another beside it, so the cores stay busy while a notebook computes in its
-kernel alone. Each notebook's results are the same in any lane: every computation is seeded and single-threaded
-processes give the same numbers whatever else runs (``make check-repro`` compares two runs byte for byte). If a
-notebook fails, the others are stopped.
+kernel alone. Each notebook's results are the same in any lane: every computation is seeded, and each process
+keeps its own number of torch threads whatever else runs (a full run in two lanes and one in a single lane wrote
+byte-identical files; ``make check-repro`` compares two runs). If a notebook fails, the others are stopped.
 
 ``--quick`` runs the quick configuration instead (only ``save_figures`` is set, so the files are written):
 ``make check-repro`` uses it. ``--checked-outputs`` runs the quick configuration and stores, in the
