@@ -61,22 +61,29 @@ def test_errors_with_their_own_arguments_survive_pickling():
 
 
 def _export_while_reading(task: str) -> int:
-    """In a worker: export ``task`` (its images are the vqa task's), or read every vqa image over and over
-    until the caption task is exported."""
+    """In a worker: export ``task`` (its images are the vqa task's) once the reader has begun, or read every vqa
+    image over and over until the caption task is exported."""
     import time
 
     from asam_lib.benchmark import exported_benchmark
     from asam_lib.world import World
 
+    vqa = exported_benchmark(World(), "vqa")
+    reading = vqa.parent.parent / "reading"  # outside the benchmark's folder, which the export rewrites
+    deadline = time.monotonic() + 120
     if task == "caption":
+        while not reading.exists() and time.monotonic() < deadline:  # the export must overlap the reads
+            time.sleep(0.01)
         exported_benchmark(World(), "caption")
         return 0
-    vqa = exported_benchmark(World(), "vqa")
-    reads, deadline = 0, time.monotonic() + 120
-    while not (vqa.parent / "caption.json").exists() and time.monotonic() < deadline:
+    reads = 0
+    while time.monotonic() < deadline:
         for record in load_records(vqa):
             record.image("image")
             reads += 1
+            reading.touch()
+        if (vqa.parent / "caption.json").exists():
+            break
     return reads
 
 
