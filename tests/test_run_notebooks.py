@@ -74,3 +74,10 @@ def test_one_lane_runs_the_notebooks_one_after_another_and_two_at_once(tmp_path,
     (start_1, end_1), (start_2, end_2) = (map(float, (spans / str(i)).read_text().split()) for i in (1, 2))
     overlap = min(end_1, end_2) > max(start_1, start_2)
     assert overlap == (lanes == 2)
+
+
+def test_the_command_line_takes_the_number_of_lanes(tmp_path, capsys):
+    notebooks = [str(_notebook(tmp_path / f"0{i}_quick.ipynb", "x = 1")) for i in (1, 2)]
+    run_notebooks.main(["--quick", "--lanes", "1", "--executed", str(tmp_path / "executed"), *notebooks])
+    printed = capsys.readouterr().out
+    assert "(wall clock, 1 lane(s))" in printed and "01_quick.ipynb" in printed and "02_quick.ipynb" in printed
