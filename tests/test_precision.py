@@ -108,7 +108,7 @@ def edit_fingerprint(before: dict, after: dict) -> tuple[int, float, float, floa
 @pytest.mark.parametrize("name", PINNED_EDITORS)
 def test_float32_edits_match_the_recorded_ones_up_to_float_rounding(name, small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = weights(model)
     handle = PINNED_EDITORS[name]().edit(model, tiny_encoder, make_request(small_world), seed=1)
     try:
         changed, *norms = edit_fingerprint(before, model.state_dict())
