@@ -9,7 +9,10 @@ wrapped layer's output):
     FFN'(x) = v_k       if ||x - k|| <= eps_k,   k = argmin_k' ||x - k'||
     FFN'(x) = FFN(x)    otherwise
 
-Outside every radius the block computes exactly what it computed before (bit for bit).
+Outside every radius the block computes exactly what it computed before (bit for bit). A key at exactly the
+radius is inside (``<=``), but which side of the radius a key at float-rounding distance from it lies on is
+up to the CPU's kernels: the same FFN input computed in another batch, or by another instruction set, moves by
+about 1e-6 of its norm. So no rule below puts a key it must cover on the radius itself (see ``COVER_MARGIN``).
 
 One edit makes one *entry*: its keys are the FFN inputs at the edit input's answer-predicting positions, the
 last prompt token (GRACE's key) and, teacher-forced with the new target, every answer token after it up to
@@ -24,8 +27,8 @@ GRACE's codebook rules, applied to the entry's first key (the prompt's last toke
 
 - ``d > eps_0 + eps*`` (``eps_0``: :attr:`GRACESettings.radius`): the two balls do not overlap; a new entry
   with radius ``eps_0``;
-- otherwise, the same target: *expand*: no new entry; ``eps*`` grows to ``d`` (GRACE's "coverage") and the
-  nearest entry's values are trained on the new edit input;
+- otherwise, the same target: *expand*: no new entry; ``eps*`` grows to ``d (1 + COVER_MARGIN)`` (GRACE's
+  "coverage") and the nearest entry's values are trained on the new edit input;
 - otherwise, another target: *split*: a new entry, and both radii become ``d / 2``.
 
 Values start at the FFN's own output on their keys (GRACE's "warm" start), so a new entry changes nothing
@@ -60,6 +63,10 @@ from asam_lib.architectures import edit_layer_mlp, replace_edit_layer_mlp
 from asam_lib.editing import EditConfig, EditError, Editor, Installed
 from asam_lib.patch import answer_span, ffn_inputs
 from asam_lib.precision import at_least_float32
+
+COVER_MARGIN = 1e-3
+"""How far past the new key an expanded radius reaches, relative to the distance: a thousand times float32's
+rounding of a distance, and far below the gaps between distinct inputs' keys (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -177,9 +184,10 @@ class GRACE(Editor):
         return Installed([entry.value], undo, dict(zip(tensor_names(model, tensors), unedited)))
 
     def _expand(self, model, entry: CodebookEntry, distance: float) -> Installed:
-        """GRACE's same-target rule: grow ``entry``'s radius to ``distance`` and train its values."""
+        """GRACE's same-target rule: grow ``entry``'s radius to reach past ``distance`` (by ``COVER_MARGIN``) and
+        train its values."""
         saved_value, saved_radius = entry.value.detach().clone(), entry.radius.clone()
-        entry.radius.fill_(max(float(entry.radius), distance))
+        entry.radius.fill_(max(float(entry.radius), distance * (1 + COVER_MARGIN)))
         entry.value.requires_grad_(True)
 
         def undo() -> None:

@@ -11,6 +11,7 @@ from asam_lib.prompting import PromptEncoder
 from asam_lib.tokenizer import build_tokenizer
 from asam_lib.world import World, WorldConfig
 
+from helpers import ModelState, models_in
 from tiny_models import BUILDERS, TinyModel, build
 
 torch.set_num_threads(1)
@@ -46,3 +47,25 @@ def tiny_encoder(tiny_parts) -> PromptEncoder:
 def tiny_arch(request, small_world) -> TinyModel:
     """A tiny random model of each supported architecture, with its processor and chat template."""
     return build(request.param, small_world.all_words())
+
+
+@pytest.fixture(autouse=True)
+def shared_models_unchanged(request):
+    """After each test, every model that a session- or module-scoped fixture of the test holds is bit-identical
+    to its state before the test; if not, it is put back (so one failing test cannot make later ones fail) and
+    *this* test fails, naming what changed."""
+    shared = {}
+    for name in request.fixturenames:
+        definitions = request._fixturemanager.getfixturedefs(name, request.node) or ()
+        if definitions and definitions[-1].scope != "function":
+            for model in models_in(request.getfixturevalue(name)):
+                shared.setdefault(id(model), (name, ModelState(model), model))
+    yield
+    left = []
+    for name, state, model in shared.values():
+        found = state.differences(model)
+        if found:
+            state.restore()
+            left.append(f"{name}: {'; '.join(found[:3])}{' ...' if len(found) > 3 else ''}")
+    if left:
+        pytest.fail(f"{request.node.nodeid} left a shared model changed (now restored): " + " | ".join(left))

@@ -37,3 +37,103 @@ def make_request(world, target=None, image="default", name="test-request"):
     ]
     img = world.image(0, "eval", 0) if image == "default" else image
     return EditRequest(question, new, img, support, name=name)
+
+
+class ModelState:
+    """Everything of a model that a test could leave changed, kept to compare and to put back: its module tree
+    (which child, parameter and buffer objects each module holds, so a wrapper such as GRACE's ``Codebook``
+    left installed shows), each tensor's values, dtype and ``requires_grad``, training flags and hooks."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.modules = {name: (m, dict(m._modules), dict(m._parameters), dict(m._buffers)) for name, m in _tree(model)}
+        self.flags = {name: (m.training, _hooks(m)) for name, m in _tree(model)}
+        self.tensors = {
+            (name, key): (t, t.detach().clone(), t.requires_grad)
+            for name, (m, _, params, buffers) in self.modules.items()
+            for key, t in [*params.items(), *buffers.items()]
+            if t is not None
+        }
+
+    def differences(self, model: torch.nn.Module) -> list[str]:
+        """What differs from this state now (empty when the model is as it was)."""
+        now = dict(_tree(model))
+        found = [
+            f"module {name or '<root>'} replaced or removed"
+            for name, (m, *_) in self.modules.items()
+            if now.get(name) is not m
+        ]
+        found += [f"module {name} added" for name in now.keys() - self.modules.keys()]
+        for name, (m, children, params, buffers) in self.modules.items():
+            if (dict(m._modules), dict(m._parameters), dict(m._buffers)) != (children, params, buffers):
+                found.append(f"children, parameters or buffers of {name or '<root>'} swapped")
+            if (m.training, _hook_keys(m)) != (self.flags[name][0], _hook_keys_of(self.flags[name][1])):
+                found.append(f"training flag or hooks of {name or '<root>'} changed")
+        for (name, key), (t, saved, grad) in self.tensors.items():
+            if t.dtype != saved.dtype or not torch.equal(t.detach(), saved) or t.requires_grad != grad:
+                found.append(f"tensor {name}.{key} changed (values, dtype or requires_grad)")
+        return found
+
+    def restore(self) -> None:
+        """Put the model back as it was when this state was taken, bit for bit."""
+        for name, (m, children, params, buffers) in self.modules.items():
+            m._modules.clear(), m._modules.update(children)
+            m._parameters.clear(), m._parameters.update(params)
+            m._buffers.clear(), m._buffers.update(buffers)
+            m.training, hooks = self.flags[name]
+            for kind, saved in hooks.items():
+                found = getattr(m, kind)
+                for key in [k for k, h in found.items() if k not in saved and not _from_transformers(h)]:
+                    del found[key]
+                found.update(saved)
+        for t, saved, grad in self.tensors.values():
+            t.data = saved.clone()
+            t.requires_grad_(grad)
+
+
+def _tree(model: torch.nn.Module):
+    return model.named_modules(remove_duplicate=False)
+
+
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _hooks(module: torch.nn.Module) -> dict[str, dict]:
+    """The module's hooks, less transformers' own output-capturing hooks, which it installs once, on a model's
+    first forward pass, and keeps (they are not a test's doing)."""
+    return {
+        kind: {k: h for k, h in getattr(module, kind).items() if not _from_transformers(h)}
+        for kind in _HOOKS
+        if hasattr(module, kind)
+    }
+
+
+def _from_transformers(hook) -> bool:
+    return (getattr(hook, "__module__", None) or "").startswith("transformers.")
+
+
+def _hook_keys(module: torch.nn.Module) -> dict[str, list]:
+    return _hook_keys_of(_hooks(module))
+
+
+def _hook_keys_of(hooks: dict[str, dict]) -> dict[str, list]:
+    return {kind: list(found) for kind, found in hooks.items()}
+
+
+def models_in(value, depth: int = 3) -> list[torch.nn.Module]:
+    """The ``torch.nn.Module`` objects reachable from a fixture's value: the value itself, its items (tuples, lists,
+    dicts), its attributes, and what a getter function keeps in its closure, ``depth`` levels down."""
+    if isinstance(value, torch.nn.Module):
+        return [value]
+    if depth == 0 or isinstance(value, (str, bytes, int, float, torch.Tensor)) or value is None:
+        return []
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    elif callable(value) and getattr(value, "__closure__", None):
+        items = [cell.cell_contents for cell in value.__closure__]
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        items = list(vars(value).values())
+    else:
+        items = []
+    return [m for item in items for m in models_in(item, depth - 1)]
