@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from asam_lib import paths
+from asam_lib import methods, paths
+from asam_lib.asam import ASAM, SEQUENTIAL_OPTION
 from asam_lib.case_cache import cases_folder
 from asam_lib.editing import Editor
 from asam_lib.harness import EvaluationInputs, HarnessConfig, build_cases, run_sequential, run_single
@@ -219,3 +220,41 @@ def save_timings(table: pd.DataFrame, name: str) -> Path:
     path = paths.ensure(paths.BUILD / "timings") / f"{name}.csv"
     table.to_csv(path, index=False)
     return path
+
+
+def sequential_study_editors() -> dict[str, Editor]:
+    """Notebook 04's sequential study: ASAM's base editor (Patch), the sequential baseline (GRACE), paper-faithful
+    ASAM, and this companion's option for sequential editing (:data:`asam_lib.asam.SEQUENTIAL_OPTION`)."""
+    registered = {name: e for name, e in methods.editors().items() if name in ("Patch", "GRACE", "ASAM")}
+    return registered | {"ASAM calibrated": ASAM(settings=SEQUENTIAL_OPTION)}
+
+
+def sequential_study_jobs(
+    seeds: list[int],
+    n_sequential: int,
+    n_sequential_every_seed: int,
+    checkpoints: list[int],
+    firing_probe: int,
+    **assets,
+) -> list[Job]:
+    """The sequential study's jobs: one per (seed, editor of :func:`sequential_study_editors`) on VQA's standard
+    tier, ``n_sequential`` edits on the first seed and ``n_sequential_every_seed`` on the others, every earlier edit
+    re-evaluated at each of ``checkpoints``. ``assets``: :class:`Job`'s model and data fields."""
+    if n_sequential_every_seed > n_sequential:
+        raise ValueError("n_sequential_every_seed > n_sequential: the first seed's sequential run is the longest")
+    return [
+        Job(
+            "sequential",
+            "vqa",
+            seed,
+            n,
+            {name: editor},
+            mode="sequential",
+            checkpoints=tuple(t for t in checkpoints if t <= n),
+            hard_strength=0.0,  # the sequential study reads the standard tier only
+            firing_probe=firing_probe,
+            **assets,
+        )
+        for seed, n in [(s, n_sequential if s == seeds[0] else n_sequential_every_seed) for s in seeds]
+        for name, editor in sequential_study_editors().items()
+    ]

@@ -21,7 +21,7 @@ from asam_lib import paths
 from asam_lib.lar import LARConfig
 from asam_lib.pretrain import TARGETS
 
-RESULTS = paths.REPO_ROOT / "results"
+RESULTS = paths.RESULTS  # ASAM_RESULTS: the claims checked on another run's tables (tools/kernel_sets.py)
 EDITORS = ["FT-L", "LoRA", "Patch"]
 TASKS = ["vqa", "caption"]
 
