@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 QUIET     := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help env figures check-repro checked-outputs lint test test-unit test-notebooks test-browser stress model bench bench-edits sequential-causes lab clean
+.PHONY: help env figures check-repro checked-outputs lint test test-unit test-isa test-notebooks test-browser kernel-drift stress model bench bench-edits sequential-causes lab clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ test: lint test-unit test-notebooks ## The linter, unit tests, then every notebo
 
 test-unit: $(STAMP) ## Unit tests of asam_lib
 	$(PY) -m pytest -q tests
+
+test-isa: $(STAMP) ## Unit tests under the CPU kernels another CPU would pick (AVX2, and no vectorised kernels); not in make test
+	$(QUIET) $(PY) -m tools.kernel_sets test
+
+kernel-drift: $(STAMP) ## Notebook 04's sequential study under each kernel set, compared with results/ and its claims checked (about 40 min)
+	$(QUIET) $(PY) -m tools.kernel_sets drift
+	$(PY) -m tools.readme_tables
 
 test-notebooks: $(STAMP) ## Run every notebook under nbval: assertions, and the outputs of # NBVAL_CHECK_OUTPUT cells
 	$(QUIET) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \

@@ -204,6 +204,26 @@ def accuracy_table(checkpoint: Path) -> str:
     return markdown(pd.DataFrame(rows))
 
 
+def kernel_drift_table(results: Path) -> str:
+    """``results/cross_cpu/kernel_drift.csv`` (``make kernel-drift``): per kernel set and sequential table, the rows
+    that move at three decimals against the committed table, the largest move and where, and whether the claims
+    hold."""
+    drift = pd.read_csv(results / "cross_cpu" / "kernel_drift.csv")
+    meta = json.loads((results / "cross_cpu" / "kernel_drift.json").read_text())
+    view = pd.DataFrame(
+        {
+            "kernel set": drift.kernel_set,
+            "table": "`" + drift.table + "`",
+            "rows moved / compared": [f"{m:,} / {n:,}" for m, n in zip(drift.rows_moved, drift.rows)],
+            "largest move": drift.largest_move.map("{:.3f}".format),
+            "where": drift["where"].fillna(""),
+            "verdicts changed": drift.verdicts_changed,
+            "claims hold": drift.claims_hold.map({True: "yes", False: "**no**"}),
+        }
+    )
+    return f"On {meta['cpu']}, commit `{meta['commit'][:10]}`, {meta['date']}\n\n" + markdown(view)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {  # rendered from results/
     "baselines": baseline_table,
     "predictive": predictive_table,
@@ -215,6 +235,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {  # rendered from results/
     "rcsl_design": design_table,
     "sequential": sequential_table,
     "sequential_targets": partial(targets_table, name="04_sequential_targets"),
+    "kernel_drift": kernel_drift_table,
 }
 
 
