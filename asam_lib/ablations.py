@@ -24,35 +24,84 @@ SELECTED_RCSL = RCSLConfig(normalise=True)
 SELECTED_LAMBDA_RANK = 100.0
 
 
+PATCH_AT_FULL_BUDGET = "Patch, all 30 steps"
+
+
+def at_full_budget(editor: Editor) -> Editor:
+    """``editor`` with its early stop switched off: it takes every one of its ``steps`` Adam steps (30, ASAM's own
+    maximum), whatever its loss. This is the same-budget control. ASAM stops only once the CE of its anchor *and*
+    of its variants is below ``stop_loss``, so it trains longer than Patch (about 16 steps against 10), and random
+    variants never slow the stop down. At full budget a control trains at least as long as ASAM on every edit, so
+    whatever ASAM still adds over it is not training length. [Reconstruction: the paper gives no budget rule.]"""
+    return editor.with_config(replace(editor.config, stop_loss=0.0))
+
+
+def budget_controls() -> dict[str, Editor]:
+    """The main table's same-budget control: Patch at ASAM's full budget (:func:`at_full_budget`)."""
+    return {PATCH_AT_FULL_BUDGET: at_full_budget(Patch())}
+
+
 def ablation_editors() -> dict[str, Editor]:
     """ASAM and its ablations (docs/method.md, "Ablations and sensitivity"): no LAR (random variants of the
     same norm), no RCSL, no asymmetry, ASAM on FT-L instead of Patch, RCSL alone (the variants enter only
     through H, not through their CE: lambda_adv = 0) at a large lambda_rank, this companion's option for
     sequential editing (:data:`asam_lib.asam.SEQUENTIAL_OPTION`: what it costs a single edit), and RCSL at the
     configuration the design study selects (:data:`SELECTED_RCSL`), with and without its asymmetry: where RCSL acts, its
-    asymmetry can be tested."""
+    asymmetry can be tested.
+
+    The controls: *without LAR* and *RCSL alone* at full budget (:func:`at_full_budget`), and RCSL where it has
+    room to act: with random variants, whose unit consistency is well below the ceiling that ASAM's own variants
+    reach, the selected RCSL against no RCSL at all."""
     selected = ASAMSettings(lambda_rank=SELECTED_LAMBDA_RANK)
+    random_variants = ASAMSettings(variants="noise", lambda_rank=0.0)
+    rcsl_alone = ASAM(settings=ASAMSettings(lambda_adv=0.0, lambda_rank=100.0))
+    without_lar = ASAM(settings=ASAMSettings(variants="noise"))
     return {
         "ASAM": ASAM(),
-        "without LAR": ASAM(settings=ASAMSettings(variants="noise")),
+        "without LAR": without_lar,
         "without RCSL": ASAM(settings=ASAMSettings(lambda_rank=0.0)),
         "without asymmetry": ASAM(rcsl=RCSLConfig(asymmetric=False)),
         "ASAM on FT-L": ASAM(FTL()),
-        "RCSL alone, lambda_rank=100": ASAM(settings=ASAMSettings(lambda_adv=0.0, lambda_rank=100.0)),
+        "RCSL alone, lambda_rank=100": rcsl_alone,
         "ASAM calibrated": ASAM(settings=SEQUENTIAL_OPTION),
         "RCSL selected": ASAM(rcsl=SELECTED_RCSL, settings=selected),
         "RCSL selected, without asymmetry": ASAM(rcsl=replace(SELECTED_RCSL, asymmetric=False), settings=selected),
+        "without LAR, all 30 steps": at_full_budget(without_lar),
+        "RCSL alone, all 30 steps": at_full_budget(rcsl_alone),
+        "random variants, without RCSL": ASAM(settings=random_variants),
+        "random variants, RCSL selected": ASAM(
+            rcsl=SELECTED_RCSL, settings=replace(random_variants, lambda_rank=SELECTED_LAMBDA_RANK)
+        ),
     }
+
+
+CONTROLS = (
+    "without LAR, all 30 steps",
+    "RCSL alone, all 30 steps",
+    "random variants, without RCSL",
+    "random variants, RCSL selected",
+)
 
 
 def ablation_pairs() -> list[tuple[str, str]]:
     """The paired comparisons of the ablation study: ASAM against each ablation at its defaults and against
     Patch; RCSL at its selected configuration against ASAM without RCSL and against itself without asymmetry."""
-    defaults = [name for name in ablation_editors() if name != "ASAM" and not name.startswith("RCSL selected")]
+    defaults = [
+        name
+        for name in ablation_editors()
+        if name != "ASAM" and not name.startswith("RCSL selected") and name not in CONTROLS
+    ]
     return [
         *[("ASAM", name) for name in [*defaults, "Patch"]],
         ("RCSL selected", "without RCSL"),
         ("RCSL selected", "RCSL selected, without asymmetry"),
+        # the same-budget controls: what ASAM, LAR and RCSL add beyond training longer
+        ("ASAM", PATCH_AT_FULL_BUDGET),
+        ("ASAM", "without LAR, all 30 steps"),
+        ("RCSL alone, lambda_rank=100", "Patch"),
+        ("RCSL alone, all 30 steps", PATCH_AT_FULL_BUDGET),
+        # RCSL where it has room to act
+        ("random variants, RCSL selected", "random variants, without RCSL"),
     ]
 
 

@@ -123,25 +123,34 @@ def target_checks(
     steps: pd.DataFrame,
     seconds: pd.DataFrame | None = None,
     method: str = "ASAM",
-    base: str = "Patch",
+    base: str | Sequence[str] = "Patch",
     targets: Targets = TARGETS,
 ) -> pd.DataFrame:
     """One row per target and task: ``task, target, measured, met``. ``summary``: the main table (task,
     method, metric, protocol, mean); ``steps`` / ``seconds``: mean optimiser steps and wall seconds per edit,
     tasks x methods. The time target is checked only for tasks with wall times. A gap of zero (the base
-    already generalises fully) counts as met."""
+    already generalises fully) counts as met. Several ``base`` editors (e.g. Patch and Patch at ASAM's full
+    budget): each generality target is judged against the stronger of them on that metric (the smaller gap),
+    which the measured column names; the time target against the first."""
+    bases = [base] if isinstance(base, str) else list(base)
     exact = summary[summary.protocol.isin(EXACT_PROTOCOLS)]
-    closure = gap_closure(exact, method, base)
+    closure = pd.concat(
+        [gap_closure(exact, method, b).rename(columns={f"{b} gap": "base gap"}).assign(base=b) for b in bases]
+    )
+    closure = closure.sort_values("base gap", kind="stable").groupby(["task", "metric"], sort=False).head(1)
+    closure = closure.sort_values(["task", "metric"], kind="stable")
+    against = f"{bases[0]}'s" if len(bases) == 1 else f"the stronger of {' / '.join(bases)}'s"
     checks = []
     for task in tasks:
         ours = exact[(exact.task == task) & (exact.method == method)].set_index("metric")["mean"]
         for _, row in closure[closure.task == task].iterrows():
             share = row["share closed"]
+            which = "" if len(bases) == 1 else f" against {row.base}"
             checks.append(
                 {
                     "task": task,
-                    "target": f"closes >= 1/2 of {base}'s {row.metric} gap",
-                    "measured": f"{share:.2f} (gap {row[f'{base} gap']:.3f} -> {row[f'{method} gap']:.3f})",
+                    "target": f"closes >= 1/2 of {against} {row.metric} gap",
+                    "measured": f"{share:.2f}{which} (gap {row['base gap']:.3f} -> {row[f'{method} gap']:.3f})",
                     "met": pd.isna(share) or share >= targets.gap_share,
                 }
             )
@@ -162,6 +171,7 @@ def target_checks(
                     "met": ours[loc] >= targets.min_loc,
                 }
             )
+        base = bases[0]
         if seconds is not None and task in seconds.index:
             ratio = seconds.loc[task, method] / seconds.loc[task, base]
             checks.append(

@@ -5,11 +5,17 @@ The loss-term tests edit the same request with the same seed on the tiny model w
 first step (same installed patch, same variants) the loss terms of an ablation and of ASAM compare one by one.
 """
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
 from asam_lib.ablations import (
+    CONTROLS,
+    PATCH_AT_FULL_BUDGET,
     ablation_editors,
+    at_full_budget,
+    budget_controls,
     knob,
     sensitivity_defaults,
     sensitivity_editors,
@@ -64,8 +70,49 @@ def test_every_ablation_is_compared_once_and_the_selected_rcsl_against_its_own_c
 
     pairs = ablation_pairs()
     compared = {b for _, b in pairs}
-    assert set(ablation_editors()) - {"ASAM", "RCSL selected"} <= compared and "Patch" in compared
+    assert set(ablation_editors()) - {"ASAM", "RCSL selected", *CONTROLS} <= compared and "Patch" in compared
     assert ("RCSL selected", "without RCSL") in pairs and ("RCSL selected", "RCSL selected, without asymmetry") in pairs
+    assert len(pairs) == len(set(pairs))
+
+
+def test_each_same_budget_control_is_paired_with_what_it_controls():
+    from asam_lib.ablations import ablation_pairs
+
+    pairs = ablation_pairs()
+    assert ("ASAM", PATCH_AT_FULL_BUDGET) in pairs and ("ASAM", "without LAR, all 30 steps") in pairs
+    assert ("RCSL alone, lambda_rank=100", "Patch") in pairs
+    assert ("RCSL alone, all 30 steps", PATCH_AT_FULL_BUDGET) in pairs
+    assert ("random variants, RCSL selected", "random variants, without RCSL") in pairs
+
+
+def test_the_full_budget_controls_only_switch_the_early_stop_off():
+    editors = ablation_editors()
+    for control, base in [
+        ("without LAR, all 30 steps", "without LAR"),
+        ("RCSL alone, all 30 steps", "RCSL alone, lambda_rank=100"),
+    ]:
+        assert editors[control].config == replace(editors[base].config, stop_loss=0.0)
+        assert (editors[control].lar, editors[control].rcsl, editors[control].settings) == (
+            editors[base].lar,
+            editors[base].rcsl,
+            editors[base].settings,
+        )
+    assert budget_controls()[PATCH_AT_FULL_BUDGET].config == replace(Patch().config, stop_loss=0.0)
+    random_variants = editors["random variants, without RCSL"].settings
+    assert random_variants.variants == "noise" and random_variants.lambda_rank == 0
+    with_rcsl = editors["random variants, RCSL selected"]
+    assert with_rcsl.settings == replace(random_variants, lambda_rank=100) and with_rcsl.rcsl.normalise
+
+
+def test_at_full_budget_an_editor_takes_every_step_whatever_its_loss(small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    stops_at_once = Patch().with_config(EditConfig(layer=1, steps=4, lr=0.05, stop_loss=1e9))
+    for editor, steps in [(stops_at_once, 1), (at_full_budget(stops_at_once), 4)]:
+        handle = editor.edit(model, tiny_encoder, make_request(small_world), seed=0)
+        try:
+            assert handle.steps == steps
+        finally:
+            handle.restore()
 
 
 def _rows(method, cases, value, group="main", seed=0, task="vqa"):
@@ -134,6 +181,10 @@ def test_the_catalogue_is_the_one_notebook_04_and_the_readme_describe(terms):
         "ASAM calibrated",
         "RCSL selected",
         "RCSL selected, without asymmetry",
+        "without LAR, all 30 steps",
+        "RCSL alone, all 30 steps",
+        "random variants, without RCSL",
+        "random variants, RCSL selected",
     ]
     assert {"edit", "adversarial", "rank", "locality", "memory"} <= set(terms["ASAM"][0])
 
@@ -175,3 +226,10 @@ def test_rcsl_alone_drops_the_variants_cross_entropy_and_lambda_100_scales_the_r
     assert strong["adversarial"] == 0
     _differs_only_in(terms, "RCSL alone, lambda_rank=100", {"adversarial", "rank"})
     assert strong["rank"] == pytest.approx(100 * terms["ASAM"][0]["rank"], rel=1e-6)
+
+
+def test_random_variants_without_rcsl_drop_the_rank_term_and_rcsl_selected_brings_it_back(terms):
+    assert "rank" not in terms["random variants, without RCSL"][0]
+    _differs_only_in(terms, "random variants, without RCSL", {"adversarial", "rank"})
+    assert terms["random variants, RCSL selected"][0]["rank"] > 0
+    _differs_only_in(terms, "random variants, RCSL selected", {"adversarial", "rank"})

@@ -49,6 +49,22 @@ def test_target_checks_meet_and_miss_each_threshold():
     assert TARGETS.gap_share == 0.5 and TARGETS.min_rel == 0.99 and TARGETS.min_loc == 0.97
 
 
+def test_each_generality_target_is_judged_against_the_stronger_baseline():
+    longer = {**PATCH, "I-Gen": 0.88, "TI-Gen": 0.7}  # Patch trained longer: stronger on I-Gen, weaker on TI-Gen
+    summary = pd.concat([_summary(GOOD, PATCH), _summary({}, longer).assign(method="Patch, longer")])
+    steps = pd.DataFrame({"ASAM": [12.0], "Patch": [6.0], "Patch, longer": [30.0]}, index=["vqa"])
+    checks = target_checks(summary, ["vqa"], steps, base=["Patch", "Patch, longer"]).set_index("target")
+    against = "closes >= 1/2 of the stronger of Patch / Patch, longer's"
+    # I-Gen: ASAM's 0.95 closes 0.58 of the longer Patch's gap 0.12; TI-Gen: Patch's own gap 0.2 is the smaller one
+    assert checks.loc[f"{against} I-Gen gap", "measured"] == "0.58 against Patch, longer (gap 0.120 -> 0.050)"
+    assert checks.loc[f"{against} TI-Gen gap", "measured"] == "0.50 against Patch (gap 0.200 -> 0.100)"
+    assert checks.met.all()
+    worse = {**longer, "I-Gen": 0.92}  # now ASAM closes only 0.375 of the stronger baseline's I-Gen gap
+    summary = pd.concat([_summary(GOOD, PATCH), _summary({}, worse).assign(method="Patch, longer")])
+    missed = target_checks(summary, ["vqa"], steps, base=["Patch", "Patch, longer"]).set_index("target")
+    assert not missed.loc[f"{against} I-Gen gap", "met"]
+
+
 def _metric_rows(method, cases, value, group, seed=0, task="vqa", protocol="exact"):
     return pd.DataFrame(
         [
