@@ -3,7 +3,8 @@
 
 The README marks each generated block with ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->``; this
 module replaces what is between the markers and leaves everything else alone, so no number in those
-blocks is typed by hand. A table that does not exist yet is reported, not invented.
+blocks is typed by hand. The numbers its prose quotes are marked ``<!-- value:KEY -->`` and looked up by
+``tools.readme_values``. A table that does not exist yet is reported, not invented.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 
 from asam_lib import methods, paths
 from asam_lib.ablations import ablation_editors
+from tools import readme_values
 
 METRICS = list(methods.METRICS)
 BASE_MODEL = paths.CHECKPOINTS / "base"
@@ -240,7 +242,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {  # rendered from results/
 
 
 def update(readme: Path, results: Path, checkpoint: Path = BASE_MODEL) -> list[str]:
-    """Rewrite every marked block of ``readme`` whose table exists; return the names of the blocks written.
+    """Rewrite every marked block of ``readme`` whose table exists, and every quoted value
+    (:func:`tools.readme_values.fill`); return the names of the blocks written.
 
     ``results``: the folder of result tables; ``checkpoint``: the base model's folder (its ``asam_meta.json``).
     """
@@ -261,6 +264,9 @@ def update(readme: Path, results: Path, checkpoint: Path = BASE_MODEL) -> list[s
             continue
         text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
         written.append(name)
+    text, missing = readme_values.fill(text, results)
+    for line in missing:
+        print(line, file=sys.stderr)
     readme.write_text(text)
     return written
 

@@ -1,0 +1,129 @@
+"""Every number the README's prose quotes is written from ``results/`` or registered here with its reason.
+
+A quoted result is a ``<!-- value:KEY -->`` marker (``tools.readme_values``): the first test fails when one of them
+differs from its table at the README's rounding. The second finds decimals and percentages in the prose that are
+neither such a marker nor in a generated table nor one of the :data:`FIXED` phrases (settings, sizes, timings:
+numbers that are not results), so a result cannot be typed by hand past the rule.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from asam_lib import paths
+from tools import readme_values
+
+README = paths.REPO_ROOT / "README.md"
+
+# Phrases of the README that hold a number which is not a result of results/, each with the reason. The number is
+# part of the phrase, so a changed setting shows up here (the phrase is no longer found) and a new number does not
+# hide behind an old phrase.
+FIXED = {
+    "arXiv 2605.23780": "the paper's identifier",
+    "1.49 M-parameter": "the model's size, fixed by its config",
+    "1.49 M parameters": "the model's size, fixed by its config",
+    "(5.9 MB,": "the size of the shipped checkpoint",
+    "scale (±22%)": "a setting of the world's renderer",
+    "rotation (±18°)": "a setting of the world's renderer",
+    "25% of the combinations": "the world's held-out share of phrasings, a setting",
+    "VQA (55%), caption (15%) and text-only (30%)": "the language stage's mix, a setting",
+    "gave 90% entity accuracy": "an earlier probe's outcome (design history, no table)",
+    "768 give 98.7%": "the shipped checkpoint's entity accuracy, recorded in checkpoints/base/asam_meta.json",
+    "radius (1.0, EasyEdit's default)": "GRACE's setting",
+    "below 0.3.": "the stopping rule's setting",
+    "within 0.01": "test_claims.py asserts this bound on the paired ablations",
+    "above 0.01;": "test_claims.py asserts this bound on the paired ablations",
+    "(+0.03 with an interval": "RCSL's threshold, a setting (asam_lib.summaries)",
+    "its +0.03 threshold": "RCSL's threshold, a setting (asam_lib.summaries)",
+    "(-0.06)": "03_rcsl_design.csv, row 'block output, lambda=1000', I-Loc -0.062 (design-study prose, see below)",
+    "+0.016 hard-tier unit consistency at 100 and +0.025 at 1000": "03_rcsl_design.csv, 'block output' rows",
+    "falls to 0.3)": "notebook 03's printed design study (reliability of the centred form at lambda = 100)",
+    "about 17 minutes": "timing (docs/development.md holds the measurements)",
+    "95% CI": "the intervals' level, a setting",
+    "95% interval": "the intervals' level, a setting",
+    "(AUCs below 0.75)": "test_claims.py asserts this bound on 02_predictive_summary.csv",
+}
+
+NUMBER = re.compile(r"(?<![\w.-])[-+−]?\d*\.\d+%?(?![\w.])|(?<![\w.])\d+%")
+
+
+def prose(text: str) -> str:
+    """``text`` without what is not hand-written prose: code blocks, inline code, generated blocks and values,
+    HTML tags, link targets and LaTeX."""
+    text = re.sub(r"```.*?```", " ", text, flags=re.S)
+    text = re.sub(r"<!-- results:(\w+) -->.*?<!-- /results:\1 -->", " ", text, flags=re.S)
+    text = readme_values.MARKER.sub(" ", text)
+    text = re.sub(r"`[^`]*`", " ", text)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return re.sub(r"\$[^$]*\$", " ", text)
+
+
+def unregistered_numbers(text: str) -> list[tuple[str, str]]:
+    """The decimals and percentages of ``text``'s prose outside the :data:`FIXED` phrases: (number, context)."""
+    body = prose(text)
+    for phrase in FIXED:
+        body = body.replace(phrase, " ")
+    return [(m[0], body[max(0, m.start() - 40) : m.end() + 20].replace("\n", " ")) for m in NUMBER.finditer(body)]
+
+
+def test_every_quoted_value_is_the_one_its_table_gives():
+    text = README.read_text()
+    wrong, pending = [], []
+    for match in readme_values.MARKER.finditer(text):
+        key = match["key"]
+        assert key in readme_values.VALUES, f"README value {key!r} is not registered in tools/readme_values.py"
+        try:
+            expected = readme_values.VALUES[key](paths.RESULTS)
+        except readme_values.MissingValue as err:
+            pending.append(f"{key}: {err}")
+            continue
+        if match["value"] != expected:
+            wrong.append(f"{key}: README says {match['value']!r}, results/ gives {expected!r}")
+    rewrite = "`python -m tools.readme_tables` rewrites them"
+    assert not wrong, f"README numbers differ from results/ ({rewrite}):\n" + "\n".join(wrong)
+    assert not pending, "README values whose table or row does not exist (`make figures` writes it):\n" + "\n".join(
+        pending
+    )
+
+
+def test_no_number_in_the_readme_prose_is_typed_by_hand():
+    found = unregistered_numbers(README.read_text())
+    assert not found, (
+        "numbers in README prose that are neither a <!-- value:KEY --> marker (tools/readme_values.py) nor a "
+        "FIXED phrase of this test:\n" + "\n".join(f"{number}: ...{context}..." for number, context in found)
+    )
+
+
+def test_every_fixed_phrase_is_still_in_the_readme():
+    body = prose(README.read_text())
+    stale = [phrase for phrase in FIXED if phrase not in body]
+    assert not stale, f"FIXED phrases no longer in the README (remove them or restore the text): {stale}"
+
+
+@pytest.mark.parametrize(
+    "sentence, caught",
+    [
+        ("Patch's binary I-Gen is 0.08 above", ["0.08"]),
+        ("it fires on 98% of its unit", ["98%"]),
+        ("LLaVA-1.5 and a drop of -0.06", ["-0.06"]),
+        ("ASAM keeps <!-- value:x -->0.059<!-- /value --> and `0.3` in code", []),
+        ("GRACE's deferral radius (1.0, EasyEdit's default)", []),
+    ],
+)
+def test_the_scan_catches_a_hand_typed_number_and_only_that(sentence, caught):
+    assert [number for number, _ in unregistered_numbers(sentence)] == caught
+
+
+def test_a_changed_table_makes_the_quoted_value_differ(tmp_path):
+    (tmp_path / "02_predictive_summary.csv").write_text(
+        "method,variants,n_edits,n_missing,spearman_loss_vs_unit,auc_loss_for_miss\npooled,lar,144,62,-0.5,0.9\n"
+    )
+    text = "AUC <!-- value:predictive.pooled.lar.auc -->0.786<!-- /value --> here"
+    filled, missing = readme_values.fill(text, tmp_path)
+    assert filled == "AUC <!-- value:predictive.pooled.lar.auc -->0.900<!-- /value --> here" and not missing
+    with pytest.raises(KeyError, match="'no.such.key'"):
+        readme_values.fill("<!-- value:no.such.key -->1<!-- /value -->", tmp_path)
+    assert readme_values.fill(text.replace("lar.auc", "noise.auc"), tmp_path)[1], "a missing row is reported"
