@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,7 +132,25 @@ def for_reading(executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
             kept.append(output)
         cell.outputs = kept
     text = nbformat.writes(notebook).replace(str(paths.REPO_ROOT), "<repository>")
-    return nbformat.reads(text, as_version=4)
+    return relinked(nbformat.reads(text, as_version=4))
+
+
+MARKDOWN_LINK = re.compile(r"(\]\()(\.\./[^)\s]*)")
+
+
+def relinked(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``notebook`` with the relative links of its Markdown cells, written from ``notebooks/``, pointed at the
+    same files from ``docs/notebooks/`` (``../docs/method.md`` becomes ``../method.md``), so they work in the
+    reading copy too."""
+    source, copy = paths.REPO_ROOT / "notebooks", READING_COPIES
+
+    def relink(match: re.Match) -> str:
+        return match[1] + os.path.relpath(os.path.normpath(source / match[2]), copy)
+
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = MARKDOWN_LINK.sub(relink, cell.source)
+    return notebook
 
 
 def _text_only(output: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
