@@ -91,9 +91,13 @@ def hparams_from_dict(raw: object, source: str = "<memory>") -> HParams:
         raise HParamsError(f"{source}: key 'alg_name' is missing; give one of {', '.join(methods.names())}")
     name = raw["alg_name"]
     if name not in methods.METHODS:
-        raise HParamsError(f"{source}: alg_name {name!r} is not a method here; choose one of {', '.join(methods.names())}")
+        raise HParamsError(
+            f"{source}: alg_name {name!r} is not a method here; choose one of {', '.join(methods.names())}"
+        )
     if raw.get("batch_size", 1) != 1:
-        raise HParamsError(f"{source}: batch_size {raw['batch_size']!r}: edits are made one at a time, set batch_size: 1")
+        raise HParamsError(
+            f"{source}: batch_size {raw['batch_size']!r}: edits are made one at a time, set batch_size: 1"
+        )
     own = methods.method(name).hparams
     overrides: dict[str, object] = {}
     for key, value in raw.items():
@@ -153,10 +157,10 @@ def with_overrides(target: object, overrides: Mapping[str, object], prefix: str 
         changes[head] = with_overrides(getattr(target, head), sub, f"{prefix}{head}.")
     unknown = [k for k in changes if not hasattr(target, k)]
     if unknown:
-        names = [f.name for f in dataclasses.fields(target)] if dataclasses.is_dataclass(target) else sorted(vars(target))
-        raise HParamsError(
-            f"unknown setting {prefix}{unknown[0]}: {type(target).__name__} has {', '.join(names)}"
+        names = (
+            [f.name for f in dataclasses.fields(target)] if dataclasses.is_dataclass(target) else sorted(vars(target))
         )
+        raise HParamsError(f"unknown setting {prefix}{unknown[0]}: {type(target).__name__} has {', '.join(names)}")
     changes = {k: _coerced(getattr(target, k), v, prefix + k) for k, v in changes.items()}
     if dataclasses.is_dataclass(target):
         try:
