@@ -171,7 +171,10 @@ def with_overrides(target: object, overrides: Mapping[str, object], prefix: str 
         changed = target.with_config(changes.pop("config")) if "config" in changes else copy.copy(target)
         for name, value in changes.items():
             setattr(changed, name, value)
-        return changed.with_config(changed.config)  # ASAM checks its parts against its config here
+        try:
+            return changed.with_config(changed.config)  # ASAM checks its parts against its config here
+        except ValueError as err:
+            raise HParamsError(f"settings {prefix or type(target).__name__}: {err}") from None
     raise HParamsError(f"setting {prefix.rstrip('.')} is a {type(target).__name__}, not a config: give a whole value")
 
 
