@@ -17,7 +17,7 @@ method in the folder, as :func:`asam_lib.harness.save_table` writes every table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +36,7 @@ from asam_lib.harness import (
     save_table,
     summarize,
 )
+from asam_lib.hparams import with_overrides
 from asam_lib.metrics import locality_reference
 from asam_lib.prompting import Item, PromptEncoder
 from asam_lib.records import EditRecord
@@ -51,7 +52,9 @@ class StudyError(RuntimeError):
 class StudyConfig:
     """What a study edits. ``n_edits=None`` edits every record; ``layer=None`` edits the middle language
     layer; ``steps``/``lr`` = None keep each editor's default (chosen for the embedded model);
-    ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only)."""
+    ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only);
+    ``overrides``: per method, dotted overrides of its editor's settings (:func:`asam_lib.hparams.with_overrides`,
+    e.g. from a hyper-parameter file), applied before ``layer`` / ``steps`` / ``lr``."""
 
     methods: tuple[str, ...] = ("FT-L", "LoRA", "Patch")
     task: str = "vqa"
@@ -63,6 +66,7 @@ class StudyConfig:
     n_support: int = 4
     known_only: bool = False
     sequential: tuple[int, ...] = ()
+    overrides: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in methods.METHODS]
@@ -73,17 +77,19 @@ class StudyConfig:
 
 
 def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
-    """One editor per method, at the study's edit layer."""
+    """One editor per method, at the study's edit layer (``config.layer``, else the method's overridden one, else
+    the middle language layer)."""
     n_layers = len(language_layers(model))
-    layer = n_layers // 2 if config.layer is None else config.layer
-    if not 0 <= layer < n_layers:
-        raise StudyError(
-            f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})"
-        )
     editors = {}
-    changes = {k: v for k, v in {"layer": layer, "steps": config.steps, "lr": config.lr}.items() if v is not None}
     for name in config.methods:
-        editor = methods.method(name).editor()
+        overrides = config.overrides.get(name, {})
+        layer = config.layer if config.layer is not None else overrides.get("config.layer", n_layers // 2)
+        if not 0 <= layer < n_layers:
+            raise StudyError(
+                f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})"
+            )
+        changes = {k: v for k, v in {"layer": layer, "steps": config.steps, "lr": config.lr}.items() if v is not None}
+        editor = with_overrides(methods.method(name).editor(), overrides)
         editors[name] = editor.with_config(replace(editor.config, **changes))
     return editors
 
