@@ -18,6 +18,7 @@ from pathlib import Path
 
 from asam_lib import methods
 from asam_lib.architectures import UnsupportedArchitecture
+from asam_lib.formats import load_benchmark
 from asam_lib.hparams import HParamsError, configured_editor, load_hparams
 from asam_lib.launch import launcher_shard, process_device_map, shard
 from asam_lib.mmedit_study import StudyConfig, StudyError, run_study, write_tables
@@ -32,7 +33,7 @@ from asam_lib.preflight import (
     check_sequential,
 )
 from asam_lib.prompting import PromptEncoder
-from asam_lib.records import RecordError, decode_images, load_records
+from asam_lib.records import RecordError, decode_images
 from asam_lib.resume import ResumeError, check_settings, folder_lock, settings_folder, study_settings
 
 
@@ -85,7 +86,12 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         help="checkpoint folder (holds config.json), e.g. a snapshot of llava-hf/llava-1.5-7b-hf",
     )
-    s.add_argument("--data", type=Path, required=True, help="MMEdit-format JSON file (a list of records)")
+    s.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="MMEdit, VLKEB or MMKE-Bench JSON file (a list of records; the format is read from its fields)",
+    )
     s.add_argument(
         "--image-root",
         type=Path,
@@ -147,6 +153,12 @@ def parser() -> argparse.ArgumentParser:
         "summary.csv counts the edits behind each metric)",
     )
     s.add_argument(
+        "--generation",
+        action="store_true",
+        help="also score by generation (protocol generation_exact: the greedy answer equals the target) beside "
+        "teacher forcing",
+    )
+    s.add_argument(
         "--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"), help="weights' dtype"
     )
     s.add_argument(
@@ -186,6 +198,7 @@ def study(args: argparse.Namespace) -> None:
         known_only=args.known_only,
         sequential=args.sequential,
         overrides={hparams.alg_name: hparams.overrides} if hparams else {},
+        generation=args.generation,
     )
     image_root = args.image_root or args.data.parent
     check_out(args.out)
@@ -195,7 +208,7 @@ def study(args: argparse.Namespace) -> None:
     check_layer(args.model, args.layer)
     if args.layer is None and hparams and "config.layer" in hparams.overrides:
         check_layer(args.model, hparams.overrides["config.layer"], f"layers: [...] in {args.hparams}:")
-    records = load_records(args.data, args.image_root, args.task)
+    records = load_benchmark(args.data, args.image_root, args.task)
     check_generality(records, args.allow_missing_generality)
     check_sequential(args.sequential, min(args.n_edits or len(records), len(records)))
     decode_images(records)

@@ -111,7 +111,9 @@ def check_layer(folder: Path, layer: int | None, option: str = "--layer") -> Non
             f"{folder / 'config.json'} cannot be read as a model config ({err}): re-download the checkpoint"
         ) from None
     if layer >= n_layers:
-        raise InputError(f"{option} {layer} is out of range: {folder} has {n_layers} language layers (0-{n_layers - 1})")
+        raise InputError(
+            f"{option} {layer} is out of range: {folder} has {n_layers} language layers (0-{n_layers - 1})"
+        )
 
 
 def check_sequential(checkpoints: Sequence[int], n_edits: int) -> None:
