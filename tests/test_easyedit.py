@@ -154,6 +154,17 @@ def test_asam_without_any_locality_support_says_what_to_pass(embedded, dataset):
     editor = MultimodalEditor.from_hparams(ASAM_HPARAMS, model=embedded, image_root=folder)
     with pytest.raises(EasyEditInputError, match="needs locality support items"):
         editor.edit(prompts=records[0]["src"], targets=records[0]["alt"], image=records[0]["image"])
+    other = records[1]  # given as the docs show: one request and the items its edit must leave unchanged
+    support = [(other["loc"], other["loc_ans"], None)]
+    support.append((other["m_loc_q"], other["m_loc_a"], Image.open(folder / other["m_loc"]).convert("RGB")))
+    metrics, _, _ = editor.edit(
+        prompts=records[0]["src"],
+        targets=records[0]["alt"],
+        image=records[0]["image"],
+        locality_support=support,
+        keep_original_weight=True,
+    )
+    assert metrics[0]["pre"]["rewrite_acc"] < 0.5 < metrics[0]["post"]["rewrite_acc"]
 
 
 def test_support_is_the_other_requests_locality_never_a_request_s_own():
