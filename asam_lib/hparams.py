@@ -121,7 +121,7 @@ def _coerced(current: object, value: object, path: str) -> object:
         if not isinstance(value, bool):
             raise HParamsError(f"setting {path} = {value!r}: expected true or false")
         return value
-    if isinstance(current, int) and current is not None:
+    if isinstance(current, int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise HParamsError(f"setting {path} = {value!r}: expected an integer")
         return value

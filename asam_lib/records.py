@@ -1,7 +1,7 @@
 """Edit requests in the MMEdit schema: loading, validation and lazy images.
 
-One loader serves the embedded world's exported files and the real MMEdit E-VQA / E-IC (and VLKEB)
-JSON files, which look like::
+One loader serves the embedded world's exported files and the real MMEdit E-VQA / E-IC JSON files (and the
+shared fields of VLKEB's and MMKE-Bench's, whose additions :mod:`asam_lib.formats` reads), which look like::
 
     {"src": "What is in the image?", "pred": "dog", "alt": "cat", "rephrase": "...",
      "image": "val2014/COCO_val2014_000000000042.jpg", "image_rephrase": "...",
