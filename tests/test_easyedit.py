@@ -69,6 +69,19 @@ def print_result(metrics) -> dict[str, float]:
     }
 
 
+def full_logits(editor: MultimodalEditor, item) -> torch.Tensor:
+    """The logits of one item at every position of prompt and answer: (1, L, V)."""
+    batch = editor.encoder.batch([item])
+    with torch.no_grad():
+        return editor.model(**batch.model_inputs()).logits
+
+
+def easyedit_topk_match(pre: torch.Tensor, post: torch.Tensor, k: int) -> float:
+    """EasyEdit's locality (``util/vl_utils.topk_token_match``): the top-k token ids of the two models, compared
+    element by element over every position, averaged."""
+    return (pre.topk(k, -1).indices.reshape(-1) == post.topk(k, -1).indices.reshape(-1)).float().mean().item()
+
+
 @pytest.fixture(scope="module")
 def single_run(embedded, dataset):
     records, folder = dataset
@@ -114,6 +127,15 @@ def test_sequential_edits_stay_until_restored_and_pre_comes_from_the_unedited_mo
     model, _ = embedded
     before = weights(model)
     editor = MultimodalEditor.from_hparams(ASAM_HPARAMS, model=embedded, image_root=folder)
+    first = records[0]
+    locality = {
+        "locality_acc": ((first["loc"], first["loc_ans"], None), 1),
+        "multimodal_locality_acc": (
+            (first["m_loc_q"], first["m_loc_a"], Image.open(folder / first["m_loc"]).convert("RGB")),
+            10,
+        ),
+    }
+    unedited = {key: full_logits(editor, item) for key, (item, _) in locality.items()}
     metrics, _, restore = editor.edit(**easyedit_arguments(records), sequential_edit=True)
     try:
         assert changed_weights(model, before)  # the edits are in the model, as EasyEdit's sequential editing leaves it
@@ -122,6 +144,10 @@ def test_sequential_edits_stay_until_restored_and_pre_comes_from_the_unedited_mo
             assert m["pre"] == s["pre"]  # every pre-edit number from the unedited model (EasyEdit #643)
             assert EASYEDIT_KEYS | EASYEDIT_LOCALITY_KEYS <= set(m["post_after_all_edits"])
         assert metrics[0]["post"] == single[0]["post"]  # the first edit meets the unedited model either way
+        for key, (item, k) in locality.items():
+            # EasyEdit's topk_token_match of the unedited and the edited model's logits, written out here
+            expected = easyedit_topk_match(unedited[key], full_logits(editor, item), k)
+            assert metrics[0]["post_after_all_edits"][key] == pytest.approx(expected, abs=1e-9)
     finally:
         restore()
     assert not changed_weights(model, before)
