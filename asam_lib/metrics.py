@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 
 from asam_lib.forward import FixedInputs
-from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits, answer_targets
+from asam_lib.prompting import Item, PromptEncoder, answer_logits, answer_targets
 from asam_lib.units import KnowledgeUnit
 
 GEN_NAMES = {"anchor": "Rel", "text": "T-Gen", "image": "I-Gen", "both": "TI-Gen"}
@@ -138,7 +138,7 @@ def evaluate_edit(
             )
     if reference is not None:
         n = len(members)
-        loc_logits, loc_batch = logits[n:], _slice_batch(batch, n)
+        loc_logits, loc_batch = logits[n:], batch.rows(slice(n, None))
         post_topk = _topk_per_item(loc_logits, loc_batch, reference.kinds)
         for name in ("T-Loc", "I-Loc"):
             idx = [i for i, k in enumerate(reference.kinds) if k == name]
@@ -147,15 +147,3 @@ def evaluate_edit(
             rows.append({"metric": name, "protocol": "answer_span", "value": _mean(span)})
             rows.append({"metric": name, "protocol": "easyedit_topk", "value": _mean(topk)})
     return rows
-
-
-def _slice_batch(batch, start: int):
-    """The items of ``batch`` from ``start`` on (only the fields metrics need)."""
-    return Batch(
-        batch.input_ids[start:],
-        batch.attention_mask[start:],
-        batch.labels[start:],
-        None,
-        batch.answer_start[start:],
-        batch.answer_len[start:],
-    )
