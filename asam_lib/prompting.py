@@ -127,8 +127,8 @@ class Batch:
                 f"Batch.rows: pixel_values has {self.pixel_values.shape[0]} entries, which do not split over the "
                 f"batch's {n} images; build the batch with PromptEncoder.batch"
             )
-        starts = [sum(sizes[:j]) for j in range(n)]
-        return torch.cat([torch.arange(starts[j], starts[j] + sizes[j]) for j in images])
+        ends = torch.tensor(sizes).cumsum(0).tolist()
+        return torch.cat([torch.arange(ends[j] - sizes[j], ends[j]) for j in images])
 
 
 class PromptEncoder:
