@@ -31,7 +31,7 @@ import torch
 from asam_lib.forward import FixedInputs
 from asam_lib.generation import PROTOCOL as GENERATION
 from asam_lib.generation import generation_scores
-from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits, answer_targets, score_items
+from asam_lib.prompting import Item, PromptEncoder, answer_logits, answer_targets, score_items
 from asam_lib.units import KnowledgeUnit
 
 GEN_NAMES = {"anchor": "Rel", "text": "T-Gen", "image": "I-Gen", "both": "TI-Gen"}
@@ -140,7 +140,7 @@ def evaluate_edit(
             )
     if reference is not None:
         n = len(members)
-        loc_logits, loc_batch = logits[n:], _slice_batch(batch, n)
+        loc_logits, loc_batch = logits[n:], batch.rows(slice(n, None))
         post_topk = _topk_per_item(loc_logits, loc_batch, reference.kinds)
         for name in ("T-Loc", "I-Loc"):
             idx = [i for i, k in enumerate(reference.kinds) if k == name]
@@ -184,15 +184,3 @@ def generation_rows(model, encoder: PromptEncoder, unit: KnowledgeUnit) -> list[
     generating its answer (the teacher-forced protocols of the same members: :func:`evaluate_edit`)."""
     probes = [(GEN_NAMES[m.kind], (m.question, unit.new_answer, m.image)) for m in evaluated_members(unit)]
     return probe_rows(model, encoder, probes, (GENERATION,))
-
-
-def _slice_batch(batch, start: int):
-    """The items of ``batch`` from ``start`` on (only the fields metrics need)."""
-    return Batch(
-        batch.input_ids[start:],
-        batch.attention_mask[start:],
-        batch.labels[start:],
-        None,
-        batch.answer_start[start:],
-        batch.answer_len[start:],
-    )
