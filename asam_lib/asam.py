@@ -44,7 +44,6 @@ from asam_lib.lar import (
     answer_ce_per_row,
     forward_variants,
     noise_variants,
-    repeat_batch,
 )
 from asam_lib.patch import Patch, answer_span, calibrate_patch, stacked_patches
 from asam_lib.prompting import Batch
@@ -161,7 +160,7 @@ def variant_inputs(
     entering block ``layer`` (:class:`asam_lib.forward.FixedInputs`): fixed while the variants are, since no
     edit changes the blocks below ``layer``."""
     delta = torch.cat([torch.zeros_like(delta[:1]), delta])
-    rows = repeat_batch(batch, len(delta))
+    rows = batch.repeat(len(delta))
     hidden = module_input(
         language_layers(model)[layer],
         lambda: forward_variants(model, edited_forward(model), anchor_embeds, delta, rows, block),
@@ -235,7 +234,7 @@ class ASAM(Editor):
         if context.variants is not None:
             delta = context.variants.delta
         delta = torch.cat([torch.zeros_like(context.anchor_embeds), delta.to(context.anchor_embeds.dtype)])
-        rows = repeat_batch(anchor, len(delta))
+        rows = anchor.repeat(len(delta))
         x = module_input(
             edit_layer_mlp(model, self.config.layer),
             lambda: forward_variants(model, edited_forward(model), context.anchor_embeds, delta, rows, self.lar.block),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from asam_lib import cache, paths
+from asam_lib.formats import KNOWLEDGE_TYPES
 from asam_lib.model import config_hash
 from asam_lib.seeding import numpy_rng
 from asam_lib.world import RELATIONS, World
@@ -101,13 +102,86 @@ def export_mmedit(world: World, out_dir: str | Path, task: str = "vqa", images_p
     """Write ``{task}.json`` and the PNG files it names under ``out_dir``; return the JSON path. Every file
     is written atomically, so a process reading the images of another task (they share the images) never
     sees a half-written file."""
-    out_dir = Path(out_dir)
+    return _export(world, Path(out_dir), f"{task}.json", edit_requests(world, task), images_per_entity)
+
+
+def _export(world: World, out_dir: Path, name: str, records: list[dict], images_per_entity: int = 2) -> Path:
+    """Write the world's images and ``records`` as ``out_dir/name``; return the JSON path."""
     for ent in world.entities:
         for k in range(images_per_entity):
             image = world.image(ent.index, EVAL_STREAM, k)
             cache.write_atomically(out_dir / image_file(ent.index, k), lambda tmp: image.save(tmp, format="PNG"))
-    text = json.dumps(edit_requests(world, task), indent=1) + "\n"
-    return cache.write_atomically(out_dir / f"{task}.json", lambda tmp: tmp.write_text(text))
+    text = json.dumps(records, indent=1) + "\n"
+    return cache.write_atomically(out_dir / name, lambda tmp: tmp.write_text(text))
+
+
+def _other_phrasing(
+    world: World, rng: np.random.Generator, relation: str, taken: set[str], text: bool = False, ref: str = ""
+):
+    """A phrasing of ``relation`` (text-only ones name ``ref``) not in ``taken``, which it joins."""
+    options = [
+        q.render(ref) if text else q.render()
+        for held in (True, False)
+        for q in world.phrasings(relation, heldout=held, text=text)
+    ]
+    fresh = [o for o in options if o not in taken] or options
+    choice = _pick(rng, fresh)
+    taken.add(choice)
+    return choice
+
+
+def vlkeb_requests(world: World) -> list[dict]:
+    """The world's E-VQA records in VLKEB's multi-hop layout: each with ``port_new`` holding one question
+    (``port_type`` ``"1-hop"``) whose answer is the new one. The world has no facts about answers, so there is no
+    true second hop: the question is the edited fact in a phrasing the record does not use, on its image, and
+    the number it gives is a generality number, not portability (docs/benchmarks.md)."""
+    rng = numpy_rng(world.config.seed, "vlkeb")
+    records = edit_requests(world, "vqa")
+    for r in records:
+        question = _other_phrasing(world, rng, r["relation"], {r["src"], r["rephrase"]})
+        r["port_new"] = [{"port_type": "1-hop", "Q&A": {"Question": question, "Answer": r["alt"]}}]
+    return records
+
+
+def mmke_requests(world: World) -> list[dict]:
+    """The world's E-VQA records in MMKE-Bench's layout: ``knowledge_type`` in turn by entity, text-only
+    reliability questions that name the entity (``rel_1`` / ``rel_2``, or ``rel``), questions on its image
+    (``m_rel_*``), ``image_rephrase_question`` and ``one_hop_img`` for ``visual_knowledge``, every answer the new
+    one, and the answer keys in both of MMKE-Bench's spellings (``rel_ans_1`` on even records, ``rel_1_ans`` on
+    odd ones)."""
+    rng = numpy_rng(world.config.seed, "mmke")
+    records = edit_requests(world, "vqa")
+    for i, r in enumerate(records):
+        entity, relation, answer = world.entities[r["entity"]], r["relation"], r["alt"]
+        kind = KNOWLEDGE_TYPES[entity.index % len(KNOWLEDGE_TYPES)]
+        taken = {r["src"], r["rephrase"]}
+        r["knowledge_type"] = kind
+        if kind != "entity_level":
+            r["one_hop_img"] = r["image_rephrase"]
+        if kind == "visual_knowledge":
+            r["rel"] = _other_phrasing(world, rng, relation, taken, text=True, ref=f"the {entity.name}")
+            r["rel_ans"] = answer
+            r["m_rel"] = _other_phrasing(world, rng, relation, taken)
+            r["m_rel_ans"] = answer
+            r["image_rephrase_question"] = _other_phrasing(world, rng, relation, taken)
+            continue
+        for k in (1, 2):
+            r[f"rel_{k}"] = _other_phrasing(world, rng, relation, taken, text=True, ref=f"the {entity.name}")
+            r[f"rel_ans_{k}" if i % 2 == 0 else f"rel_{k}_ans"] = answer
+            r[f"m_rel_{k}"] = _other_phrasing(world, rng, relation, taken)
+            r[f"m_rel_ans_{k}" if i % 2 == 0 else f"m_rel_{k}_ans"] = answer
+    return records
+
+
+EXPORTS = {"mmedit": lambda world: edit_requests(world, "vqa"), "vlkeb": vlkeb_requests, "mmke": mmke_requests}
+
+
+def export_format(world: World, out_dir: str | Path, fmt: str) -> Path:
+    """Write the world's E-VQA records in benchmark format ``fmt`` (``mmedit``, ``vlkeb`` or ``mmke``) as
+    ``out_dir/{fmt}.json`` with the images it names; return the JSON path."""
+    if fmt not in EXPORTS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {tuple(EXPORTS)}")
+    return _export(world, Path(out_dir), f"{fmt}.json", EXPORTS[fmt](world))
 
 
 def exported_benchmark(world: World, task: str = "vqa") -> Path:

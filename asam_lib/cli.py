@@ -1,4 +1,4 @@
-"""The command line: ``python -m asam_lib study --model DIR --data FILE.json --out DIR``.
+"""The command line: ``python -m asam_lib study --model DIR --data FILE.json --out DIR [--hparams FILE.yaml]``.
 
 Runs :func:`asam_lib.mmedit_study.run_study` on a local checkpoint folder and an MMEdit-format JSON file, with
 a progress bar per method, in one process or as one of many (``torchrun``, ``accelerate launch``, a SLURM
@@ -18,6 +18,8 @@ from pathlib import Path
 
 from asam_lib import methods
 from asam_lib.architectures import UnsupportedArchitecture
+from asam_lib.formats import load_benchmark
+from asam_lib.hparams import HParamsError, configured_editor, load_hparams
 from asam_lib.launch import launcher_shard, process_device_map, shard
 from asam_lib.mmedit_study import StudyConfig, StudyError, run_study, write_tables
 from asam_lib.model import CheckpointError, checkpoint_architecture, load_pretrained
@@ -31,7 +33,7 @@ from asam_lib.preflight import (
     check_sequential,
 )
 from asam_lib.prompting import PromptEncoder
-from asam_lib.records import RecordError, decode_images, load_records
+from asam_lib.records import RecordError, decode_images
 from asam_lib.resume import ResumeError, check_settings, folder_lock, settings_folder, study_settings
 
 
@@ -84,7 +86,12 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         help="checkpoint folder (holds config.json), e.g. a snapshot of llava-hf/llava-1.5-7b-hf",
     )
-    s.add_argument("--data", type=Path, required=True, help="MMEdit-format JSON file (a list of records)")
+    s.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="MMEdit, VLKEB or MMKE-Bench JSON file (a list of records; the format is read from its fields)",
+    )
     s.add_argument(
         "--image-root",
         type=Path,
@@ -107,8 +114,16 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--methods",
-        default=",".join(methods.names()),
-        help=f"comma-separated editors among {', '.join(methods.names())}",
+        default=None,
+        help=f"comma-separated editors among {', '.join(methods.names())} "
+        "(default: the --hparams file's alg_name, else all of them)",
+    )
+    s.add_argument(
+        "--hparams",
+        type=Path,
+        default=None,
+        help="hyper-parameter file in EasyEdit's layout, e.g. hparams/ASAM/llava-1.5-7b.yaml: its alg_name's editor "
+        "takes its settings (--layer, --steps, --lr still win)",
     )
     s.add_argument(
         "--n-edits", type=integer(1), default=None, help="edit this many records, drawn with --seed (default: all)"
@@ -138,6 +153,12 @@ def parser() -> argparse.ArgumentParser:
         "summary.csv counts the edits behind each metric)",
     )
     s.add_argument(
+        "--generation",
+        action="store_true",
+        help="also score by generation (protocol generation_exact: the greedy answer equals the target) beside "
+        "teacher forcing",
+    )
+    s.add_argument(
         "--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"), help="weights' dtype"
     )
     s.add_argument(
@@ -161,8 +182,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def study(args: argparse.Namespace) -> None:
+    hparams = load_hparams(args.hparams) if args.hparams else None
+    if hparams:
+        configured_editor(hparams)  # every setting checked before the model loads
+    chosen = args.methods or (hparams.alg_name if hparams else ",".join(methods.names()))
     config = StudyConfig(
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        methods=tuple(m.strip() for m in chosen.split(",") if m.strip()),
         task=args.task,
         n_edits=args.n_edits,
         seed=args.seed,
@@ -172,6 +197,8 @@ def study(args: argparse.Namespace) -> None:
         n_support=args.n_support,
         known_only=args.known_only,
         sequential=args.sequential,
+        overrides={hparams.alg_name: hparams.overrides} if hparams else {},
+        generation=args.generation,
     )
     image_root = args.image_root or args.data.parent
     check_out(args.out)
@@ -179,7 +206,9 @@ def study(args: argparse.Namespace) -> None:
     check_device_map(device_map)
     check_processor(args.model, checkpoint_architecture(args.model))
     check_layer(args.model, args.layer)
-    records = load_records(args.data, args.image_root, args.task)
+    if args.layer is None and hparams and "config.layer" in hparams.overrides:
+        check_layer(args.model, hparams.overrides["config.layer"], f"layers: [...] in {args.hparams}:")
+    records = load_benchmark(args.data, args.image_root, args.task)
     check_generality(records, args.allow_missing_generality)
     check_sequential(args.sequential, min(args.n_edits or len(records), len(records)))
     decode_images(records)
@@ -230,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         StudyError,
         InputError,
         ResumeError,
+        HParamsError,
     ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

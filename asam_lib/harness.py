@@ -26,7 +26,16 @@ from asam_lib.benchmark import exported_benchmark, locality_pools
 from asam_lib.case_cache import cached
 from asam_lib.editing import Editor, EditRequest, UneditedPasses
 from asam_lib.forward import FixedInputs
-from asam_lib.metrics import LocalityReference, evaluate_edit, fixed_evaluation_inputs, locality_reference
+from asam_lib.generation import PROTOCOL as GENERATION
+from asam_lib.metrics import (
+    TEACHER_FORCED,
+    LocalityReference,
+    evaluate_edit,
+    fixed_evaluation_inputs,
+    generation_rows,
+    locality_reference,
+    probe_rows,
+)
 from asam_lib.model import config_hash
 from asam_lib.patch import patch_firing, stacked_patches
 from asam_lib.progress import tqdm
@@ -293,14 +302,22 @@ def edit_and_evaluate(
     members: list | None = None,
     unedited: UneditedPasses | None = None,
     inputs: EvaluationInputs | None = None,
+    probes: Sequence[tuple[str, Item]] = (),
+    generation: bool = False,
 ) -> list[dict]:
     """Tidy rows of one edit from the current model, rolled back afterwards: every metric plus a
     ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a
     list, receives per-member rows; ``unedited``: see :meth:`asam_lib.editing.Editor.edit`; ``inputs``: the
-    evaluation batches kept between edits of the same cases (:class:`EvaluationInputs`)."""
+    evaluation batches kept between edits of the same cases (:class:`EvaluationInputs`). ``probes``: questions
+    with their own answers measured on the edited model too (:func:`asam_lib.metrics.probe_rows`, e.g. VLKEB's
+    portability); ``generation``: also the ``generation_exact`` protocol of the standard unit and the probes."""
     handle = editor.edit(model, encoder, case.request, seed=seed, unedited=unedited)
     try:
         metrics, member_rows = evaluate_tiers(model, encoder, case, reference, inputs, editor.config.layer)
+        protocols = (*TEACHER_FORCED, GENERATION) if generation else TEACHER_FORCED
+        extra = probe_rows(model, encoder, probes, protocols) if probes else []
+        extra += generation_rows(model, encoder, case.unit) if generation else []
+        metrics += [{"tier": "standard", **row} for row in extra]
     finally:
         handle.restore()
     base = {"method": method, "config": editor_config(editor), "seed": seed, "task": task, "case": case.request.name}

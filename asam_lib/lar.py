@@ -109,19 +109,6 @@ def role_mask(batch: Batch, image_token: int, roles: str) -> torch.Tensor:
     return {"image": image, "question": question, "both": image | question}[roles]
 
 
-def repeat_batch(batch: Batch, k: int) -> Batch:
-    """Item 0 of ``batch`` repeated ``k`` times (pixel values are not needed: the latents carry the image)."""
-    first = lambda t: t[:1].expand(k, *t.shape[1:])  # noqa: E731
-    return Batch(
-        first(batch.input_ids),
-        first(batch.attention_mask),
-        first(batch.labels),
-        None,
-        first(batch.answer_start),
-        first(batch.answer_len),
-    )
-
-
 def project(delta: torch.Tensor, radius: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``delta`` (K, L, d) with each position's norm clipped to ``radius`` (L,) and zero outside ``mask``."""
     norms = delta.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -221,12 +208,12 @@ def adversarial_variants(
     the shared blocks). Needs ``config.block`` below l."""
     if shared_below is not None and config.block is not None and config.block >= shared_below:
         raise ValueError(f"LARConfig.block = {config.block} must be below the shared edit layer {shared_below}")
-    rows = repeat_batch(batch, config.k)
+    rows = batch.repeat(config.k)
     mask = role_mask(batch, image_token_id(model), config.roles)
     clean = anchor_embeds[0] if config.block is None else block_output(model, anchor_embeds, batch, config.block)[0]
     radius = config.eps * at_least_float32(clean).norm(dim=-1)
     with torch.no_grad():
-        pre_clean = answer_span_log_probs(unedited(anchor_embeds, repeat_batch(batch, 1)), rows)
+        pre_clean = answer_span_log_probs(unedited(anchor_embeds, batch), rows)
 
     def losses(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if shared_below is None:
@@ -287,8 +274,8 @@ def variant_diagnostics(
     the sphere of the bound would have) and ``bound_use`` (mean |delta_p| / (eps |z_p|) over moving
     positions: 1 = on the bound)."""
     k = len(variants)
-    rows = repeat_batch(batch, k)
-    pre_clean = answer_span_log_probs(unedited(anchor_embeds, repeat_batch(batch, 1)), rows).argmax(-1)
+    rows = batch.repeat(k)
+    pre_clean = answer_span_log_probs(unedited(anchor_embeds, batch), rows).argmax(-1)
     pre = answer_span_log_probs(
         forward_variants(model, unedited, anchor_embeds, variants.delta, rows, variants.block), rows
     )

@@ -23,12 +23,11 @@ from asam_lib.lar import (
     adversarial_variants,
     forward_variants,
     noise_variants,
-    repeat_batch,
     variant_diagnostics,
 )
 from asam_lib.metrics import evaluate_edit
 from asam_lib.progress import tqdm
-from asam_lib.prompting import PromptEncoder
+from asam_lib.prompting import PromptEncoder, answer_positions
 from asam_lib.seeding import torch_generator
 from asam_lib.units import member_items
 
@@ -37,15 +36,15 @@ def member_states(model, encoder: PromptEncoder, items: Sequence, layer: int) ->
     """Input of the FFN of ``layer`` at the answer-predicting position of each item: (N, d)."""
     batch = encoder.batch(list(items))
     states = module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs()))
-    return states[torch.arange(len(batch)), batch.answer_start - 1]
+    return answer_positions(states, batch)
 
 
 def variant_states(model, anchor_embeds: torch.Tensor, batch, variants: Variants, layer: int) -> torch.Tensor:
     """The same representation for the K variants of the edit input: (K, d)."""
-    rows = repeat_batch(batch, len(variants))
+    rows = batch.repeat(len(variants))
     run = lambda: forward_variants(model, edited_forward(model), anchor_embeds, variants.delta, rows, variants.block)  # noqa: E731
     states = module_input(edit_layer_mlp(model, layer), run)
-    return states[:, int(batch.answer_start[0]) - 1]
+    return answer_positions(states, rows)
 
 
 def pca_2d(points: torch.Tensor) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asam_lib.asam import ASAM
 from asam_lib.editing import FTL, EditConfig, Editor
@@ -40,13 +40,16 @@ class UnknownMethod(ValueError):
 @dataclass(frozen=True)
 class Method:
     """One editing method: ``name`` (as in tables), ``factory`` (builds the editor with its defaults),
-    ``colour`` (one colour in every figure) and ``role`` (``"baseline"``: an intrinsic editor ASAM starts from;
-    ``"lifelong"``: an editor built for many sequential edits, compared in notebook 04 only; ``"method"``)."""
+    ``colour`` (one colour in every figure), ``role`` (``"baseline"``: an intrinsic editor ASAM starts from;
+    ``"lifelong"``: an editor built for many sequential edits, compared in notebook 04 only; ``"method"``) and
+    ``hparams``: the method's own keys in an EasyEdit-layout hyper-parameter file -> the dotted setting each
+    changes (:mod:`asam_lib.hparams`)."""
 
     name: str
     factory: Callable[[], Editor]
     colour: str
     role: str = "baseline"
+    hparams: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -105,9 +108,28 @@ def colours() -> dict[str, str]:
 
 for _entry in (
     Method("FT-L", FTL, "#1f77b4"),
-    Method("LoRA", LoRA, "#9467bd"),
-    Method("Patch", Patch, "#2ca02c"),
-    Method("GRACE", GRACE, "#8c564b", role="lifelong"),
-    Method("ASAM", ASAM, "#d62728", role="method"),
+    Method("LoRA", LoRA, "#9467bd", hparams={"rank": "settings.rank", "lora_alpha": "settings.alpha"}),
+    Method("Patch", Patch, "#2ca02c", hparams={"n_neurons": "settings.n_neurons"}),
+    Method(
+        "GRACE",
+        GRACE,
+        "#8c564b",
+        role="lifelong",
+        hparams={"eps": "settings.radius", "edit_lr": "config.lr", "n_iter": "config.steps"},
+    ),
+    Method(
+        "ASAM",
+        ASAM,
+        "#d62728",
+        role="method",
+        hparams={
+            "lar_eps": "lar.eps",
+            "lar_k": "lar.k",
+            "pgd_steps": "lar.steps",
+            "lambda_adv": "settings.lambda_adv",
+            "lambda_rank": "settings.lambda_rank",
+            "n_neurons": "base.settings.n_neurons",
+        },
+    ),
 ):
     register(_entry)

@@ -29,7 +29,9 @@ from typing import Sequence
 import torch
 
 from asam_lib.forward import FixedInputs
-from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits, answer_targets
+from asam_lib.generation import PROTOCOL as GENERATION
+from asam_lib.generation import generation_scores
+from asam_lib.prompting import Item, PromptEncoder, answer_logits, answer_targets, score_items
 from asam_lib.units import KnowledgeUnit
 
 GEN_NAMES = {"anchor": "Rel", "text": "T-Gen", "image": "I-Gen", "both": "TI-Gen"}
@@ -138,7 +140,7 @@ def evaluate_edit(
             )
     if reference is not None:
         n = len(members)
-        loc_logits, loc_batch = logits[n:], _slice_batch(batch, n)
+        loc_logits, loc_batch = logits[n:], batch.rows(slice(n, None))
         post_topk = _topk_per_item(loc_logits, loc_batch, reference.kinds)
         for name in ("T-Loc", "I-Loc"):
             idx = [i for i, k in enumerate(reference.kinds) if k == name]
@@ -149,13 +151,36 @@ def evaluate_edit(
     return rows
 
 
-def _slice_batch(batch, start: int):
-    """The items of ``batch`` from ``start`` on (only the fields metrics need)."""
-    return Batch(
-        batch.input_ids[start:],
-        batch.attention_mask[start:],
-        batch.labels[start:],
-        None,
-        batch.answer_start[start:],
-        batch.answer_len[start:],
-    )
+TEACHER_FORCED = ("token_acc", "exact")
+
+
+def probe_rows(
+    model, encoder: PromptEncoder, probes: Sequence[tuple[str, Item]], protocols: Sequence[str] = TEACHER_FORCED
+) -> list[dict]:
+    """Rows ``{metric, protocol, value}`` of questions with their own answers (``probes``: ``(metric, item)``, e.g.
+    VLKEB's portability, :meth:`asam_lib.records.EditRecord.probe_items`): per metric, the mean over its probes of
+    each of ``protocols``: ``token_acc`` / ``exact`` (teacher forced) and ``generation_exact``
+    (:mod:`asam_lib.generation`)."""
+    items = [item for _, item in probes]
+    scores: list[dict] = [{} for _ in items]
+    if set(TEACHER_FORCED) & set(protocols):
+        for score, forced in zip(scores, score_items(model, encoder, items)):
+            score.update(forced)
+    if GENERATION in protocols:
+        for score, generated in zip(scores, generation_scores(model, encoder, items)):
+            score.update(generated)
+    by_metric: dict[str, list[dict]] = {}
+    for (metric, _), score in zip(probes, scores):
+        by_metric.setdefault(metric, []).append(score)
+    return [
+        {"metric": metric, "protocol": protocol, "value": _mean([s[protocol] for s in group])}
+        for metric, group in by_metric.items()
+        for protocol in protocols
+    ]
+
+
+def generation_rows(model, encoder: PromptEncoder, unit: KnowledgeUnit) -> list[dict]:
+    """``generation_exact`` rows of ``Rel`` / ``T-Gen`` / ``I-Gen`` / ``TI-Gen``: the unit's evaluated members, each
+    generating its answer (the teacher-forced protocols of the same members: :func:`evaluate_edit`)."""
+    probes = [(GEN_NAMES[m.kind], (m.question, unit.new_answer, m.image)) for m in evaluated_members(unit)]
+    return probe_rows(model, encoder, probes, (GENERATION,))

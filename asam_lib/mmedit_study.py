@@ -17,7 +17,7 @@ method in the folder, as :func:`asam_lib.harness.save_table` writes every table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +36,7 @@ from asam_lib.harness import (
     save_table,
     summarize,
 )
+from asam_lib.hparams import with_overrides
 from asam_lib.metrics import locality_reference
 from asam_lib.prompting import Item, PromptEncoder
 from asam_lib.records import EditRecord
@@ -51,7 +52,10 @@ class StudyError(RuntimeError):
 class StudyConfig:
     """What a study edits. ``n_edits=None`` edits every record; ``layer=None`` edits the middle language
     layer; ``steps``/``lr`` = None keep each editor's default (chosen for the embedded model);
-    ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only)."""
+    ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only);
+    ``overrides``: per method, dotted overrides of its editor's settings (:func:`asam_lib.hparams.with_overrides`,
+    e.g. from a hyper-parameter file), applied before ``layer`` / ``steps`` / ``lr``; ``generation``: also score
+    by generation (protocol ``generation_exact``, :mod:`asam_lib.generation`) beside teacher forcing."""
 
     methods: tuple[str, ...] = ("FT-L", "LoRA", "Patch")
     task: str = "vqa"
@@ -63,6 +67,8 @@ class StudyConfig:
     n_support: int = 4
     known_only: bool = False
     sequential: tuple[int, ...] = ()
+    overrides: dict[str, dict[str, object]] = field(default_factory=dict)
+    generation: bool = False
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in methods.METHODS]
@@ -73,17 +79,19 @@ class StudyConfig:
 
 
 def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
-    """One editor per method, at the study's edit layer."""
+    """One editor per method, at the study's edit layer (``config.layer``, else the method's overridden one, else
+    the middle language layer)."""
     n_layers = len(language_layers(model))
-    layer = n_layers // 2 if config.layer is None else config.layer
-    if not 0 <= layer < n_layers:
-        raise StudyError(
-            f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})"
-        )
     editors = {}
-    changes = {k: v for k, v in {"layer": layer, "steps": config.steps, "lr": config.lr}.items() if v is not None}
     for name in config.methods:
-        editor = methods.method(name).editor()
+        overrides = config.overrides.get(name, {})
+        layer = config.layer if config.layer is not None else overrides.get("config.layer", n_layers // 2)
+        if not 0 <= layer < n_layers:
+            raise StudyError(
+                f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})"
+            )
+        changes = {k: v for k, v in {"layer": layer, "steps": config.steps, "lr": config.lr}.items() if v is not None}
+        editor = with_overrides(methods.method(name).editor(), overrides)
         editors[name] = editor.with_config(replace(editor.config, **changes))
     return editors
 
@@ -139,12 +147,21 @@ def prefix_cases(
     return [replace(c, unit=with_latent_distances(model, encoder, c.unit, layer)) for c in cases]
 
 
+RECORD_COLUMNS = ("knowledge_type",)  # record fields that become columns of edits.csv and summary.csv
+
+
+def record_columns(record: EditRecord) -> dict[str, str]:
+    """The :data:`RECORD_COLUMNS` the record has (MMKE-Bench's ``knowledge_type``)."""
+    return {name: str(record.extra[name]) for name in RECORD_COLUMNS if name in record.extra}
+
+
 def summary_with_counts(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`asam_lib.harness.summarize` plus ``n_edits``: how many edits (all seeds) each mean is taken over. A
-    metric a record cannot measure (T-Gen without its ``rephrase``) is left out for that edit, not counted."""
-    by = ["method", "metric", "protocol"]
+    metric a record cannot measure (T-Gen without its ``rephrase``) is left out for that edit, not counted. With
+    :data:`RECORD_COLUMNS` in the table, one row per value of them too (MMKE-Bench's knowledge types)."""
+    by = ["method", "metric", "protocol", *[c for c in RECORD_COLUMNS if c in table]]
     counts = table.dropna(subset=["value"]).groupby(by).size().rename("n_edits").reset_index()
-    summary = summarize(table).merge(counts, on=by, how="left")
+    summary = summarize(table, by=by).merge(counts, on=by, how="left")
     summary["n_edits"] = summary["n_edits"].fillna(0).astype(int)
     return summary
 
@@ -221,9 +238,19 @@ def run_study(
             try:  # a record the model cannot take (missing image, untokenisable text) fails alone
                 case = case_from_record(record, pool, config.n_support, config.seed)
                 reference = locality_reference(model, encoder, case.locality) if case.locality else None
-                entry = {
-                    "rows": edit_and_evaluate(model, encoder, method, editor, case, reference, config.seed, config.task)
-                }
+                rows = edit_and_evaluate(
+                    model,
+                    encoder,
+                    method,
+                    editor,
+                    case,
+                    reference,
+                    config.seed,
+                    config.task,
+                    probes=record.probe_items(),
+                    generation=config.generation,
+                )
+                entry = {"rows": [{**row, **record_columns(record)} for row in rows]}
             except (EditError, ValueError) as err:
                 entry = {"error": str(err)}
             progress.append({"case": f"{record.task}-{record.index}", "seed": config.seed, **entry})

@@ -38,7 +38,7 @@ from asam_lib.editing import EditConfig, EditContext, Editor, Installed, paramet
 from asam_lib.forward import forward_embeds
 from asam_lib.hooks import module_input
 from asam_lib.precision import at_least_float32, computed_in_float32
-from asam_lib.prompting import Batch
+from asam_lib.prompting import Batch, answer_positions
 
 
 class PatchedMLP(torch.nn.Module):
@@ -94,11 +94,6 @@ def answer_span(states: torch.Tensor, batch: Batch, include_eos: bool = False) -
     edit input, and its variants."""
     start, length = int(batch.answer_start[0]), int(batch.answer_len[0])
     return states[:, start - 1 : start - 1 + length + int(include_eos)]
-
-
-def answer_positions(states: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """``states`` (B, L, d) at each item's answer-predicting position (the last prompt token): (B, d)."""
-    return states[torch.arange(len(batch)), batch.answer_start - 1]
 
 
 @computed_in_float32

@@ -44,7 +44,7 @@ from asam_lib.lar import LARConfig, adversarial_variants
 from asam_lib.metrics import evaluate_edit, evaluated_members, locality_reference
 from asam_lib.model import load_model
 from asam_lib.pretrain import base_model_folder
-from asam_lib.prompting import PromptEncoder, score_items
+from asam_lib.prompting import PromptEncoder, answer_positions, score_items
 from asam_lib.records import EditRecord, load_records
 from asam_lib.seeding import torch_generator
 from asam_lib.units import KnowledgeUnit, member_items
@@ -209,7 +209,7 @@ def edit_layer_rows(
         model(**members.model_inputs())
     return {
         "LAR variants": variants,
-        "unit members": captured["y"][torch.arange(len(members)), members.answer_start - 1],
+        "unit members": answer_positions(captured["y"], members),
     }
 
 

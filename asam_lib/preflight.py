@@ -99,8 +99,9 @@ def check_processor(folder: Path, architecture: str) -> None:
             )
 
 
-def check_layer(folder: Path, layer: int | None) -> None:
-    """``layer`` is a language layer of the checkpoint (read from its config, no weights loaded)."""
+def check_layer(folder: Path, layer: int | None, option: str = "--layer") -> None:
+    """``layer`` is a language layer of the checkpoint (read from its config, no weights loaded); ``option`` names
+    where it was given."""
     if layer is None:
         return
     try:
@@ -110,7 +111,9 @@ def check_layer(folder: Path, layer: int | None) -> None:
             f"{folder / 'config.json'} cannot be read as a model config ({err}): re-download the checkpoint"
         ) from None
     if layer >= n_layers:
-        raise InputError(f"--layer {layer} is out of range: {folder} has {n_layers} language layers (0-{n_layers - 1})")
+        raise InputError(
+            f"{option} {layer} is out of range: {folder} has {n_layers} language layers (0-{n_layers - 1})"
+        )
 
 
 def check_sequential(checkpoints: Sequence[int], n_edits: int) -> None:

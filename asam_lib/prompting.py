@@ -32,6 +32,9 @@ Item = tuple[str, str, ImageLike]
 
 USER, ASSISTANT = "USER:", "ASSISTANT:"
 
+# The model inputs in Batch.extra with one entry per item; every other one has one entry per image.
+ROW_INPUTS = frozenset({"mm_token_type_ids"})
+
 
 def build_prompt(question: str, with_image: bool, image_token: str = "<image>") -> str:
     """The LLaVA-1.5 prompt for ``question``."""
@@ -45,7 +48,11 @@ class Batch:
     images of the items that have one, in item order, or None (``(N, 3, H, W)`` for LLaVA-1.5; the
     image processor's own layout for other architectures); ``answer_start``/``answer_len``: (B,)
     position and length of the answer tokens (end token excluded); ``extra``: the other model inputs
-    the processor makes for this architecture (``image_sizes``, ``image_grid_thw``, ``mm_token_type_ids``)."""
+    the processor makes for this architecture (``image_sizes``, ``image_grid_thw``, ``mm_token_type_ids``);
+    ``image_rows``: (N,) the item each image belongs to (an item has at most one).
+
+    Every copy of a batch's items (:meth:`rows`, :meth:`repeat`) keeps all of these together: a Qwen2-VL
+    row without its ``image_grid_thw`` would run with other positions than the item it copies."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -54,6 +61,7 @@ class Batch:
     answer_start: torch.Tensor
     answer_len: torch.Tensor
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    image_rows: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
@@ -71,6 +79,56 @@ class Batch:
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    def rows(self, index: slice | Sequence[int]) -> "Batch":
+        """The items ``index`` (a slice, or item numbers in any order, repeats allowed) as a batch of their
+        own: their token rows, their images and every other model input that belongs to them."""
+        picked = list(range(len(self)))[index] if isinstance(index, slice) else [int(i) for i in index]
+        if not picked or not all(0 <= i < len(self) for i in picked):
+            raise ValueError(f"Batch.rows: {index!r} must pick at least one of the batch's {len(self)} items")
+        image_of = {row: j for j, row in enumerate(self.image_rows.tolist())}
+        images = [image_of[i] for i in picked if i in image_of]
+        per_row = lambda t: t[torch.tensor(picked, device=t.device)]  # noqa: E731
+        per_image = lambda t: t[torch.tensor(images, dtype=torch.long, device=t.device)]  # noqa: E731
+        pixel_values = None
+        if images and self.pixel_values is not None:
+            pixel_values = self.pixel_values[self._pixel_index(images).to(self.pixel_values.device)]
+        extra = {
+            k: per_row(v) if k in ROW_INPUTS else per_image(v)
+            for k, v in self.extra.items()
+            if k in ROW_INPUTS or images
+        }
+        image_rows = torch.tensor([n for n, i in enumerate(picked) if i in image_of], dtype=torch.long)
+        return Batch(
+            per_row(self.input_ids),
+            per_row(self.attention_mask),
+            per_row(self.labels),
+            pixel_values,
+            per_row(self.answer_start),
+            per_row(self.answer_len),
+            extra,
+            image_rows.to(self.image_rows.device),
+        )
+
+    def repeat(self, k: int) -> "Batch":
+        """Each item ``k`` times in a row (a one-item batch: ``k`` copies of it, e.g. LAR's ``K`` variants)."""
+        if k < 1:
+            raise ValueError(f"Batch.repeat: k = {k}; give k >= 1")
+        return self.rows([i for i in range(len(self)) for _ in range(k)])
+
+    def _pixel_index(self, images: list[int]) -> torch.Tensor:
+        """The entries of ``pixel_values`` that hold ``images``: one per image, or, where the image processor
+        flattens all images' patches into one sequence (Qwen2-VL), each image's ``t * h * w`` patches."""
+        n = len(self.image_rows)
+        grid = self.extra.get("image_grid_thw")
+        sizes = grid.prod(-1).tolist() if grid is not None else [1] * n
+        if len(sizes) != n or sum(sizes) != self.pixel_values.shape[0]:
+            raise ValueError(
+                f"Batch.rows: pixel_values has {self.pixel_values.shape[0]} entries, which do not split over the "
+                f"batch's {n} images; build the batch with PromptEncoder.batch"
+            )
+        ends = torch.tensor(sizes).cumsum(0).tolist()
+        return torch.cat([torch.arange(ends[j] - sizes[j], ends[j]) for j in images])
 
 
 class PromptEncoder:
@@ -207,7 +265,10 @@ class PromptEncoder:
                 extra = processed
         if getattr(self.processor, "return_mm_token_type_ids", False):
             extra["mm_token_type_ids"] = (input_ids == self.processor.image_token_id).long()
-        batch = Batch(input_ids, attention, labels, pixel_values, torch.tensor(starts), torch.tensor(lengths), extra)
+        image_rows = torch.tensor([k for k, (_, _, image) in enumerate(items) if image is not None], dtype=torch.long)
+        batch = Batch(
+            input_ids, attention, labels, pixel_values, torch.tensor(starts), torch.tensor(lengths), extra, image_rows
+        )
         return batch if self.device is None else batch.to(self.device)
 
 
@@ -217,6 +278,11 @@ def answer_logits(logits: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
         logits[i, s - 1 : s - 1 + n]
         for i, (s, n) in enumerate(zip(batch.answer_start.tolist(), batch.answer_len.tolist()))
     ]
+
+
+def answer_positions(states: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``states`` (B, L, d) at each item's answer-predicting position (the last prompt token): (B, d)."""
+    return states[torch.arange(len(batch)), batch.answer_start - 1]
 
 
 def answer_targets(batch: Batch) -> list[torch.Tensor]:

@@ -1,7 +1,7 @@
 """Edit requests in the MMEdit schema: loading, validation and lazy images.
 
-One loader serves the embedded world's exported files and the real MMEdit E-VQA / E-IC (and VLKEB)
-JSON files, which look like::
+One loader serves the embedded world's exported files and the real MMEdit E-VQA / E-IC JSON files (and the
+shared fields of VLKEB's and MMKE-Bench's, whose additions :mod:`asam_lib.formats` reads), which look like::
 
     {"src": "What is in the image?", "pred": "dog", "alt": "cat", "rephrase": "...",
      "image": "val2014/COCO_val2014_000000000042.jpg", "image_rephrase": "...",
@@ -49,11 +49,26 @@ class MissingImage(RecordError):
     """An image path that does not exist under the image root, or a file that is not an image."""
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A question with its own expected answer after the edit, reported as ``metric``: VLKEB's portability
+    (``Port``, a question about the edited entity whose answer follows from the new fact), MMKE-Bench's
+    reliability questions (``T-Rel``, ``I-Rel``, ``I-Gen-QA``). ``image_field``: which of the record's images it
+    is asked on (``image`` or ``image_rephrase``; "" for a text-only question). Filled in by
+    :mod:`asam_lib.formats`."""
+
+    metric: str
+    question: str
+    answer: str
+    image_field: str = ""
+
+
 @dataclass
 class EditRecord:
     """One edit request. Text fields are strings ("" when absent); image fields are paths relative to
     ``image_root`` ("" when absent); ``extra`` keeps fields outside the schema (the world's ``entity``,
-    ``relation``, ...)."""
+    ``relation``, VLKEB's ``port_new``, MMKE-Bench's ``knowledge_type``, ...); ``probes``: the format's further
+    questions (:class:`Probe`)."""
 
     index: int
     task: str
@@ -71,6 +86,14 @@ class EditRecord:
     image_root: Path
     source: str = "<memory>"
     extra: dict = field(default_factory=dict)
+    probes: tuple[Probe, ...] = ()
+
+    def probe_items(self) -> list[tuple[str, tuple[str, str, Image.Image | None]]]:
+        """``(metric, (question, answer, image))`` of every probe, images read."""
+        return [
+            (p.metric, (p.question, p.answer, self.image(p.image_field) if p.image_field else None))
+            for p in self.probes
+        ]
 
     def image(self, which: str = "image") -> Image.Image:
         """Read one of ``image``, ``image_rephrase``, ``m_loc`` as an RGB image (lazily)."""
@@ -96,6 +119,18 @@ class EditRecord:
         return f"EditRecord({self.index}, {self.task}: {self.src!r} [{self.image_path}] {self.pred!r} -> {self.alt!r})"
 
 
+def text_value(value: object, source: str, index: int, name: str) -> str:
+    """A field's text, stripped; a list of one string counts as that string (some MMEdit files wrap single
+    answers in a list)."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        value = value[0]
+    if not isinstance(value, str):
+        raise MalformedRecord(
+            source, index, name, f"expected a string, got {type(value).__name__} {value!r}", "fix the value's type"
+        )
+    return value.strip()
+
+
 def parse_record(
     raw: object, index: int, image_root: Path, task: str, source: str, check_images: bool = True
 ) -> EditRecord:
@@ -114,16 +149,7 @@ def parse_record(
     for name in REQUIRED:
         if name not in raw:
             raise MalformedRecord(source, index, name, "missing", "every record needs src, alt and image")
-    values: dict[str, str] = {}
-    for name in TEXT_FIELDS + IMAGE_FIELDS:
-        value = raw.get(name, "")
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-            value = value[0]  # some MMEdit files wrap single answers in a list
-        if not isinstance(value, str):
-            raise MalformedRecord(
-                source, index, name, f"expected a string, got {type(value).__name__} {value!r}", "fix the value's type"
-            )
-        values[name] = value.strip()
+    values = {name: text_value(raw.get(name, ""), source, index, name) for name in TEXT_FIELDS + IMAGE_FIELDS}
     for name in REQUIRED:
         if not values[name]:
             raise MalformedRecord(source, index, name, "is empty", "give a non-empty value or drop the record")

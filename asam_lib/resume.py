@@ -58,7 +58,11 @@ def folder_fingerprint(folder: Path) -> str:
 def study_settings(model: Path, data: Path, image_root: Path, dtype: str, config) -> dict:
     """Every setting of a study that changes its results (``config``: a :class:`asam_lib.mmedit_study.StudyConfig`,
     whose seed and methods are left out)."""
+    # settings added later are recorded only when used, so that folders written before them stay valid
+    added = {"hparams": config.overrides} if config.overrides else {}
+    added |= {"generation": True} if config.generation else {}
     return {
+        **added,
         "model": folder_fingerprint(model),
         "data": hashlib.sha256(data.read_bytes()).hexdigest()[:16],
         "image_root": str(image_root.resolve()),

@@ -33,7 +33,7 @@ from PIL import Image
 
 from asam_lib.architectures import edit_layer_mlp
 from asam_lib.hooks import module_input
-from asam_lib.prompting import score_items
+from asam_lib.prompting import answer_positions, score_items
 from asam_lib.records import EditRecord
 from asam_lib.render import param_distance
 from asam_lib.seeding import numpy_rng
@@ -173,7 +173,7 @@ def with_latent_distances(model, encoder, unit: KnowledgeUnit, layer: int) -> Kn
     input to the FFN of ``layer`` and the anchor's, at the answer-predicting position, in ``model``."""
     batch = encoder.batch(member_items(unit.members, unit.old_answer))
     inputs = module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs()))
-    states = inputs[torch.arange(len(unit.members)), batch.answer_start - 1]
+    states = answer_positions(inputs, batch)
     distances = 1 - torch.nn.functional.cosine_similarity(states, states[0:1].expand_as(states), dim=-1)
     members = [replace(m, latent_distance=float(d)) for m, d in zip(unit.members, distances.clamp_min(0))]
     return KnowledgeUnit(unit.src, unit.old_answer, unit.new_answer, members, unit.name)

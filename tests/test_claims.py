@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from asam_lib import paths
+from asam_lib.ablations import PATCH_AT_FULL_BUDGET
 from asam_lib.lar import LARConfig
 from asam_lib.pretrain import TARGETS
 
@@ -318,14 +319,18 @@ def test_grace_is_reliable_and_local_but_barely_generalises(main):
 # --- the paper's claim as thresholds (README, notebook 04 sections 3 and 4: results/04_targets.csv) ------
 
 
+BASELINES = ["Patch", PATCH_AT_FULL_BUDGET]  # each generality target is judged against the stronger of the two
+
+
 def _targets_from_main(main: pd.DataFrame) -> dict[tuple[str, str], bool]:
     """Notebook 04's thresholds of the paper's claim recomputed from the main table: (task, target) -> met."""
     met = {}
     for task in TASKS:
-        asam, patch = main.loc[(task, "ASAM"), "mean"], main.loc[(task, "Patch"), "mean"]
+        asam = main.loc[(task, "ASAM"), "mean"]
         for metric in ["T-Gen", "I-Gen", "TI-Gen"]:
-            gap = 1 - patch[metric]
-            met[task, f"closes >= 1/2 of Patch's {metric} gap"] = gap == 0 or _closed(1 - asam[metric], gap) >= 0.5
+            gap = min(1 - main.loc[(task, base, metric), "mean"] for base in BASELINES)  # the stronger baseline's
+            target = f"closes >= 1/2 of the stronger of {' / '.join(BASELINES)}'s {metric} gap"
+            met[task, target] = gap == 0 or _closed(1 - asam[metric], gap) >= 0.5
         met[task, "Rel >= 0.99"] = asam["Rel"] >= 0.99
         for metric in ["T-Loc", "I-Loc"]:
             met[task, f"{metric} >= 0.97"] = asam[metric] >= 0.97

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from asam_lib.asam import variant_inputs
 from asam_lib.editing import (
     FTL,
     EditConfig,
@@ -19,9 +20,10 @@ from asam_lib.lar import (
     role_mask,
     variant_diagnostics,
 )
+from asam_lib.prompting import PromptEncoder
 from asam_lib.seeding import torch_generator
 
-from helpers import changed_weights, make_request, weights
+from helpers import changed_weights, make_request, rows_match, weights
 
 
 @pytest.fixture
@@ -141,3 +143,30 @@ def test_bad_settings_are_named():
         LARConfig(roles="audio")
     with pytest.raises(ValueError, match="k >= 1"):
         LARConfig(k=0)
+
+
+def test_a_variant_at_radius_zero_reads_like_its_anchor_on_every_architecture(tiny_arch, small_world):
+    """LAR's variants and ASAM's variant rows run with their anchor's inputs besides the embeddings (Qwen2-VL: its
+    M-RoPE positions): at radius 0, every row that LAR and ASAM run gives the anchor's logits."""
+    model, encoder = tiny_arch.model, PromptEncoder(tiny_arch.processor)
+    question = small_world.phrasings("home", heldout=False)[0].render()
+    image = small_world.image(0, "eval", 0).resize((32, 16))  # not square: image positions differ in rows and columns
+    batch = encoder.batch([(question, small_world.entities[1].facts["home"], image)])
+    with torch.no_grad():
+        anchor = model(**batch.model_inputs()).logits
+    embeds = joint_embeddings(model, batch)
+    seen = []
+
+    def forward(embeds, rows):
+        logits = edited_forward(model)(embeds, rows)
+        seen.append(logits.detach())
+        return logits
+
+    config = LARConfig(k=3, eps=0.0, steps=1)
+    variants = adversarial_variants(model, forward, forward, embeds, batch, config, torch_generator(0, "lar"))
+    assert not variants.delta.any()
+    assert [len(logits) for logits in seen] == [1] + [config.k] * 4  # the clean input; both models, 1 step + trace
+    assert all(rows_match(logits, anchor) for logits in seen)
+    with torch.no_grad():
+        rows = variant_inputs(model, 1, embeds, batch, variants.delta).logits(model)
+    assert len(rows) == config.k + 1 and rows_match(rows, anchor)

@@ -7,6 +7,8 @@ import torch
 
 from asam_lib.prompting import PromptEncoder
 
+from helpers import rows_match
+
 QUESTION, ANSWER = "what colour is it ?", "red"
 
 # Per architecture: the prompt with an image (IMG = the image placeholder, expanded below), without one,
@@ -91,3 +93,44 @@ def test_a_preprocessed_pixel_tensor_is_refused_where_the_image_token_count_depe
     else:
         with pytest.raises(ValueError, match="item 0 .*pass a PIL image"):
             encoder.batch([(QUESTION, ANSWER, torch.zeros(3, 16, 16))])
+
+
+def _mixed_items(small_world) -> list:
+    """A wide image, a text-only question and a square image (size-dependent image token counts differ)."""
+    question, answer = small_world.phrasings("home", heldout=False)[0].render(), small_world.entities[1].facts["home"]
+    text = small_world.text_entities[0]
+    text_question = small_world.phrasings("food", heldout=False, text=True)[0].render(f"the {text.name}")
+    image = small_world.image(0, "eval", 0)
+    return [(question, answer, image.resize((32, 16))), (text_question, answer, None), (question, answer, image)]
+
+
+def test_rows_keep_their_images_and_inputs(tiny_arch, small_world):
+    """Rows picked in another order, repeated and without images run like they do in the batch they come from."""
+    model, encoder = tiny_arch.model, PromptEncoder(tiny_arch.processor)
+    batch = encoder.batch(_mixed_items(small_world))
+    picked = [2, 1, 0, 2]
+    rows = batch.rows(picked)
+    assert rows.image_rows.tolist() == [0, 2, 3] and set(rows.extra) == set(batch.extra)
+    assert torch.equal(batch.rows(slice(1, 2)).input_ids, batch.input_ids[1:2])
+    assert batch.rows([1]).pixel_values is None and not set(batch.rows([1]).extra) - {"mm_token_type_ids"}
+    with torch.no_grad():
+        full, picked_logits = model(**batch.model_inputs()).logits, model(**rows.model_inputs()).logits
+    assert all(rows_match(picked_logits[n : n + 1], full[i : i + 1]) for n, i in enumerate(picked))
+
+
+def test_k_copies_of_an_item_give_k_identical_rows(tiny_arch, small_world):
+    model, encoder = tiny_arch.model, PromptEncoder(tiny_arch.processor)
+    batch = encoder.batch(_mixed_items(small_world)[:1])
+    copies = batch.repeat(3)
+    assert len(copies) == 3 and copies.image_rows.tolist() == [0, 1, 2]
+    with torch.no_grad():
+        assert rows_match(model(**copies.model_inputs()).logits, model(**batch.model_inputs()).logits)
+
+
+def test_rows_that_are_not_in_the_batch_are_named(tiny_encoder, small_world):
+    batch = tiny_encoder.batch(_mixed_items(small_world))
+    for bad in ([], [3], [-1]):
+        with pytest.raises(ValueError, match="Batch.rows.*3 items"):
+            batch.rows(bad)
+    with pytest.raises(ValueError, match="k >= 1"):
+        batch.repeat(0)

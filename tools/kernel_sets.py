@@ -115,8 +115,8 @@ def largest_moves(committed: Path, regenerated: Path, tables=SEQUENTIAL_TABLES) 
     out = []
     for name in tables:
         a, b = (pd.read_csv(folder / f"{name}.csv") for folder in (committed, regenerated))
-        values = [c for c in VALUE_COLUMNS if c in a.columns and pd.api.types.is_numeric_dtype(a[c])]
-        keys = [c for c in a.columns if c not in VALUE_COLUMNS and c != "met"]
+        values = [c for c in a.columns if _is_value(a[c])]
+        keys = [c for c in a.columns if c not in values and c != "met"]
         numeric_keys = [c for c in keys if pd.api.types.is_numeric_dtype(a[c])]  # T: 50.0 in one, 50 in another
         a, b = a.astype(dict.fromkeys(numeric_keys, float)), b.astype(dict.fromkeys(numeric_keys, float))
         merged = a.merge(b, on=keys, suffixes=("_committed", "_here"), how="outer", indicator=True)
@@ -152,6 +152,16 @@ def largest_moves(committed: Path, regenerated: Path, tables=SEQUENTIAL_TABLES) 
             }
         )
     return pd.DataFrame(out)
+
+
+def _is_value(column: pd.Series) -> bool:
+    """A measured column: one of :data:`VALUE_COLUMNS` that holds numbers, or any float column that is not all
+    whole numbers (T = 50.0 and an edit's index are keys)."""
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    return column.name in VALUE_COLUMNS or (
+        pd.api.types.is_float_dtype(column) and not (column.dropna() % 1 == 0).all()
+    )
 
 
 def claims_hold(results: Path) -> bool:
@@ -199,6 +209,26 @@ def drift(kernel_sets: list[str], out: Path, workers: int, table: Path) -> int:
     return 0 if result.claims_hold.all() else 1
 
 
+def compare(old: Path, new: Path, label: str, table: Path) -> int:
+    """Compare every table of ``new`` with the same table in ``old`` (a whole run, e.g. ``make figures`` on this
+    CPU against the tables another CPU committed), check the claims on ``new``, and put the rows in ``table``
+    under ``label`` (replacing that label's rows)."""
+    names = sorted(p.stem for p in old.glob("*.csv") if (new / p.name).exists())
+    moves = largest_moves(old, new, tables=names).assign(kernel_set=label, claims_hold=claims_hold(new), seconds=None)
+    print(moves.to_string(index=False))
+    if table.exists():
+        kept = pd.read_csv(table)
+        moves = pd.concat([kept[kept.kernel_set != label], moves], ignore_index=True)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    moves.to_csv(table, index=False)
+    sidecar_path = table.with_suffix(".json")
+    sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {"table": table.stem}
+    sidecar.setdefault("kernel_sets", {})[label] = KERNEL_SETS.get(label, {})
+    sidecar.setdefault("whole_runs", {})[label] = f"every table of {new} against {old}, on {cpu_model()}"
+    sidecar_path.write_text(json.dumps(sidecar, indent=1) + "\n")
+    return 0 if moves.claims_hold.all() else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, default=paths.BUILD / "kernel-drift")
     run.add_argument("--table", type=Path, default=DRIFT_TABLE)
     run.add_argument("--workers", type=int, default=2)
+    both = sub.add_parser("compare", help="every table of one run against another's, under a label")
+    both.add_argument("--old", type=Path, required=True, help="results folder to compare with (e.g. another CPU's)")
+    both.add_argument("--new", type=Path, default=paths.RESULTS)
+    both.add_argument("--label", required=True, help='the kernel-set column of these rows, e.g. "native"')
+    both.add_argument("--table", type=Path, default=DRIFT_TABLE)
     one = sub.add_parser("sequential", help="(internal) the sequential study in this process's kernels")
     one.add_argument("--into", type=Path, required=True, help="a results folder whose sequential tables to replace")
     one.add_argument("--workers", type=int, default=2)
@@ -218,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_tests(args.sets, args.pytest_args)
     if args.command == "drift":
         return drift(args.sets, args.out, args.workers, args.table)
+    if args.command == "compare":
+        return compare(args.old, args.new, args.label, args.table)
     for name, table in sequential_tables(args.into, args.workers).items():
         table.to_csv(args.into / f"{name}.csv", index=False)
     return 0

@@ -19,7 +19,7 @@ from typing import Callable
 import pandas as pd
 
 from asam_lib import methods, paths
-from asam_lib.ablations import ablation_editors
+from asam_lib.ablations import PATCH_AT_FULL_BUDGET, ablation_editors, ablation_pairs
 from tools import readme_values
 
 METRICS = list(methods.METRICS)
@@ -47,6 +47,14 @@ def in_table_order(present, role: str | None = None) -> list[str]:
     """The registered methods (of ``role`` if given) among ``present``, in table order: a method registered
     after the results were written has no row yet (``make figures`` adds it)."""
     return [m for m in methods.names(role) if m in set(present)]
+
+
+def with_controls(order: list[str], present) -> list[str]:
+    """``order`` with the same-budget control of Patch right after Patch, where the results have it."""
+    if PATCH_AT_FULL_BUDGET not in set(present) or "Patch" not in order:
+        return order
+    at = order.index("Patch") + 1
+    return [*order[:at], PATCH_AT_FULL_BUDGET, *order[at:]]
 
 
 def _cell(row) -> str:
@@ -78,7 +86,7 @@ def main_table(results: Path) -> str:
     for task, group in summary[summary.tier == "standard"].groupby("task", sort=False):
         pivot = (
             group.pivot(index="method", columns="metric", values="cell")
-            .reindex(in_table_order(group.method))[METRICS]
+            .reindex(with_controls(in_table_order(group.method), group.method))[METRICS]
             .reset_index()
         )
         n, edits = int(group.n_seeds.max()), int(group.n_edits.max())
@@ -95,7 +103,8 @@ def tiers_table(results: Path) -> str:
     summary = summary.dropna(subset=["column"])
     blocks = []
     for task, group in summary.groupby("task", sort=False):
-        pivot = group.pivot(index="method", columns="column", values="mean").reindex(methods.names())
+        order = with_controls(methods.names(), group.method)
+        pivot = group.pivot(index="method", columns="column", values="mean").reindex(order)
         pivot = pivot[list(TIER_VIEW.values())].map("{:.3f}".format).reset_index()
         blocks.append(f"**{task.upper()}** (means; intervals in `results/04_main_summary.csv`)\n\n" + markdown(pivot))
     return "\n\n".join(blocks)
@@ -109,7 +118,7 @@ def paired_table(results: Path, name: str = "04_ablations_paired") -> str:
     paired = pd.read_csv(results / f"{name}.csv")
     paired["column"] = [PAIRED_VIEW.get((t, m)) for t, m in zip(paired.tier, paired.metric)]
     paired = paired.dropna(subset=["column"]).assign(cell=lambda t: t.apply(_paired_cell, axis=1))
-    order = list(dict.fromkeys(f"ASAM - {m}" for m in [*ablation_editors(), "Patch"] if m != "ASAM"))
+    order = [f"{a} - {b}" for a, b in ablation_pairs()]  # the notebook's reading order
     pivot = paired.pivot(index="comparison", columns="column", values="cell")
     pivot = pivot.reindex([c for c in order if c in pivot.index] + [c for c in pivot.index if c not in order])
     edits, seeds = int(paired.n_edits.max()), int(paired.n_seeds.max())

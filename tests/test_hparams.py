@@ -1,0 +1,97 @@
+"""Hyper-parameter files in EasyEdit's layout: every shipped file loads, the embedded model's files are exactly
+the editors' defaults, and a bad key or value stops with one line naming the file and the key."""
+
+import pytest
+
+from asam_lib import methods, paths
+from asam_lib.harness import editor_config
+from asam_lib.hparams import HParamsError, configured_editor, hparams_from_dict, load_hparams, with_overrides
+
+FILES = sorted((paths.REPO_ROOT / "hparams").glob("*/*.yaml"))
+
+
+def test_there_is_a_file_per_method_for_the_embedded_model_and_two_real_checkpoints():
+    names = {(p.parent.name, p.stem) for p in FILES}
+    for method in methods.names():
+        assert {(method, "embedded"), (method, "llava-1.5-7b"), (method, "qwen2-vl-7b")} <= names
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_file_builds_its_method_s_editor_at_its_edit_layer(path):
+    hp = load_hparams(path)
+    editor = configured_editor(hp)
+    assert hp.alg_name == path.parent.name and editor.name == methods.method(hp.alg_name).editor().name
+    assert editor.config.layer == load_hparams(path).raw["layers"][0]
+
+
+@pytest.mark.parametrize("method", methods.names())
+def test_the_embedded_model_s_file_is_the_editor_s_defaults(method):
+    """The files for the embedded model hold the defaults that reproduce the committed figures: the editor they
+    build has the same config hash as the registry's."""
+    editor = configured_editor(load_hparams(paths.REPO_ROOT / "hparams" / method / "embedded.yaml"))
+    assert editor_config(editor) == editor_config(methods.method(method).editor())
+
+
+def test_asam_s_own_keys_reach_lar_rcsl_settings_and_its_patch():
+    hp = hparams_from_dict(
+        {
+            "alg_name": "ASAM",
+            "layers": [1],
+            "lr": "5e-2",  # YAML 1.1 reads this as text, as EasyEdit's files often write it
+            "num_steps": 7,
+            "lar_eps": 0.2,
+            "lar_k": 3,
+            "pgd_steps": 2,
+            "lambda_adv": 0.5,
+            "lambda_rank": 0.0,
+            "n_neurons": 2,
+            "rcsl.rank": 2,
+        }
+    )
+    editor = configured_editor(hp)
+    assert (editor.config.layer, editor.config.lr, editor.config.steps) == (1, 0.05, 7)
+    assert editor.base.config == editor.config  # the config reaches the patch ASAM trains
+    assert (editor.lar.eps, editor.lar.k, editor.lar.steps) == (0.2, 3, 2)
+    assert (editor.settings.lambda_adv, editor.settings.lambda_rank) == (0.5, 0.0)
+    assert editor.base.settings.n_neurons == 2 and editor.rcsl.rank == 2
+    default = methods.method("ASAM").editor()
+    assert default.lar.k == 4 and default.config.layer == 2  # the registry's editor is left as it was
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"alg_name": "ROME"}, "alg_name 'ROME' is not a method here"),
+        ({"layers": [1]}, "key 'alg_name' is missing"),
+        ({"alg_name": "ASAM", "lar_epsilon": 0.1}, "unknown key 'lar_epsilon' for ASAM"),
+        ({"alg_name": "ASAM", "layers": [1, 2]}, "key 'layers' = [1, 2]"),
+        ({"alg_name": "FT-L", "batch_size": 4}, "batch_size 4"),
+        ({"alg_name": "ASAM", "lar_k": 2.5}, "setting lar.k = 2.5: expected an integer"),
+        ({"alg_name": "ASAM", "lar_k": 0}, "LARConfig needs k >= 1"),
+        ({"alg_name": "FT-L", "lr": "fast"}, "setting config.lr = 'fast': expected a number"),
+        ({"alg_name": "FT-L", "lar.eps": 0.1}, "unknown setting lar"),
+        ({"alg_name": "ASAM", "layers": [2], "lar.block": 3}, "must be below the edit layer"),
+    ],
+)
+def test_a_bad_file_names_itself_and_the_key(raw, expected):
+    with pytest.raises(HParamsError) as err:
+        configured_editor(hparams_from_dict(raw, "my.yaml"))
+    message = str(err.value)
+    assert message.startswith("my.yaml: ") and expected in message and "\n" not in message
+
+
+def test_a_missing_or_broken_file_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no hyper-parameter file"):
+        load_hparams(tmp_path / "nothing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("alg_name: [ASAM\n")
+    with pytest.raises(HParamsError, match=r"broken.yaml: not valid YAML"):
+        load_hparams(broken)
+
+
+def test_with_overrides_on_a_frozen_config_checks_its_fields():
+    from asam_lib.lar import LARConfig
+
+    assert with_overrides(LARConfig(), {"eps": 0.1, "k": 2}) == LARConfig(eps=0.1, k=2)
+    with pytest.raises(HParamsError, match="unknown setting radius: LARConfig has k, eps"):
+        with_overrides(LARConfig(), {"radius": 0.1})
