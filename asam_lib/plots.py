@@ -37,6 +37,16 @@ from asam_lib.summaries import distance_bins
 
 KIND_COLOURS = {"anchor": "#4c4c4c", "text": "#1f77b4", "image": "#ff7f0e", "both": "#2ca02c"}
 OUTCOME_COLOURS = {"right": "#1a9850", "wrong": "#d73027"}  # frames of predictions that are right / wrong
+# Colours of quantities that are not methods (metrics, loss terms), none of them a method's colour
+# (asam_lib.methods), so that a reader never takes a metric or a loss term for an editor.
+QUANTITY_COLOURS = ("#1a1a1a", "#e6ab02", "#1b9e77", "#e7298a", "#a6761d", "#fdb863")
+
+
+def quantity_colours(names: Sequence[str]) -> dict[str, str]:
+    """``names`` (metrics, loss terms) -> colours of :data:`QUANTITY_COLOURS`, in order."""
+    if len(names) > len(QUANTITY_COLOURS):
+        raise ValueError(f"{len(names)} quantities to colour, QUANTITY_COLOURS has {len(QUANTITY_COLOURS)}")
+    return dict(zip(names, QUANTITY_COLOURS))
 
 
 def set_style() -> None:
@@ -482,11 +492,14 @@ def paired_forest(
     panels: Sequence[tuple[str, str, str]],
     title: str,
     colour: str = "#d62728",
+    clip: float | None = None,
 ) -> plt.Figure:
     """One panel per ``(tier, metric, label)`` of ``panels``: for each comparison (rows, in ``comparisons``
     order) its paired mean difference and 95% interval from ``paired`` (the table of
     :func:`asam_lib.summaries.paired_differences`), with a line at zero. An interval that excludes zero is drawn
-    solid, one that includes it hollow."""
+    solid, one that includes it hollow. With ``clip``, each axis spans at most ``[-clip, clip]`` around zero, so
+    that one large difference does not squash the others: a mean beyond it is drawn as an arrow at the edge with
+    its value written beside it."""
     fig, axes = plt.subplots(
         1, len(panels), figsize=(2.6 * len(panels) + 2.2, 0.36 * len(comparisons) + 1.3), sharey=True, squeeze=False
     )
@@ -497,9 +510,15 @@ def paired_forest(
                 continue
             row = part.loc[name]
             clear = row.ci_low > 0 or row.ci_high < 0
-            ax.plot([row.ci_low, row.ci_high], [y, y], color=colour, linewidth=1.6)
+            if clip is not None and abs(row.mean_diff) > clip:
+                _clipped(ax, row.mean_diff, y, clip, colour)
+                continue
+            low, high = (row.ci_low, row.ci_high) if clip is None else (max(row.ci_low, -clip), min(row.ci_high, clip))
+            ax.plot([low, high], [y, y], color=colour, linewidth=1.6)
             ax.plot(row.mean_diff, y, "o", color=colour, markerfacecolor=colour if clear else "white", markersize=5)
         ax.axvline(0, color="black", linewidth=0.8)
+        if clip is not None:
+            ax.set_xlim(-1.15 * clip, 1.15 * clip)
         ax.set(xlabel=f"{label}\n(difference, 95% CI)", ylim=(len(comparisons) - 0.5, -0.5))
         ax.tick_params(axis="x", labelsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(3))  # narrow panels: at most four ticks, so their labels never meet
@@ -507,6 +526,22 @@ def paired_forest(
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _clipped(ax: plt.Axes, value: float, y: float, clip: float, colour: str) -> None:
+    """A mean difference beyond ``[-clip, clip]``: an arrow at the edge it passes, and its value inside the axis."""
+    edge = math.copysign(1.1 * clip, value)
+    ax.plot(edge, y, "<" if value < 0 else ">", color=colour, markersize=7)
+    ax.annotate(
+        f"{value:+.2f}",
+        (edge, y),
+        xytext=(8 if value < 0 else -8, 0),
+        textcoords="offset points",
+        ha="left" if value < 0 else "right",
+        va="center",
+        fontsize=7,
+        color=colour,
+    )
 
 
 def sensitivity_panels(
@@ -521,7 +556,7 @@ def sensitivity_panels(
     setting to the default (comparisons named ``"knob=value - reference"`` in ``paired``, the table of
     :func:`asam_lib.summaries.paired_differences`) with its 95% interval, on a numeric axis in order; the
     default itself is the point at zero."""
-    palette = dict(zip([label for _, _, label in metrics], sns.color_palette("colorblind", len(metrics))))
+    palette = quantity_colours([label for _, _, label in metrics])
     parsed = paired.assign(
         knob=paired.comparison.str.split("=").str[0],
         setting=paired.comparison.str.split("=").str[1].str.split(" - ").str[0].astype(float),

@@ -152,3 +152,36 @@ def test_tier_labels_keep_the_shown_rows_in_reading_order():
     order = list(plots.TIER_PANELS.values())
     lo, hi = plots.BINARY_SPAN
     assert [label for i, label in enumerate(order, start=0) if lo < i < hi] == ["T-Gen\nbinary", "I-Gen\nbinary"]
+
+
+def _paired(rows: dict[str, tuple[float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"tier": "hard", "metric": "Unit", "comparison": name, "mean_diff": m, "ci_low": lo, "ci_high": hi}
+            for name, (m, lo, hi) in rows.items()
+        ]
+    )
+
+
+def test_a_clipped_forest_draws_an_outlier_as_an_arrow_with_its_value_and_keeps_the_small_effects_readable():
+    paired = _paired({"small": (0.02, 0.0, 0.05), "collapse": (-0.7, -0.94, -0.44), "wide": (0.01, -0.3, 0.2)})
+    fig = plots.paired_forest(paired, ["small", "collapse", "wide"], [("hard", "Unit", "Unit")], "t", clip=0.15)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == pytest.approx((-0.1725, 0.1725)), "the axis spans the clip, not the outlier"
+    assert [t.get_text() for t in ax.texts] == ["-0.70"], "the clipped mean's value is written beside its arrow"
+    drawn = [x for line in ax.lines[:-1] for x in line.get_xdata()]  # the last line is the one at zero
+    assert max(abs(x) for x in drawn) <= 1.1 * 0.15 + 1e-12, "every interval, point and arrow inside the axis"
+    plots.check_layout(fig)
+    unclipped = plots.paired_forest(paired, ["small", "collapse", "wide"], [("hard", "Unit", "Unit")], "t")
+    assert unclipped.axes[0].get_xlim()[0] < -0.9 and not unclipped.axes[0].texts
+    plt.close("all")
+
+
+def test_metric_and_loss_term_colours_are_no_methods_colour():
+    from asam_lib import methods
+
+    taken = {c.lower() for c in methods.colours().values() if c.startswith("#")}
+    assert not taken & {c.lower() for c in plots.QUANTITY_COLOURS}
+    assert list(plots.quantity_colours(["a", "b"]).values()) == list(plots.QUANTITY_COLOURS[:2])
+    with pytest.raises(ValueError, match="7 quantities"):
+        plots.quantity_colours(list("abcdefg"))
