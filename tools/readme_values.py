@@ -113,6 +113,12 @@ def paired(comparison: str, metric: str, tier: str = "standard", table: str = "0
     return Lookup(table, {"task": "vqa", "tier": tier, "comparison": comparison, "metric": metric}, "mean_diff")
 
 
+def design(form: str, metric: str, tier: str = "standard") -> Lookup:
+    """A paired difference of ``03_rcsl_design.csv``: ``form`` against the same editor without RCSL, signed."""
+    lookup = paired(f"{form} - without RCSL", metric, tier, "03_rcsl_design")
+    return Lookup(lookup.table, lookup.where, lookup.column, "{:+.3f}")
+
+
 def sequential(method: str, T: int, metric: str) -> Lookup:
     """A mean of ``04_sequential_summary.csv`` after ``T`` accumulated edits."""
     return Lookup("04_sequential_summary", {"method": method, "T": T, "metric": metric})
@@ -170,6 +176,11 @@ VALUES: dict[str, Callable[[Path], str]] = {
     "paired.random_variants_rcsl.unit_hard": interval(
         paired("random variants, RCSL selected - random variants, without RCSL", "Unit", "hard"), signed=True
     ),
+    # the RCSL design study (notebook 03, development edits)
+    "design.block100.unit_hard": design("block output, lambda=100", "Unit", "hard"),
+    "design.block1000.unit_hard": design("block output, lambda=1000", "Unit", "hard"),
+    "design.block1000.iloc": design("block output, lambda=1000", "I-Loc"),
+    "design.centred100.rel": design("block output centred, lambda=100", "Rel"),
     # LAR's predictive value (notebook 02)
     "predictive.pooled.lar.auc": Lookup(
         "02_predictive_summary", {"method": "pooled", "variants": "lar"}, "auc_loss_for_miss"
