@@ -339,12 +339,13 @@ def consistency_by_distance(
 
 
 def lar_trajectory(history: pd.DataFrame, colour: str) -> plt.Figure:
-    """LAR's PGD steps: the edit loss on the variants (climbing) and their KL to the unedited model (kept low).
+    """LAR's PGD steps: the edit loss on the variants (climbing) and their KL to the unedited model, which the
+    coherence term pulls back down after the first steps.
     ``history``: one row per step (columns ``PGD step``, edit_loss, coherence_kl)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
     for ax, column, ylabel, title, line_colour in [
         (axes[0], "edit_loss", "edit loss on the variants (CE, nats)", "The adversary climbs the edit loss", colour),
-        (axes[1], "coherence_kl", "KL to the unedited model (nats)", "... while the meaning is kept", "0.4"),
+        (axes[1], "coherence_kl", "KL to the unedited model (nats)", "... and coherence pulls the KL back", "0.4"),
     ]:
         ax.plot(history["PGD step"], history[column], marker="o", color=line_colour)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
