@@ -121,3 +121,15 @@ def test_a_run_says_where_it_is_on_stderr_and_nothing_of_it_reaches_the_notebook
     assert "IPKernelApp" not in err, "the kernel's TCP warning was not held back"
     executed = (tmp_path / "executed" / path.name).read_text()
     assert "2. A pause, cell" not in executed and "jobs 3 of 3" not in executed and '"stderr"' not in executed
+
+
+def test_a_failing_notebook_prints_its_error_its_name_and_the_lines_held_back(tmp_path, capsys):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise ValueError('the real error')")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "01_fails.ipynb"
+    path.write_text(nbformat.writes(notebook))
+    with pytest.raises(SystemExit, match="01_fails.ipynb failed"):
+        run_notebooks.run_in_lanes([path], lanes=1, quick=True, executed=tmp_path / "executed")
+    err = capsys.readouterr().err
+    assert "01_fails.ipynb failed in cell" in err and "ValueError: the real error" in err
+    assert "Kernel is running over TCP without encryption" in err, "held lines are shown when the notebook fails"

@@ -19,6 +19,12 @@ kernel alone. Each notebook's results are the same in any lane: every computatio
 keeps its own number of torch threads whatever else runs (a full run in two lanes and one in a single lane wrote
 byte-identical files; ``make check-repro`` compares two runs). If a notebook fails, the others are stopped.
 
+While notebooks run, stderr says where each one is: its section and cell and for how long, and notebook 04's
+worker jobs done of total with the time left (:mod:`tools.run_progress`; every 20 s on a terminal, once a minute
+otherwise). Nothing of it reaches the executed notebooks, reading copies, figures or tables. The two lines a
+kernel that ends normally writes to its stderr (a TCP warning, a KeyboardInterrupt at shutdown) are held back,
+and shown only if that notebook fails; everything else a notebook's process writes passes through.
+
 ``--quick`` runs the quick configuration instead (only ``save_figures`` is set, so the files are written):
 ``make check-repro`` uses it. ``--checked-outputs`` runs the quick configuration and stores, in the
 notebook itself, the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (text only, no images) and no

@@ -30,7 +30,7 @@ import nbformat
 
 from asam_lib.progress import report
 
-TERMINAL_EVERY_S = 15.0
+TERMINAL_EVERY_S = 20.0
 LOG_EVERY_S = 60.0
 
 # Lines a kernel writes to stderr when nothing is wrong (ipykernel 7, jupyter_client 8):
