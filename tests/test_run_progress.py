@@ -14,6 +14,8 @@ from asam_lib.workers import run_in_workers
 from tools import run_notebooks, run_progress
 from tools.run_progress import Follower, NotebookProgress, Ticker, describe, duration, is_kernel_noise
 
+from helpers import notebook_file
+
 
 @pytest.mark.parametrize(
     ("seconds", "text"), [(0, "0 s"), (44.6, "45 s"), (60, "1 min 00 s"), (185, "3 min 05 s"), (3720, "1 h 02 min")]
@@ -100,20 +102,14 @@ def test_jobs_are_reported_to_the_progress_file_only_when_one_is_named(tmp_path,
 
 def test_a_run_says_where_it_is_on_stderr_and_nothing_of_it_reaches_the_notebook(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run_progress, "LOG_EVERY_S", 1.0)  # capsys is no terminal: the once-a-minute rule, sped up
-    notebook = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_markdown_cell("# A test\n## 1. Jobs"),
-            nbformat.v4.new_code_cell(
-                "import math\nfrom asam_lib.workers import run_in_workers\n"
-                "roots = run_in_workers(math.sqrt, [1.0, 4.0, 9.0], workers=1)"
-            ),
-            nbformat.v4.new_markdown_cell("## 2. A pause"),
-            nbformat.v4.new_code_cell("import time\ntime.sleep(4)"),
-        ]
+    path = notebook_file(
+        tmp_path / "01_progress.ipynb",
+        nbformat.v4.new_markdown_cell("# A test\n## 1. Jobs"),
+        "import math\nfrom asam_lib.workers import run_in_workers\n"
+        "roots = run_in_workers(math.sqrt, [1.0, 4.0, 9.0], workers=1)",
+        nbformat.v4.new_markdown_cell("## 2. A pause"),
+        "import time\ntime.sleep(4)",
     )
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "01_progress.ipynb"
-    path.write_text(nbformat.writes(notebook))
     run_notebooks.run_in_lanes([path], lanes=1, quick=True, executed=tmp_path / "executed")
     err = capsys.readouterr().err
     assert "01_progress: jobs 3 of 3 done in" in err
@@ -124,10 +120,7 @@ def test_a_run_says_where_it_is_on_stderr_and_nothing_of_it_reaches_the_notebook
 
 
 def test_a_failing_notebook_prints_its_error_its_name_and_the_lines_held_back(tmp_path, capsys):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise ValueError('the real error')")])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "01_fails.ipynb"
-    path.write_text(nbformat.writes(notebook))
+    path = notebook_file(tmp_path / "01_fails.ipynb", "raise ValueError('the real error')")
     with pytest.raises(SystemExit, match="01_fails.ipynb failed"):
         run_notebooks.run_in_lanes([path], lanes=1, quick=True, executed=tmp_path / "executed")
     err = capsys.readouterr().err

@@ -33,11 +33,13 @@ from asam_lib.progress import report
 TERMINAL_EVERY_S = 20.0
 LOG_EVERY_S = 60.0
 
-# Lines a kernel writes to stderr when nothing is wrong (ipykernel 7, jupyter_client 8):
-# - the kernel listens on 127.0.0.1 for the one client that started it, and every message is signed with the
-#   key of its connection file, readable by this user only; encryption would add nothing to a local run;
-# - jupyter_client interrupts the kernel (SIGINT) before every shutdown request, normal ones included, and a
-#   kernel busy with a message at that moment (notebook 05's widgets) logs the KeyboardInterrupt it caught.
+# Lines a kernel writes to stderr when nothing is wrong (ipykernel 7, jupyter_client 8), the same on every run:
+# - the TCP warning: the kernel listens on 127.0.0.1 for the one client that started it, and its messages are signed
+#   with the key of a connection file only this user can read, so no one else can run code in it; what another
+#   local user could read is this run's outputs, the notebooks and figures the repository publishes anyway;
+# - jupyter_client interrupts the kernel (SIGINT) before every shutdown request, normal ones included, and a kernel
+#   still handling a message at that moment logs the KeyboardInterrupt it caught (a notebook 05 run did). An
+#   interrupt while a cell runs shows as a traceback in the notebook and a failed cell, not as this line.
 KERNEL_NOISE = (
     re.compile(r"\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption"),
     re.compile(r"\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel\.?\s*$"),
