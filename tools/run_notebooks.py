@@ -212,7 +212,8 @@ def run_in_lanes(notebooks: list[Path], lanes: int, quick: bool, executed: Path)
                     start_new_session=True,
                     env={**env, PROGRESS_FILE: str(progress_file)},
                     stderr=subprocess.PIPE,
-                    text=True,
+                    encoding="utf-8",
+                    errors="replace",  # a stray byte must not stop the reader (a full pipe would block the notebook)
                 )
             held: list[str] = []
             reader = threading.Thread(target=_pass_on, args=(running[nb].stderr, held, say), daemon=True)
