@@ -1,5 +1,4 @@
-"""Helpers shared by the tests: an edit request on the small world, bit-exact comparisons of weights, and
-notebook files for the notebook runner."""
+"""Helpers shared by the tests: an edit request on the small world, and bit-exact comparisons of weights."""
 
 from __future__ import annotations
 
@@ -9,6 +8,16 @@ import nbformat
 import torch
 
 from asam_lib.editing import EditRequest
+
+
+def notebook_file(path: Path, *cells: str | nbformat.NotebookNode) -> Path:
+    """Write a notebook with kernel ``python3`` to ``path`` (for the notebook runner's tests): each cell a code
+    cell's source or a ready cell."""
+    made = [nbformat.v4.new_code_cell(c) if isinstance(c, str) else c for c in cells]
+    notebook = nbformat.v4.new_notebook(cells=made)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.write_text(nbformat.writes(notebook))
+    return path
 
 
 def weights(model) -> dict[str, torch.Tensor]:
@@ -41,12 +50,3 @@ def make_request(world, target=None, image="default", name="test-request"):
     ]
     img = world.image(0, "eval", 0) if image == "default" else image
     return EditRequest(question, new, img, support, name=name)
-
-
-def notebook_file(path: Path, *cells: str | nbformat.NotebookNode) -> Path:
-    """Write a notebook with kernel ``python3`` to ``path``: each cell a code cell's source or a ready cell."""
-    made = [nbformat.v4.new_code_cell(c) if isinstance(c, str) else c for c in cells]
-    notebook = nbformat.v4.new_notebook(cells=made)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path.write_text(nbformat.writes(notebook))
-    return path
