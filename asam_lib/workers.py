@@ -5,6 +5,7 @@ torch thread each: on a small model, two single-threaded processes finish sooner
 threads), and returns the outputs in job order. Whatever goes wrong in a worker reaches the caller as a
 :class:`JobError` that names the job and carries the worker's own traceback as text: an exception, a worker
 that dies (killed, out of memory, a crash in native code), a job or an output that cannot be pickled.
+Jobs done of total go to a progress bar and to :func:`asam_lib.progress.counted`'s progress file.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TypeVar
 
 import torch
 
-from asam_lib.progress import tqdm
+from asam_lib.progress import counted
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -72,7 +73,7 @@ def run_in_workers(function: Callable[[J], R], jobs: Sequence[J], workers: int =
     this process: the job's own exception, with a note naming the job); jobs not yet started are not run."""
     if workers <= 1:
         outputs = []
-        for job in tqdm(jobs, desc=desc):
+        for job in counted(jobs, desc):
             try:
                 outputs.append(function(job))
             except Exception as err:
@@ -83,7 +84,7 @@ def run_in_workers(function: Callable[[J], R], jobs: Sequence[J], workers: int =
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
         futures = [pool.submit(_call_in_worker, function, job) for job in jobs]
         try:
-            return [_result(job, future) for job, future in tqdm(list(zip(jobs, futures)), desc=desc)]
+            return [_result(job, future) for job, future in counted(zip(jobs, futures), desc)]
         except JobError:
             pool.shutdown(cancel_futures=True)
             raise

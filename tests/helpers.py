@@ -3,9 +3,22 @@ comparison of a batch's rows with the logits of the items they copy."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import torch
 
 from asam_lib.editing import EditRequest
+
+
+def notebook_file(path: Path, *cells: str | nbformat.NotebookNode) -> Path:
+    """Write a notebook with kernel ``python3`` to ``path`` (for the notebook runner's tests): each cell a code
+    cell's source or a ready cell."""
+    made = [nbformat.v4.new_code_cell(c) if isinstance(c, str) else c for c in cells]
+    notebook = nbformat.v4.new_notebook(cells=made)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.write_text(nbformat.writes(notebook))
+    return path
 
 
 def weights(model) -> dict[str, torch.Tensor]:

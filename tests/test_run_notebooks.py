@@ -7,17 +7,11 @@ import os
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from tools import run_notebooks
 
-
-def _notebook(path: Path, source: str) -> Path:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path.write_text(nbformat.writes(notebook))
-    return path
+from helpers import notebook_file
 
 
 def test_schedule_starts_the_study_first_and_keeps_the_others_in_order():
@@ -33,11 +27,11 @@ def test_each_notebook_is_credited_with_the_files_named_after_it():
 
 def test_a_failing_notebook_stops_the_other_lane_and_is_named(tmp_path, capsys):
     pid_file = tmp_path / "slow.pid"
-    slow = _notebook(
+    slow = notebook_file(
         tmp_path / "01_slow.ipynb",
         f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)",
     )
-    failing = _notebook(
+    failing = notebook_file(
         tmp_path / "02_failing.ipynb",
         f"import os, time\nwhile not os.path.exists({str(pid_file)!r}): time.sleep(0.2)\nraise ValueError('boom')",
     )
@@ -62,7 +56,7 @@ def test_one_lane_runs_the_notebooks_one_after_another_and_two_at_once(tmp_path,
     spans = tmp_path / "spans"
     spans.mkdir()
     notebooks = [
-        _notebook(
+        notebook_file(
             tmp_path / f"0{i}_sleep.ipynb",
             "import time\nstart = time.time()\ntime.sleep(4)\n"
             f"open({str(spans / str(i))!r}, 'w').write(f'{{start}} {{time.time()}}')",
@@ -77,7 +71,7 @@ def test_one_lane_runs_the_notebooks_one_after_another_and_two_at_once(tmp_path,
 
 
 def test_the_command_line_takes_the_number_of_lanes(tmp_path, capsys):
-    notebooks = [str(_notebook(tmp_path / f"0{i}_quick.ipynb", "x = 1")) for i in (1, 2)]
+    notebooks = [str(notebook_file(tmp_path / f"0{i}_quick.ipynb", "x = 1")) for i in (1, 2)]
     run_notebooks.main(["--quick", "--lanes", "1", "--executed", str(tmp_path / "executed"), *notebooks])
     printed = capsys.readouterr().out
     assert "(wall clock, 1 lane(s))" in printed and "01_quick.ipynb" in printed and "02_quick.ipynb" in printed

@@ -19,6 +19,12 @@ kernel alone. Each notebook's results are the same in any lane: every computatio
 keeps its own number of torch threads whatever else runs (a full run in two lanes and one in a single lane wrote
 byte-identical files; ``make check-repro`` compares two runs). If a notebook fails, the others are stopped.
 
+While notebooks run, stderr says where each one is: its section and cell and for how long, and notebook 04's
+worker jobs done of total with the time left (:mod:`tools.run_progress`; every 20 s on a terminal, once a minute
+otherwise). Nothing of it reaches the executed notebooks, reading copies, figures or tables. The two lines a
+kernel that ends normally writes to its stderr (a TCP warning, a KeyboardInterrupt at shutdown) are held back,
+and shown only if that notebook fails; everything else a notebook's process writes passes through.
+
 ``--quick`` runs the quick configuration instead (only ``save_figures`` is set, so the files are written):
 ``make check-repro`` uses it. ``--checked-outputs`` runs the quick configuration and stores, in the
 notebook itself, the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (text only, no images) and no
@@ -33,6 +39,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,7 +49,9 @@ import papermill as pm
 import yaml
 
 from asam_lib import paths
+from asam_lib.progress import PROGRESS_FILE
 from asam_lib.provenance import digest_folder
+from tools.run_progress import CellReporter, Follower, NotebookProgress, Ticker, describe, is_kernel_noise, news
 
 CELL_TIMEOUT_S = 1800
 QUICK_PARAMETERS = {"save_figures": True}
@@ -74,6 +83,7 @@ def run(notebook: Path, parameters: dict, executed: Path) -> tuple[Path, float]:
             cwd=str(paths.NOTEBOOKS),
             execution_timeout=CELL_TIMEOUT_S,
             progress_bar=False,
+            on_cell_start=CellReporter(notebook, injected=bool(parameters)),  # for the terminal, not the notebook
         )
     except pm.PapermillExecutionError as err:
         raise SystemExit(
@@ -185,13 +195,24 @@ def schedule(notebooks: list[Path]) -> list[Path]:
 def run_in_lanes(notebooks: list[Path], lanes: int, quick: bool, executed: Path) -> dict[Path, float]:
     """Run ``notebooks`` (in :func:`schedule` order), ``lanes`` at a time, each in its own process
     (``python -m tools.run_notebooks --one``); seconds per notebook. The first failure stops every other
-    running notebook (with its kernel and workers) and exits with the failing notebook's message."""
+    running notebook (with its kernel and workers) and exits with the failing notebook's message.
+
+    While they run, stderr says where each one is (:mod:`tools.run_progress`); the lines a kernel that ends
+    normally writes to its stderr are held back, and printed only if its notebook fails."""
     queue, seconds, failed = list(schedule(notebooks)), {}, []
     # more threads than cores while lanes share them: OpenMP threads wait asleep rather than spinning (the same
     # numbers, since the thread count does not change; without it a kernel's in-process torch work slows down)
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE") if lanes > 1 else None
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE") if lanes > 1 else dict(os.environ)
     running: dict[Path, subprocess.Popen] = {}
+    followers: dict[Path, Follower] = {}
     lock = threading.Lock()
+    done = threading.Event()
+    events_folder = tempfile.TemporaryDirectory(prefix="asam-progress-")  # one progress file per notebook
+    events = Path(events_folder.name)
+
+    def say(line: str) -> None:
+        with lock:
+            print(line, file=sys.stderr, flush=True)
 
     def lane() -> None:
         while True:
@@ -202,28 +223,71 @@ def run_in_lanes(notebooks: list[Path], lanes: int, quick: bool, executed: Path)
                 command = [sys.executable, "-m", "tools.run_notebooks", "--one", str(nb), "--executed", str(executed)]
                 print(f"running {nb.name} ...", flush=True)
                 start = time.perf_counter()
+                progress_file = events / f"{nb.stem}.jsonl"
+                followers[nb] = Follower(progress_file, NotebookProgress(nb.stem, time.time()))
                 running[nb] = subprocess.Popen(
-                    command + (["--quick"] if quick else []), cwd=paths.REPO_ROOT, start_new_session=True, env=env
+                    command + (["--quick"] if quick else []),
+                    cwd=paths.REPO_ROOT,
+                    start_new_session=True,
+                    env={**env, PROGRESS_FILE: str(progress_file)},
+                    stderr=subprocess.PIPE,
+                    encoding="utf-8",
+                    errors="replace",  # a stray byte must not stop the reader (a full pipe would block the notebook)
                 )
+            held: list[str] = []
+            reader = threading.Thread(target=_pass_on, args=(running[nb].stderr, held, say), daemon=True)
+            reader.start()
             code = running[nb].wait()
+            reader.join(timeout=10)  # the kernel and workers, which write to the same pipe, end with the notebook
             with lock:
                 del running[nb]
+                for line in news(followers.pop(nb)):  # the last events, if the watcher has not read them yet
+                    print(line, file=sys.stderr, flush=True)
                 if code == 0:
                     seconds[nb] = time.perf_counter() - start
                     print(f"finished {nb.name} ({seconds[nb]:.0f} s)", flush=True)
                 elif not failed:  # a notebook stopped by another's failure is not a failure of its own
                     failed.append(nb)
+                    print("".join(held), end="", file=sys.stderr, flush=True)
                     for process in running.values():
                         os.killpg(process.pid, signal.SIGTERM)
 
     threads = [threading.Thread(target=lane) for _ in range(max(1, lanes))]
     for thread in threads:
         thread.start()
+    watcher = threading.Thread(target=_watch, args=(followers, lock, done, say))
+    watcher.start()
     for thread in threads:
         thread.join()
+    done.set()
+    watcher.join()
+    events_folder.cleanup()
     if failed:
         raise SystemExit(f"\n{failed[0].name} failed (its message is above); the other notebooks were stopped.")
     return seconds
+
+
+def _pass_on(stderr, held: list[str], say) -> None:
+    """Print each line of a notebook's ``stderr`` at once, except kernel noise: that goes to ``held``."""
+    for line in stderr:
+        if is_kernel_noise(line):
+            held.append(line)
+        else:
+            say(line.rstrip("\n"))
+
+
+def _watch(followers: dict[Path, Follower], lock: threading.Lock, done: threading.Event, say) -> None:
+    """Until ``done``: read the running notebooks' progress, print a line when a batch of jobs completes, and
+    a status line per running notebook when the :class:`~tools.run_progress.Ticker` says one is due."""
+    ticker = Ticker(sys.stderr.isatty())
+    while not done.wait(1.0):
+        now, lines = time.time(), []
+        with lock:
+            lines += [line for follower in followers.values() for line in news(follower)]
+            if ticker.due(now):
+                lines += [describe(f.progress, now) for f in followers.values()]
+        for line in lines:
+            say(line)
 
 
 def _own_files(files, notebook: Path) -> list:
