@@ -28,7 +28,7 @@ and shown only if that notebook fails; everything else a notebook's process writ
 ``--quick`` runs the quick configuration instead (only ``save_figures`` is set, so the files are written):
 ``make check-repro`` uses it. ``--checked-outputs`` runs the quick configuration and stores, in the
 notebook itself, the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (text only, no images) and no
-other output: these are the outputs nbval compares (see the README).
+other output: these are the outputs nbval compares (docs/development.md).
 """
 
 from __future__ import annotations
