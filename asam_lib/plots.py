@@ -35,7 +35,9 @@ from PIL import Image
 from asam_lib import paths, provenance
 from asam_lib.summaries import distance_bins
 
-KIND_COLOURS = {"anchor": "#4c4c4c", "text": "#1f77b4", "image": "#ff7f0e", "both": "#2ca02c"}
+# Kinds of unit members; none is a method's colour (text was FT-L's blue, both Patch's green), so a member is never
+# taken for an editor in a figure that shows both.
+KIND_COLOURS = {"anchor": "#4c4c4c", "text": "#1b9e77", "image": "#ff7f0e", "both": "#e7298a"}
 OUTCOME_COLOURS = {"right": "#1a9850", "wrong": "#d73027"}  # frames of predictions that are right / wrong
 # Colours of quantities that are not methods (metrics, loss terms), none of them a method's colour
 # (asam_lib.methods), so that a reader never takes a metric or a loss term for an editor.

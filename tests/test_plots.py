@@ -177,11 +177,12 @@ def test_a_clipped_forest_draws_an_outlier_as_an_arrow_with_its_value_and_keeps_
     plt.close("all")
 
 
-def test_metric_and_loss_term_colours_are_no_methods_colour():
+def test_metric_loss_term_and_member_kind_colours_are_no_methods_colour():
     from asam_lib import methods
 
     taken = {c.lower() for c in methods.colours().values() if c.startswith("#")}
     assert not taken & {c.lower() for c in plots.QUANTITY_COLOURS}
+    assert not taken & {c.lower() for c in plots.KIND_COLOURS.values()}, "a unit member's kind is no method"
     assert list(plots.quantity_colours(["a", "b"]).values()) == list(plots.QUANTITY_COLOURS[:2])
     with pytest.raises(ValueError, match="7 quantities"):
         plots.quantity_colours(list("abcdefg"))
