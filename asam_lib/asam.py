@@ -34,7 +34,15 @@ from dataclasses import replace as replaced
 import torch
 
 from asam_lib.architectures import edit_layer_mlp, language_layers
-from asam_lib.editing import EditConfig, EditContext, Editor, Installed, edited_forward, unedited_forward
+from asam_lib.editing import (
+    COMPANION,
+    EditConfig,
+    EditContext,
+    Editor,
+    Installed,
+    edited_forward,
+    unedited_forward,
+)
 from asam_lib.forward import FixedInputs, lower_blocks_skipped
 from asam_lib.hooks import module_input, module_io
 from asam_lib.lar import (
@@ -52,7 +60,6 @@ from asam_lib.rcsl import RCSLConfig, rcsl_loss
 
 VARIANT_SOURCES = ("lar", "noise")
 EDIT_ROWS = {"off": 0, "input": 1, "cover": None}  # ASAMSettings.calibrate_edits: rows of an edit's cover used
-COMPANION = {"companion": True}  # field metadata: an option beyond the paper (see asam_lib.harness.editor_config)
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,7 @@ def edit_layer_representations(
     site: str = "block_output",
     originals: dict[str, torch.Tensor] | None = None,
     fixed: FixedInputs | None = None,
+    window: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batched forward of the anchor and its K variants (perturbations ``delta`` (K, L, d), see
     :func:`asam_lib.lar.forward_variants`): the CE of the new target per row, (K+1,), and H (K+1, d), the
@@ -138,14 +146,15 @@ def edit_layer_representations(
     at the answer-predicting position (row 0: the anchor). ``edit_delta`` subtracts the unedited model's
     block output (``originals``: the unedited values of the trained parameters), from one more forward.
     ``fixed``: these rows' hidden states entering block ``layer`` (:func:`variant_inputs`), so that the forward
-    runs from there: the same values, without the blocks below, which no edit changes."""
+    runs from there: the same values, without the blocks below, which no edit changes. ``window``: logits only
+    where the CE reads them (:meth:`asam_lib.forward.FixedInputs.loss_logits`)."""
     if fixed is None:
         fixed = variant_inputs(model, layer, anchor_embeds, batch, delta, block)
     rows = fixed.batch
     position = int(batch.answer_start[0]) - 1
     module, which = representation_site(model, layer, site)
     with module_io(module, which) as captured:
-        ce = answer_ce_per_row(fixed.logits(model), rows)
+        ce = answer_ce_per_row(*fixed.loss_logits(model, window))
     H = captured["y"][:, position]
     if site == "edit_delta":
         with torch.no_grad(), module_io(module, which) as before, lower_blocks_skipped(model, layer):
@@ -288,6 +297,7 @@ class ASAM(Editor):
             self.rcsl.site,
             context.originals,
             context.variant_inputs,
+            context.memory.loss_logits,
         )
         s = self.settings
         terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}
