@@ -7,12 +7,11 @@ import pytest
 import torch
 
 from asam_lib import methods
-from asam_lib.editing import EditConfig, EditError
+from asam_lib.architectures import language_layers
+from asam_lib.editing import EditConfig, EditError, mean_answer_ce
 from asam_lib.forward import FixedInputs
 from asam_lib.memory import LoopMemory, checkpointed_blocks, is_large, loss_window
 from asam_lib.prompting import PromptEncoder, answer_logits
-from asam_lib.editing import mean_answer_ce
-from asam_lib.architectures import language_layers
 
 from helpers import changed_weights, make_request, weights
 from tiny_models import build
