@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 
 COMPANION = {"companion": True}  # field metadata: an option beyond the paper (see asam_lib.harness.editor_config)
+MEMORY = {"memory": True}  # field metadata: how much memory a step keeps, not what it computes (never in the hash)
 
 
 class EditError(RuntimeError):
@@ -80,9 +81,9 @@ class EditConfig:
     lr: float = 1e-2
     lambda_loc: float = 1.0  # weight of the KL locality term on support items
     stop_loss: float = 0.3  # stop once the anchor CE is below this: the edit has succeeded (0 = run all steps)
-    checkpoint_blocks: bool | None = field(default=None, metadata=COMPANION)  # recompute blocks in the backward pass
-    loss_logits: bool | None = field(default=None, metadata=COMPANION)  # logits only where a loss reads them
-    micro_batch: int | None = field(default=None, metadata=COMPANION)  # support items per group (0: all at once)
+    checkpoint_blocks: bool | None = field(default=None, metadata=MEMORY)  # recompute blocks in the backward pass
+    loss_logits: bool | None = field(default=None, metadata=MEMORY)  # logits only where a loss reads them
+    micro_batch: int | None = field(default=None, metadata=MEMORY)  # support items per group (0: all at once)
 
     def __post_init__(self):
         if self.micro_batch is not None and self.micro_batch < 0:

@@ -51,7 +51,10 @@ class StudyError(RuntimeError):
 class StudyConfig:
     """What a study edits. ``n_edits=None`` edits every record; ``layer=None`` edits the middle language
     layer; ``steps``/``lr`` = None keep each editor's default (chosen for the embedded model);
-    ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only)."""
+    ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only).
+    ``checkpoint_blocks``, ``loss_logits``, ``micro_batch``: the edit loop's memory options for every editor
+    (:class:`asam_lib.editing.EditConfig`; None: on where the model is large); they leave the results as they are,
+    so they are not among the study's settings and a study may resume with others."""
 
     methods: tuple[str, ...] = ("FT-L", "LoRA", "Patch")
     task: str = "vqa"
@@ -63,6 +66,9 @@ class StudyConfig:
     n_support: int = 4
     known_only: bool = False
     sequential: tuple[int, ...] = ()
+    checkpoint_blocks: bool | None = None
+    loss_logits: bool | None = None
+    micro_batch: int | None = None
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in methods.METHODS]
@@ -81,7 +87,15 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
             f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})"
         )
     editors = {}
-    changes = {k: v for k, v in {"layer": layer, "steps": config.steps, "lr": config.lr}.items() if v is not None}
+    given = {
+        "layer": layer,
+        "steps": config.steps,
+        "lr": config.lr,
+        "checkpoint_blocks": config.checkpoint_blocks,
+        "loss_logits": config.loss_logits,
+        "micro_batch": config.micro_batch,
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
     for name in config.methods:
         editor = methods.method(name).editor()
         editors[name] = editor.with_config(replace(editor.config, **changes))
