@@ -24,6 +24,7 @@ the editor's own state (:attr:`Installed.state`, e.g. Patch's neurons) and ASAM'
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -74,16 +75,17 @@ class EditConfig:
 
     The last three fields set how much memory a step keeps for its backward pass, not what it computes
     (:mod:`asam_lib.memory`); None: on where the model is large (:func:`asam_lib.memory.is_large`), off on the
-    embedded model."""
+    embedded model. They are left out of the config's repr and of an editor's hash
+    (:func:`asam_lib.harness.editor_config`), so every editor's hash is what it was before they existed."""
 
     layer: int = 2  # index of the language-model block whose FFN is edited
     steps: int = 30  # Adam steps
     lr: float = 1e-2
     lambda_loc: float = 1.0  # weight of the KL locality term on support items
     stop_loss: float = 0.3  # stop once the anchor CE is below this: the edit has succeeded (0 = run all steps)
-    checkpoint_blocks: bool | None = field(default=None, metadata=MEMORY)  # recompute blocks in the backward pass
-    loss_logits: bool | None = field(default=None, metadata=MEMORY)  # logits only where a loss reads them
-    micro_batch: int | None = field(default=None, metadata=MEMORY)  # support items per group (0: all at once)
+    checkpoint_blocks: bool | None = field(default=None, repr=False, metadata=MEMORY)  # blocks recomputed in backward
+    loss_logits: bool | None = field(default=None, repr=False, metadata=MEMORY)  # logits only where losses read them
+    micro_batch: int | None = field(default=None, repr=False, metadata=MEMORY)  # support items per group (0: all)
 
     def __post_init__(self):
         if self.micro_batch is not None and self.micro_batch < 0:
@@ -452,6 +454,14 @@ class Editor:
             history.append(step_record)
             if self.done(terms):
                 break
+
+
+def with_changes(editors: dict[str, Editor], changes: dict[str, object]) -> dict[str, Editor]:
+    """``editors`` (name -> editor), each with ``changes`` (:class:`EditConfig` field -> value) made to its config,
+    e.g. ``{"checkpoint_blocks": True}`` (no changes: the same editors)."""
+    if not changes:
+        return editors
+    return {name: e.with_config(dataclasses.replace(e.config, **changes)) for name, e in editors.items()}
 
 
 def trained_tensors(params: list) -> list[torch.Tensor]:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from asam_lib import methods, resume
 from asam_lib.architectures import language_layers
-from asam_lib.editing import EditError, Editor, EditRequest
+from asam_lib.editing import EditError, Editor, EditRequest, with_changes
 from asam_lib.harness import (
     EditCase,
     edit_and_evaluate,
@@ -86,7 +86,6 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
         raise StudyError(
             f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})"
         )
-    editors = {}
     given = {
         "layer": layer,
         "steps": config.steps,
@@ -96,10 +95,7 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
         "micro_batch": config.micro_batch,
     }
     changes = {k: v for k, v in given.items() if v is not None}
-    for name in config.methods:
-        editor = methods.method(name).editor()
-        editors[name] = editor.with_config(replace(editor.config, **changes))
-    return editors
+    return with_changes({name: methods.method(name).editor() for name in config.methods}, changes)
 
 
 def locality_items(record: EditRecord) -> list[Item]:

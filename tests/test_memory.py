@@ -143,3 +143,16 @@ def test_gradient_traces_refuse_micro_batches(tiny_parts, tiny_encoder, small_wo
     with pytest.raises(EditError, match="micro_batch=0"):
         editor.edit(model, tiny_encoder, make_request(small_world), trace_gradients=True)
     assert not changed_weights(model, before)
+
+
+def test_with_changes_sets_memory_options_on_every_editor_and_keeps_their_hash():
+    from asam_lib.editing import with_changes
+    from asam_lib.harness import editor_config
+
+    editors = methods.editors()
+    assert with_changes(editors, {}) is editors
+    changed = with_changes(editors, {"checkpoint_blocks": True, "micro_batch": 2})
+    assert [e.config.checkpoint_blocks for e in changed.values()] == [True] * len(editors)
+    assert changed["ASAM"].base.config.micro_batch == 2  # ASAM builds its base with its own config
+    assert {n: editor_config(e) for n, e in changed.items()} == {n: editor_config(e) for n, e in editors.items()}
+    assert {n: e.config.lr for n, e in changed.items()} == {n: e.config.lr for n, e in editors.items()}
