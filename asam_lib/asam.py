@@ -278,6 +278,7 @@ class ASAM(Editor):
             context.generator,
             trace_last=False,  # the loop's own forward of the variants follows
             shared_below=self.config.layer,  # both models are the same below the edit layer
+            window=context.memory.loss_logits,
         )
 
     def edit_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:

@@ -257,14 +257,16 @@ def parameter_names(model, tensors: Sequence[torch.Tensor]) -> list[str]:
 
 def unedited_forward(model, originals: dict[str, torch.Tensor]) -> Callable[[torch.Tensor, Batch], torch.Tensor]:
     """A forward ``(embeds, batch) -> logits`` of the *unedited* model: ``model`` with the parameters in
-    ``originals`` replaced by their unedited values (``torch.func.functional_call``; weights untouched)."""
+    ``originals`` replaced by their unedited values (``torch.func.functional_call``; weights untouched). A third
+    argument ``keep`` makes logits at those positions only (:func:`asam_lib.forward.forward_embeds`)."""
 
-    def forward(embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def forward(embeds: torch.Tensor, batch: Batch, keep: torch.Tensor | None = None) -> torch.Tensor:
         inputs = {
             "inputs_embeds": embeds,
             "attention_mask": batch.attention_mask,
             "use_cache": False,
             **architecture(model).embeds_inputs(model, batch),
+            **({} if keep is None else {"logits_to_keep": keep}),
         }
         return torch.func.functional_call(model, originals, args=(), kwargs=inputs).logits
 
@@ -272,8 +274,9 @@ def unedited_forward(model, originals: dict[str, torch.Tensor]) -> Callable[[tor
 
 
 def edited_forward(model) -> Callable[[torch.Tensor, Batch], torch.Tensor]:
-    """A forward ``(embeds, batch) -> logits`` of the model as it is."""
-    return lambda embeds, batch: forward_embeds(model, embeds, batch)
+    """A forward ``(embeds, batch) -> logits`` of the model as it is (a third argument ``keep``: logits at those
+    positions only)."""
+    return lambda embeds, batch, keep=None: forward_embeds(model, embeds, batch, keep)
 
 
 class Editor:
