@@ -14,39 +14,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
 from asam_lib.benchmark import export_mmedit
-from asam_lib.model import ModelConfig, build_processor
-from asam_lib.tokenizer import IMAGE, build_tokenizer
+from asam_lib.model import ModelConfig, build_processor, llava_config
+from asam_lib.tokenizer import build_tokenizer
 from asam_lib.world import World
 
 
 @dataclass(frozen=True)
 class Shape:
-    """The sizes of a LLaVA-1.5-style model: Llama language model and CLIP vision tower."""
+    """The sizes of a LLaVA-1.5-style model (``model``: the Llama language model and the CLIP tower, whose FFN is
+    4x its width as in CLIP ViT-L) and its number of logits per position, ``vocab``."""
 
-    text_hidden: int
-    text_layers: int
-    text_heads: int
-    text_intermediate: int
-    vision_hidden: int
-    vision_layers: int
-    vision_heads: int
-    vision_intermediate: int
+    model: ModelConfig
     vocab: int = 32064
-    image_size: int = 336
-    patch_size: int = 14
 
-    @property
-    def image_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
+
+def _shape(text: tuple[int, int, int, int], vision: tuple[int, int, int], vocab: int = 32064) -> Shape:
+    """From (hidden, layers, heads, FFN) of the language model and (hidden, layers, heads) of the vision tower, on
+    336-pixel images in 14-pixel patches (576 image tokens)."""
+    sizes = dict(zip(("text_hidden", "text_layers", "text_heads", "text_intermediate"), text))
+    sizes |= dict(zip(("vision_hidden", "vision_layers", "vision_heads"), vision))
+    return Shape(ModelConfig(image_size=336, patch_size=14, max_positions=4096, **sizes), vocab)
 
 
 SHAPES = {
-    "llava-1.5-7b": Shape(4096, 32, 32, 11008, 1024, 24, 16, 4096),  # 7.06 B parameters
-    "scaled": Shape(128, 8, 4, 344, 64, 2, 2, 256),  # the CPU benchmark's: LLaVA-1.5's sequences, 1/32 its width
-    "tiny": Shape(32, 4, 2, 64, 32, 1, 2, 64, vocab=512),  # the tests': seconds on one CPU core
+    "llava-1.5-7b": _shape((4096, 32, 32, 11008), (1024, 24, 16)),  # 7.06 B parameters
+    "scaled": _shape((128, 8, 4, 344), (64, 2, 2)),  # the CPU benchmark's: LLaVA-1.5's sequences, 1/32 its width
+    "tiny": _shape((32, 4, 2, 64), (32, 1, 2), vocab=512),  # the tests': seconds on one CPU core
 }
 
 
@@ -54,38 +50,8 @@ def build(shape: Shape, dtype: torch.dtype = torch.float32, device: str = "cpu",
     """``(model, processor)``: a random LLaVA of ``shape`` in ``dtype`` on ``device`` (initialised there), in eval
     mode, with the embedded world's tokenizer."""
     tokenizer = build_tokenizer(World().all_words())
-    processor = build_processor(tokenizer, ModelConfig(image_size=shape.image_size, patch_size=shape.patch_size))
-    vision = CLIPVisionConfig(
-        hidden_size=shape.vision_hidden,
-        intermediate_size=shape.vision_intermediate,
-        num_hidden_layers=shape.vision_layers,
-        num_attention_heads=shape.vision_heads,
-        image_size=shape.image_size,
-        patch_size=shape.patch_size,
-        projection_dim=shape.vision_hidden,
-    )
-    text = LlamaConfig(
-        vocab_size=max(shape.vocab, len(tokenizer)),
-        hidden_size=shape.text_hidden,
-        intermediate_size=shape.text_intermediate,
-        num_hidden_layers=shape.text_layers,
-        num_attention_heads=shape.text_heads,
-        num_key_value_heads=shape.text_heads,
-        max_position_embeddings=4096,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
-        image_seq_length=shape.image_tokens,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    processor = build_processor(tokenizer, shape.model)
+    config = llava_config(tokenizer, shape.model, max(shape.vocab, len(tokenizer)), feature_layer=-2)
     torch.manual_seed(seed)
     with torch.device(device):
         model = LlavaForConditionalGeneration(config).to(dtype)
