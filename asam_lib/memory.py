@@ -1,24 +1,26 @@
 """The edit loop's memory: what each step keeps for its backward pass, and three ways to keep less.
 
-Every editor trains parameters at its edit layer ``l``. A step runs the edit input and the locality support
-items (ASAM: also its ``K`` variants) from block ``l`` up, and backpropagation keeps, by default, every
-intermediate tensor of blocks ``l .. N-1`` and the logits of every position. For ``R`` rows of ``L`` tokens
-(hidden size ``h``, FFN size ``i``, vocabulary ``V``, ``b`` bytes per value), about
+Every editor trains parameters at its edit layer ``l`` (of ``N`` language blocks). A step runs the edit input and
+the locality support items (ASAM: also its ``K`` variants, and its LAR search) from block ``l`` up, and
+backpropagation keeps, by default, what the blocks above need for the gradient to reach block ``l``, and the
+cross-entropy's float32 log-probabilities over every position. For ``T`` tokens (rows x padded width), about
 
-    saved ~ R L [ (N - l) s_block + c V ],        s_block ~ (a h + f i) b
+    saved ~ T [ (N - l - 1) s_block + s_edit ] + R_ce L V 4 bytes
 
-(``s_block``: one block's saved tensors per token; ``c V``: the logits and their float32 copies). Three options
-of :class:`asam_lib.editing.EditConfig` cut the terms (each off on a small model, where the arithmetic stays
-exactly today's; on where the model is large, :func:`is_large`):
+(``s_block``: what one block keeps per token, about ``(6 h + 4 i) b`` for hidden size ``h``, FFN size ``i`` and
+``b`` bytes per value; ``s_edit``: the edit layer's, smaller and editor-dependent; ``R_ce`` rows of width ``L``
+whose cross-entropy is read, ``V`` the vocabulary). Three options of :class:`asam_lib.editing.EditConfig` cut the
+terms (each off on a small model, where the arithmetic stays exactly today's; on where the model is large,
+:func:`is_large`):
 
-- ``checkpoint_blocks``: keep only each block's input, ``h b`` per token, and recompute the block in the backward
-  pass (:func:`checkpointed_blocks`): ``(N - l) s_block`` becomes ``(N - l - 1) h b + s_block``. The edit layer
-  itself is never recomputed: an edit's unedited forward (:func:`asam_lib.editing.unedited_forward`) swaps its
-  parameters only for the forward, and the recomputation would see the edited ones.
-- ``loss_logits``: logits only at the positions a loss reads, the answer span (:func:`loss_window`): ``L`` becomes
-  the span's ``A`` in the ``c V`` term.
+- ``checkpoint_blocks``: every block but the edit layer keeps only its inputs, ``h b`` per token, and recomputes
+  itself in the backward pass (:func:`checkpointed_blocks`; one block's ``s_block`` while it is recomputed). The
+  edit layer itself is never recomputed: an edit's unedited forward (:func:`asam_lib.editing.unedited_forward`)
+  swaps its parameters only for the forward, and the recomputation would see the edited ones.
+- ``loss_logits``: logits only at the positions a loss reads, each row's answer span (:func:`loss_window`), in the
+  edit loop and in ASAM's LAR search: ``L`` becomes ``A + 1`` in the last term.
 - ``micro_batch``: the support items in groups of this many rows, each group's gradients accumulated before the
-  next runs: ``R`` becomes the group size in the support items' share.
+  next runs: ``T`` counts one group of support rows, not all of them.
 
 The same arithmetic per row, so the same results: checkpointing recomputes the very same operations (bit-identical
 on one machine); the window and micro-batches run the same rows through matrix products of other shapes, equal up
