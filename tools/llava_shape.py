@@ -53,8 +53,8 @@ def build(shape: Shape, dtype: torch.dtype = torch.float32, device: str = "cpu",
     processor = build_processor(tokenizer, shape.model)
     config = llava_config(tokenizer, shape.model, max(shape.vocab, len(tokenizer)), feature_layer=-2)
     torch.manual_seed(seed)
-    with torch.device(device):
-        model = LlavaForConditionalGeneration(config).to(dtype)
+    with torch.device(device):  # initialised in ``dtype`` on the device: 7 B parameters never pass through float32
+        model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
     return model.eval(), processor
 
 
