@@ -139,7 +139,8 @@ def edit_layer_representations(
     originals: dict[str, torch.Tensor] | None = None,
     fixed: FixedInputs | None = None,
     window: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    with_ce: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """One batched forward of the anchor and its K variants (perturbations ``delta`` (K, L, d), see
     :func:`asam_lib.lar.forward_variants`): the CE of the new target per row, (K+1,), and H (K+1, d), the
     representation at ``site`` (:data:`asam_lib.rcsl.SITES`; default the output of language block ``layer``)
@@ -147,14 +148,19 @@ def edit_layer_representations(
     block output (``originals``: the unedited values of the trained parameters), from one more forward.
     ``fixed``: these rows' hidden states entering block ``layer`` (:func:`variant_inputs`), so that the forward
     runs from there: the same values, without the blocks below, which no edit changes. ``window``: logits only
-    where the CE reads them (:meth:`asam_lib.forward.FixedInputs.loss_logits`)."""
+    where the CE reads them (:meth:`asam_lib.forward.FixedInputs.loss_logits`). ``with_ce=False``: H only, from a
+    forward that stops after block ``layer`` (the CE is None; not for the last layer)."""
     if fixed is None:
         fixed = variant_inputs(model, layer, anchor_embeds, batch, delta, block)
     rows = fixed.batch
     position = int(batch.answer_start[0]) - 1
     module, which = representation_site(model, layer, site)
+    ce = None
     with module_io(module, which) as captured:
-        ce = answer_ce_per_row(*fixed.loss_logits(model, window))
+        if with_ce:
+            ce = answer_ce_per_row(*fixed.loss_logits(model, window))
+        else:  # stops at the block above, keeping the graph through block `layer`
+            module_input(language_layers(model)[layer + 1], lambda: fixed.logits(model), grad=True)
     H = captured["y"][:, position]
     if site == "edit_delta":
         with torch.no_grad(), module_io(module, which) as before, lower_blocks_skipped(model, layer):
@@ -288,6 +294,8 @@ class ASAM(Editor):
             context.variant_inputs = variant_inputs(
                 model, self.config.layer, context.anchor_embeds, context.anchor, context.variants.delta, self.lar.block
             )
+        rows, size = len(context.variant_inputs.batch), context.memory.micro_batch
+        grouped = 0 < size < rows and self.config.layer + 1 < len(language_layers(model))
         ce, H = edit_layer_representations(
             model,
             self.config.layer,
@@ -299,12 +307,31 @@ class ASAM(Editor):
             context.originals,
             context.variant_inputs,
             context.memory.loss_logits,
+            with_ce=not grouped,
         )
+        if grouped:
+            ce = self.accumulated_ce(model, context.variant_inputs, size, context.memory.loss_logits)
         s = self.settings
         terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}
         if s.lambda_rank > 0:
             terms["rank"] = s.lambda_rank * rcsl_loss(H[0], H[1:], self.rcsl)
         return terms
+
+    def accumulated_ce(self, model, fixed: FixedInputs, size: int, window: bool) -> torch.Tensor:
+        """The CE of the new target per row of the edit input and its variants, (K+1,), in groups of ``size`` rows
+        (``EditConfig.micro_batch``): each group's share of the edit and adversarial terms is backpropagated here,
+        its gradients accumulated on the trained parameters, so the terms come back without a graph (the rank term,
+        from the rows' representations at the edit layer, keeps its own)."""
+        rows = len(fixed.batch)
+        weights = torch.full((rows,), self.settings.lambda_adv / (rows - 1), device=fixed.hidden.device)
+        weights[0] = 1.0
+        ces = []
+        for lo in range(0, rows, size):
+            hi = min(lo + size, rows)
+            ce = answer_ce_per_row(*fixed.rows(model, lo, hi).loss_logits(model, window))
+            (ce * weights[lo:hi]).sum().backward()
+            ces.append(ce.detach())
+        return torch.cat(ces)
 
     def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         return self.base.extra_losses(model, context, step)

@@ -157,8 +157,8 @@ def parser() -> argparse.ArgumentParser:
         "--micro-batch",
         type=integer(0),
         default=None,
-        help="locality support items per forward and backward pass, gradients accumulated (0: all at once; "
-        "default: 2 on models of 0.5 B parameters or more, else all at once)",
+        help="locality support items (and ASAM's variants) per forward and backward pass, gradients accumulated "
+        "(0: all at once; default: 2 on models of 0.5 B parameters or more, else all at once)",
     )
     s.add_argument(
         "--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"), help="weights' dtype"

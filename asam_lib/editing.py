@@ -85,7 +85,7 @@ class EditConfig:
     stop_loss: float = 0.3  # stop once the anchor CE is below this: the edit has succeeded (0 = run all steps)
     checkpoint_blocks: bool | None = field(default=None, repr=False, metadata=MEMORY)  # blocks recomputed in backward
     loss_logits: bool | None = field(default=None, repr=False, metadata=MEMORY)  # logits only where losses read them
-    micro_batch: int | None = field(default=None, repr=False, metadata=MEMORY)  # support items per group (0: all)
+    micro_batch: int | None = field(default=None, repr=False, metadata=MEMORY)  # rows per group (0: all at once)
 
     def __post_init__(self):
         if self.micro_batch is not None and self.micro_batch < 0:
@@ -452,7 +452,9 @@ class Editor:
             step_record = {k: v.item() for k, v in terms.items()}
             if trace_gradients:
                 step_record.update(gradient_norms(terms, installed.params))
-            sum(terms.values()).backward()
+            loss = sum(terms.values())
+            if loss.requires_grad:  # without: every term's gradients were accumulated as it was made (micro-batches)
+                loss.backward()
             optimiser.step()
             history.append(step_record)
             if self.done(terms):

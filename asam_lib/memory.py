@@ -19,8 +19,9 @@ terms (each off on a small model, where the arithmetic stays exactly today's; on
   swaps its parameters only for the forward, and the recomputation would see the edited ones.
 - ``loss_logits``: logits only at the positions a loss reads, each row's answer span (:func:`loss_window`), in the
   edit loop and in ASAM's LAR search: ``L`` becomes ``A + 1`` in the last term.
-- ``micro_batch``: the support items in groups of this many rows, each group's gradients accumulated before the
-  next runs: ``T`` counts one group of support rows, not all of them.
+- ``micro_batch``: the support items, and ASAM's edit input and variants, in groups of this many rows, each group's
+  gradients accumulated before the next runs: ``T`` counts one group of rows, not all of them (ASAM's rank term
+  reads every row's representation at the edit layer, from a forward that stops after it).
 
 The same arithmetic per row, so the same results: checkpointing recomputes the very same operations (bit-identical
 on one machine); the window and micro-batches run the same rows through matrix products of other shapes, equal up
@@ -54,7 +55,7 @@ def is_large(model) -> bool:
 @dataclass(frozen=True)
 class LoopMemory:
     """The memory options of one edit, resolved for its model (see the module docstring): ``checkpoint_blocks``,
-    ``loss_logits`` and ``micro_batch`` (support items per group; 0: all at once)."""
+    ``loss_logits`` and ``micro_batch`` (rows per group; 0: all at once)."""
 
     checkpoint_blocks: bool = False
     loss_logits: bool = False
