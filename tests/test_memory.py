@@ -115,12 +115,15 @@ def test_checkpointed_blocks_keep_less_and_put_the_forwards_back(tiny_parts, tin
             sizes.append(t.numel() * t.element_size())
             return t
 
-        weight.requires_grad_(True)
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        model.requires_grad_(False)
+        weight.requires_grad_(True)  # as in an edit: only the edit layer trains
         try:
             with checkpointed_blocks(model, 0, enabled), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 fixed.logits(model).sum()
         finally:
-            weight.requires_grad_(False)
+            for p, flag in flags:  # the shared model as it was
+                p.requires_grad_(flag)
         return sum(sizes)
 
     assert saved_bytes(True) < saved_bytes(False)
