@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 QUIET     := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help env figures check-repro checked-outputs lint test test-unit test-isa test-notebooks test-browser kernel-drift stress model bench bench-edits sequential-causes lab clean
+.PHONY: help env figures check-repro checked-outputs lint test test-unit test-isa test-notebooks test-browser kernel-drift stress model bench bench-edits bench-memory sequential-causes lab clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ bench: $(STAMP) ## Time pretraining and report held-out accuracy and peak memory
 
 bench-edits: $(STAMP) ## Time an edit of every method (one thread) and a LAR call as K and T grow
 	$(QUIET) $(PY) -m tools.bench edits
+
+bench-memory: $(STAMP) ## Bytes an edit step keeps for backward, with and without the memory options, on a scaled LLaVA-1.5 shape (CPU, a few minutes)
+	$(QUIET) $(PY) -m tools.bench_memory
 
 sequential-causes: $(STAMP) ## Notebook 04's sequential study with ASAM's ablations (3 seeds, to T = 100; about 11 min, not in make figures)
 	$(QUIET) $(PY) -m tools.sequential_causes

@@ -34,7 +34,15 @@ from dataclasses import replace as replaced
 import torch
 
 from asam_lib.architectures import edit_layer_mlp, language_layers
-from asam_lib.editing import EditConfig, EditContext, Editor, Installed, edited_forward, unedited_forward
+from asam_lib.editing import (
+    COMPANION,
+    EditConfig,
+    EditContext,
+    Editor,
+    Installed,
+    edited_forward,
+    unedited_forward,
+)
 from asam_lib.forward import FixedInputs, lower_blocks_skipped
 from asam_lib.hooks import module_input, module_io
 from asam_lib.lar import (
@@ -51,7 +59,6 @@ from asam_lib.rcsl import RCSLConfig, rcsl_loss
 
 VARIANT_SOURCES = ("lar", "noise")
 EDIT_ROWS = {"off": 0, "input": 1, "cover": None}  # ASAMSettings.calibrate_edits: rows of an edit's cover used
-COMPANION = {"companion": True}  # field metadata: an option beyond the paper (see asam_lib.harness.editor_config)
 
 
 @dataclass(frozen=True)
@@ -130,21 +137,29 @@ def edit_layer_representations(
     site: str = "block_output",
     originals: dict[str, torch.Tensor] | None = None,
     fixed: FixedInputs | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    window: bool = False,
+    with_ce: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """One batched forward of the anchor and its K variants (perturbations ``delta`` (K, L, d), see
     :func:`asam_lib.lar.forward_variants`): the CE of the new target per row, (K+1,), and H (K+1, d), the
     representation at ``site`` (:data:`asam_lib.rcsl.SITES`; default the output of language block ``layer``)
     at the answer-predicting position (row 0: the anchor). ``edit_delta`` subtracts the unedited model's
     block output (``originals``: the unedited values of the trained parameters), from one more forward.
     ``fixed``: these rows' hidden states entering block ``layer`` (:func:`variant_inputs`), so that the forward
-    runs from there: the same values, without the blocks below, which no edit changes."""
+    runs from there: the same values, without the blocks below, which no edit changes. ``window``: logits only
+    where the CE reads them (:meth:`asam_lib.forward.FixedInputs.loss_logits`). ``with_ce=False``: H only, from a
+    forward that stops after block ``layer`` (the CE is None; not for the last layer)."""
     if fixed is None:
         fixed = variant_inputs(model, layer, anchor_embeds, batch, delta, block)
     rows = fixed.batch
     position = int(batch.answer_start[0]) - 1
     module, which = representation_site(model, layer, site)
+    ce = None
     with module_io(module, which) as captured:
-        ce = answer_ce_per_row(fixed.logits(model), rows)
+        if with_ce:
+            ce = answer_ce_per_row(*fixed.loss_logits(model, window))
+        else:  # stops at the block above, keeping the graph through block `layer`
+            module_input(language_layers(model)[layer + 1], lambda: fixed.logits(model), grad=True)
     H = captured["y"][:, position]
     if site == "edit_delta":
         with torch.no_grad(), module_io(module, which) as before, lower_blocks_skipped(model, layer):
@@ -268,6 +283,7 @@ class ASAM(Editor):
             context.generator,
             trace_last=False,  # the loop's own forward of the variants follows
             shared_below=self.config.layer,  # both models are the same below the edit layer
+            window=context.memory.loss_logits,
         )
 
     def edit_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
@@ -277,6 +293,8 @@ class ASAM(Editor):
             context.variant_inputs = variant_inputs(
                 model, self.config.layer, context.anchor_embeds, context.anchor, context.variants.delta, self.lar.block
             )
+        rows, size = len(context.variant_inputs.batch), context.memory.micro_batch
+        grouped = 0 < size < rows and self.config.layer + 1 < len(language_layers(model))
         ce, H = edit_layer_representations(
             model,
             self.config.layer,
@@ -287,12 +305,32 @@ class ASAM(Editor):
             self.rcsl.site,
             context.originals,
             context.variant_inputs,
+            context.memory.loss_logits,
+            with_ce=not grouped,
         )
+        if grouped:
+            ce = self.accumulated_ce(model, context.variant_inputs, size, context.memory.loss_logits)
         s = self.settings
         terms = {"edit": ce[0], "adversarial": s.lambda_adv * ce[1:].mean()}
         if s.lambda_rank > 0:
             terms["rank"] = s.lambda_rank * rcsl_loss(H[0], H[1:], self.rcsl)
         return terms
+
+    def accumulated_ce(self, model, fixed: FixedInputs, size: int, window: bool) -> torch.Tensor:
+        """The CE of the new target per row of the edit input and its variants, (K+1,), in groups of ``size`` rows
+        (``EditConfig.micro_batch``): each group's share of the edit and adversarial terms is backpropagated here,
+        its gradients accumulated on the trained parameters, so the terms come back without a graph (the rank term,
+        from the rows' representations at the edit layer, keeps its own)."""
+        rows = len(fixed.batch)
+        weights = torch.full((rows,), self.settings.lambda_adv / (rows - 1), device=fixed.hidden.device)
+        weights[0] = 1.0
+        ces = []
+        for lo in range(0, rows, size):
+            hi = min(lo + size, rows)
+            ce = answer_ce_per_row(*fixed.rows(model, lo, hi).loss_logits(model, window))
+            (ce * weights[lo:hi]).sum().backward()
+            ces.append(ce.detach())
+        return torch.cat(ces)
 
     def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         return self.base.extra_losses(model, context, step)

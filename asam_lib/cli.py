@@ -44,6 +44,9 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+SWITCH = {"auto": None, "on": True, "off": False}  # a memory option of the edit loop (asam_lib.memory)
+
+
 def integer(minimum: int):
     """An argparse type: an integer >= ``minimum``."""
 
@@ -159,6 +162,26 @@ def parser() -> argparse.ArgumentParser:
         "teacher forcing",
     )
     s.add_argument(
+        "--checkpoint-blocks",
+        choices=tuple(SWITCH),
+        default="auto",
+        help="recompute the blocks above the edit layer in the backward pass instead of keeping their activations "
+        "(auto: on for models of 0.5 B parameters or more)",
+    )
+    s.add_argument(
+        "--loss-logits",
+        choices=tuple(SWITCH),
+        default="auto",
+        help="make logits only at the positions a loss reads (auto: on for models of 0.5 B parameters or more)",
+    )
+    s.add_argument(
+        "--micro-batch",
+        type=integer(0),
+        default=None,
+        help="locality support items (and ASAM's variants) per forward and backward pass, gradients accumulated "
+        "(0: all at once; default: 2 on models of 0.5 B parameters or more, else all at once)",
+    )
+    s.add_argument(
         "--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"), help="weights' dtype"
     )
     s.add_argument(
@@ -199,6 +222,9 @@ def study(args: argparse.Namespace) -> None:
         sequential=args.sequential,
         overrides={hparams.alg_name: hparams.overrides} if hparams else {},
         generation=args.generation,
+        checkpoint_blocks=SWITCH[args.checkpoint_blocks],
+        loss_logits=SWITCH[args.loss_logits],
+        micro_batch=args.micro_batch,
     )
     image_root = args.image_root or args.data.parent
     check_out(args.out)

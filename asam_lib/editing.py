@@ -24,6 +24,7 @@ the editor's own state (:attr:`Installed.state`, e.g. Patch's neurons) and ASAM'
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -33,12 +34,17 @@ import torch.nn.functional as F
 
 from asam_lib.architectures import architecture, edit_layer_mlp, language_layers
 from asam_lib.forward import FixedInputs, forward_embeds, joint_embeddings
+from asam_lib.memory import LoopMemory, checkpointed_blocks
 from asam_lib.precision import adam, at_least_float32
 from asam_lib.prompting import Batch, Item, PromptEncoder, answer_logits
 from asam_lib.seeding import torch_generator
 
 if TYPE_CHECKING:
     from asam_lib.lar import Variants
+
+
+COMPANION = {"companion": True}  # field metadata: an option beyond the paper (see asam_lib.harness.editor_config)
+MEMORY = {"memory": True}  # field metadata: how much memory a step keeps, not what it computes (never in the hash)
 
 
 class EditError(RuntimeError):
@@ -65,13 +71,25 @@ class EditRequest:
 
 @dataclass(frozen=True)
 class EditConfig:
-    """Hyper-parameters shared by the intrinsic editors. Defaults reproduce the committed figures."""
+    """Hyper-parameters shared by the intrinsic editors. Defaults reproduce the committed figures.
+
+    The last three fields set how much memory a step keeps for its backward pass, not what it computes
+    (:mod:`asam_lib.memory`); None: on where the model is large (:func:`asam_lib.memory.is_large`), off on the
+    embedded model. They are left out of the config's repr and of an editor's hash
+    (:func:`asam_lib.harness.editor_config`), so every editor's hash is what it was before they existed."""
 
     layer: int = 2  # index of the language-model block whose FFN is edited
     steps: int = 30  # Adam steps
     lr: float = 1e-2
     lambda_loc: float = 1.0  # weight of the KL locality term on support items
     stop_loss: float = 0.3  # stop once the anchor CE is below this: the edit has succeeded (0 = run all steps)
+    checkpoint_blocks: bool | None = field(default=None, repr=False, metadata=MEMORY)  # blocks recomputed in backward
+    loss_logits: bool | None = field(default=None, repr=False, metadata=MEMORY)  # logits only where losses read them
+    micro_batch: int | None = field(default=None, repr=False, metadata=MEMORY)  # rows per group (0: all at once)
+
+    def __post_init__(self):
+        if self.micro_batch is not None and self.micro_batch < 0:
+            raise ValueError(f"EditConfig.micro_batch = {self.micro_batch}; give 0 (all at once) or a group size >= 1")
 
 
 @dataclass
@@ -128,7 +146,8 @@ class EditContext:
     and what the loop fills in: ``originals`` (the unedited values of the trained parameters),
     ``editor_state`` (the editor's own per-edit state, see :attr:`Installed.state`) and ``variants`` (ASAM's
     current LAR variants of the edit input, and ``variant_inputs`` the edit input and those variants below the edit
-    layer, see :func:`asam_lib.asam.variant_inputs`)."""
+    layer, see :func:`asam_lib.asam.variant_inputs`); ``memory``: the loop's memory options, resolved for the model
+    (:class:`asam_lib.memory.LoopMemory`)."""
 
     request: EditRequest
     inputs: EditInputs
@@ -139,6 +158,7 @@ class EditContext:
     editor_state: object = None
     variants: Variants | None = None
     variant_inputs: FixedInputs | None = None
+    memory: LoopMemory = field(default_factory=LoopMemory)
 
     @property
     def anchor(self) -> Batch:
@@ -237,13 +257,16 @@ def parameter_names(model, tensors: Sequence[torch.Tensor]) -> list[str]:
 
 def unedited_forward(model, originals: dict[str, torch.Tensor]) -> Callable[[torch.Tensor, Batch], torch.Tensor]:
     """A forward ``(embeds, batch) -> logits`` of the *unedited* model: ``model`` with the parameters in
-    ``originals`` replaced by their unedited values (``torch.func.functional_call``; weights untouched)."""
+    ``originals`` replaced by their unedited values (``torch.func.functional_call``; weights untouched). A third
+    argument ``keep`` makes logits at those positions only (:func:`asam_lib.forward.forward_embeds`)."""
 
-    def forward(embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def forward(embeds: torch.Tensor, batch: Batch, keep: torch.Tensor | None = None) -> torch.Tensor:
         inputs = {
             "inputs_embeds": embeds,
             "attention_mask": batch.attention_mask,
+            "use_cache": False,
             **architecture(model).embeds_inputs(model, batch),
+            **({} if keep is None else {"logits_to_keep": keep}),
         }
         return torch.func.functional_call(model, originals, args=(), kwargs=inputs).logits
 
@@ -251,8 +274,9 @@ def unedited_forward(model, originals: dict[str, torch.Tensor]) -> Callable[[tor
 
 
 def edited_forward(model) -> Callable[[torch.Tensor, Batch], torch.Tensor]:
-    """A forward ``(embeds, batch) -> logits`` of the model as it is."""
-    return lambda embeds, batch: forward_embeds(model, embeds, batch)
+    """A forward ``(embeds, batch) -> logits`` of the model as it is (a third argument ``keep``: logits at those
+    positions only)."""
+    return lambda embeds, batch, keep=None: forward_embeds(model, embeds, batch, keep)
 
 
 class Editor:
@@ -280,8 +304,8 @@ class Editor:
     def edit_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         """The terms on the edit input: its cross-entropy of the new target, ``"edit"`` (ASAM adds its
         variants' terms, computed in the same batched forward)."""
-        logits = context.fixed_anchor(model, self.config.layer).logits(model)  # = a full forward, from the layer up
-        return {"edit": mean_answer_ce(logits, context.anchor)}
+        fixed = context.fixed_anchor(model, self.config.layer)  # = a full forward, from the layer up
+        return {"edit": mean_answer_ce(*fixed.loss_logits(model, context.memory.loss_logits))}
 
     def extra_losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         """The editor's own terms (Patch: T-Patcher's activation and memory losses)."""
@@ -299,7 +323,9 @@ class Editor:
         if unedited.inputs is None:
             unedited.inputs = self._inputs(model, encoder, request)
         generator = torch_generator(seed, "edit", request.name)
-        return EditContext(request, unedited.inputs, generator, encoder, unedited)
+        c = self.config
+        memory = LoopMemory.resolve(model, c.checkpoint_blocks, c.loss_logits, c.micro_batch)
+        return EditContext(request, unedited.inputs, generator, encoder, unedited, memory=memory)
 
     @staticmethod
     def _inputs(model, encoder: PromptEncoder, request: EditRequest) -> EditInputs:
@@ -314,12 +340,26 @@ class Editor:
         return EditInputs(anchor, anchor_embeds, locality, locality_embeds, pre)
 
     def locality_losses(self, model, context: EditContext) -> dict[str, torch.Tensor]:
-        """The KL locality term on the support items (none without support items or with lambda_loc = 0)."""
+        """The KL locality term on the support items (none without support items or with lambda_loc = 0).
+
+        With micro-batches (``context.memory.micro_batch`` smaller than the support batch), each group's share of
+        the term is backpropagated here, its gradients accumulated on the trained parameters before the group
+        after it runs, and the term comes back without a graph (its gradients are already there)."""
         if context.locality is None or self.config.lambda_loc <= 0:
             return {}
         fixed = context.fixed_locality(model, self.config.layer)  # the same logits as a full forward, half the cost
-        post = answer_log_probs_per_item(fixed.logits(model), context.locality)
-        return {"locality": self.config.lambda_loc * locality_kl(post, context.pre_locality)}
+        n, size, window = len(fixed.batch), context.memory.micro_batch, context.memory.loss_logits
+        if not 0 < size < n:
+            post = answer_log_probs_per_item(*fixed.loss_logits(model, window))
+            return {"locality": self.config.lambda_loc * locality_kl(post, context.pre_locality)}
+        shares = []
+        for lo in range(0, n, size):
+            hi = min(lo + size, n)
+            post = answer_log_probs_per_item(*fixed.rows(model, lo, hi).loss_logits(model, window))
+            share = self.config.lambda_loc * locality_kl(post, context.pre_locality[lo:hi]) * ((hi - lo) / n)
+            share.backward()
+            shares.append(share.detach())
+        return {"locality": torch.stack(shares).sum()}
 
     def losses(self, model, context: EditContext, step: int) -> dict[str, torch.Tensor]:
         """Every term of the loss, in the order they are summed: the edit input's, locality, the editor's own."""
@@ -346,7 +386,11 @@ class Editor:
 
         ``trace_gradients``: also record, per step, the norm of each term's own gradient on the trained
         parameters (``"grad <term>"`` in :attr:`EditHandle.losses`), from one extra backward pass per term;
-        the edit itself is the same."""
+        the edit itself is the same (not with micro-batches, whose terms are backpropagated as they are made).
+
+        The step's memory options (:class:`EditConfig`'s last three fields, :mod:`asam_lib.memory`) hold for the
+        whole loop: blocks other than the edit layer recompute themselves in the backward pass, logits are made
+        only where a loss reads them, and the support items run in groups."""
         start = time.perf_counter()
         n_layers = len(language_layers(model))
         if not 0 <= self.config.layer < n_layers:
@@ -358,6 +402,10 @@ class Editor:
             context = self.context(model, encoder, request, seed, unedited)
         except ValueError as err:
             raise EditError(f"{request.name}: {err}") from None
+        if trace_gradients and context.memory.micro_batch:
+            raise EditError(
+                f"{request.name}: trace_gradients needs the support items in one batch (set EditConfig.micro_batch=0)"
+            )
         frozen = [(p, p.requires_grad) for p in model.parameters()]
         for p, _ in frozen:
             p.requires_grad_(False)
@@ -368,24 +416,8 @@ class Editor:
         optimiser = adam(installed.params, lr=self.config.lr)
         history: list[dict[str, float]] = []
         try:
-            for step in range(self.config.steps):
-                terms = self.losses(model, context, step)
-                loss = sum(terms.values())
-                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-                if bad:
-                    raise EditError(
-                        f"{request.name}: non-finite {', '.join(bad)} loss at step {step} ({type(self).__name__}); "
-                        "the model was restored"
-                    )
-                step_record = {k: v.item() for k, v in terms.items()}
-                if trace_gradients:
-                    step_record.update(gradient_norms(terms, installed.params))
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                history.append(step_record)
-                if self.done(terms):
-                    break
+            with checkpointed_blocks(model, self.config.layer, context.memory.checkpoint_blocks):
+                self._train(model, context, installed, optimiser, history, trace_gradients)
             originals = installed.finalize() or installed.originals
         except BaseException:
             installed.undo()
@@ -396,6 +428,45 @@ class Editor:
         return EditHandle(
             self.name, request.name, len(history), time.perf_counter() - start, history, installed.undo, originals
         )
+
+    def _train(
+        self,
+        model,
+        context: EditContext,
+        installed: Installed,
+        optimiser: torch.optim.Optimizer,
+        history: list[dict[str, float]],
+        trace_gradients: bool,
+    ) -> None:
+        """The steps of :meth:`edit`, each step's terms appended to ``history``, until ``config.steps`` or
+        :meth:`done`. Gradients are zeroed before a step's terms are made (micro-batches accumulate theirs then)."""
+        for step in range(self.config.steps):
+            optimiser.zero_grad()
+            terms = self.losses(model, context, step)
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+            if bad:
+                raise EditError(
+                    f"{context.request.name}: non-finite {', '.join(bad)} loss at step {step} "
+                    f"({type(self).__name__}); the model was restored"
+                )
+            step_record = {k: v.item() for k, v in terms.items()}
+            if trace_gradients:
+                step_record.update(gradient_norms(terms, installed.params))
+            loss = sum(terms.values())
+            if loss.requires_grad:  # without: every term's gradients were accumulated as it was made (micro-batches)
+                loss.backward()
+            optimiser.step()
+            history.append(step_record)
+            if self.done(terms):
+                break
+
+
+def with_changes(editors: dict[str, Editor], changes: dict[str, object]) -> dict[str, Editor]:
+    """``editors`` (name -> editor), each with ``changes`` (:class:`EditConfig` field -> value) made to its config,
+    e.g. ``{"checkpoint_blocks": True}`` (no changes: the same editors)."""
+    if not changes:
+        return editors
+    return {name: e.with_config(dataclasses.replace(e.config, **changes)) for name, e in editors.items()}
 
 
 def trained_tensors(params: list) -> list[torch.Tensor]:

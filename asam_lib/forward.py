@@ -27,6 +27,7 @@ import torch
 
 from asam_lib.architectures import architecture, language_layers, language_model
 from asam_lib.hooks import module_input
+from asam_lib.memory import batch_rows, loss_window
 from asam_lib.prompting import Batch
 
 
@@ -38,12 +39,21 @@ def joint_embeddings(model, batch: Batch) -> torch.Tensor:
     return module_input(language_model(model), lambda: model(**batch.model_inputs()), keyword="inputs_embeds")
 
 
-def forward_embeds(model, embeds: torch.Tensor, batch: Batch) -> torch.Tensor:
+def forward_embeds(
+    model,
+    embeds: torch.Tensor,
+    batch: Batch,
+    keep: torch.Tensor | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Logits ``(B, L, V)`` of the model on joint embeddings ``embeds`` with ``batch``'s mask, plus what
-    the architecture needs besides (Qwen2-VL: its M-RoPE positions), so that
-    ``forward_embeds(model, joint_embeddings(model, batch), batch)`` equals ``model(**batch.model_inputs())``."""
-    extra = architecture(model).embeds_inputs(model, batch)
-    return model(inputs_embeds=embeds, attention_mask=batch.attention_mask, **extra).logits
+    the architecture needs besides (Qwen2-VL: its M-RoPE positions; ``extra``: those inputs, if already made), so
+    that ``forward_embeds(model, joint_embeddings(model, batch), batch)`` equals ``model(**batch.model_inputs())``.
+    ``keep``: only these positions (P,) get logits, ``(B, P, V)`` (the others' hidden states are computed all the
+    same)."""
+    extra = architecture(model).embeds_inputs(model, batch) if extra is None else extra
+    kept = {} if keep is None else {"logits_to_keep": keep}
+    return model(inputs_embeds=embeds, attention_mask=batch.attention_mask, use_cache=False, **extra, **kept).logits
 
 
 class _PassThrough(torch.nn.Module):
@@ -72,11 +82,13 @@ def lower_blocks_skipped(model, layer: int) -> Iterator[None]:
 class FixedInputs:
     """A batch and the hidden states entering language block ``layer`` on it, ``hidden`` (B, L, d), computed once
     (see the module docstring). :meth:`logits` is the model's forward on the batch from there: valid as long as
-    nothing below block ``layer`` changes."""
+    nothing below block ``layer`` changes. ``extra``: the architecture's other inputs of a forward from
+    embeddings, already made (rows of a larger batch, :meth:`rows`); None: made from ``batch``."""
 
     batch: Batch
     layer: int
     hidden: torch.Tensor
+    extra: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def from_batch(cls, model, batch: Batch, layer: int) -> FixedInputs:
@@ -90,11 +102,27 @@ class FixedInputs:
             batch, layer, module_input(language_layers(model)[layer], lambda: forward_embeds(model, embeds, batch))
         )
 
-    def logits(self, model) -> torch.Tensor:
+    def logits(self, model, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, L, V) of ``model`` on the batch, running blocks ``layer`` and above only (with gradients
-        to the parameters of those blocks, unless called under ``no_grad``)."""
+        to the parameters of those blocks, unless called under ``no_grad``); ``keep``: at these positions only,
+        (B, P, V)."""
         with lower_blocks_skipped(model, self.layer):
-            return forward_embeds(model, self.hidden, self.batch)
+            return forward_embeds(model, self.hidden, self.batch, keep, self.extra)
+
+    def loss_logits(self, model, window: bool = False) -> tuple[torch.Tensor, Batch]:
+        """The logits a loss reads and the batch to read them with: :meth:`logits` and the batch, or (``window``)
+        the logits at :func:`asam_lib.memory.loss_window`'s positions only and the batch cut to them."""
+        if not window:
+            return self.logits(model), self.batch
+        positions, cut = loss_window(self.batch)
+        return self.logits(model, positions), cut
+
+    def rows(self, model, lo: int, hi: int) -> FixedInputs:
+        """Rows ``lo .. hi-1`` of these inputs (a micro-batch), with the architecture's other inputs cut from the
+        whole batch's (positions, ``(..., B, L)``)."""
+        extra = self.extra if self.extra is not None else architecture(model).embeds_inputs(model, self.batch)
+        cut = {name: value[..., lo:hi, :] for name, value in extra.items()}
+        return FixedInputs(batch_rows(self.batch, lo, hi), self.layer, self.hidden[lo:hi], cut)
 
     def __repr__(self) -> str:
         return f"FixedInputs({len(self.batch)} items, from block {self.layer}, hidden {tuple(self.hidden.shape)})"

@@ -237,12 +237,14 @@ def _standard_case(model, encoder, world, config, record, seed, layer, pools) ->
 def _settings(value: object) -> object:
     """A dataclass setting as a dict for :func:`editor_config`, without the fields this companion adds beyond
     the paper (field metadata ``companion``, e.g. ``ASAMSettings.calibrate_bias``) while they are at their
-    default: adding such an option leaves the hashes of today's editors, and the committed tables, as they are."""
+    default: adding such an option leaves the hashes of today's editors, and the committed tables, as they are.
+    The edit loop's memory options (field metadata ``memory``, :class:`asam_lib.editing.EditConfig`) are left out
+    at any value: they change what a step keeps, not its results, so a study can resume with others."""
     if not hasattr(value, "__dataclass_fields__"):
         return value
     plain = asdict(value)
     for f in fields(value):
-        if f.metadata.get("companion") and getattr(value, f.name) == f.default:
+        if f.metadata.get("memory") or (f.metadata.get("companion") and getattr(value, f.name) == f.default):
             del plain[f.name]
     return plain
 

@@ -37,12 +37,13 @@ import torch.nn.functional as F
 from asam_lib.architectures import language_layers
 from asam_lib.forward import forward_embeds, lower_blocks_skipped
 from asam_lib.hooks import module_input, module_output
+from asam_lib.memory import loss_window
 from asam_lib.precision import at_least_float32
 from asam_lib.prompting import Batch
 
 ROLES = ("image", "question", "both")
 
-Forward = Callable[[torch.Tensor, Batch], torch.Tensor]  # (joint embeddings (K, L, d), batch) -> logits (K, L, V)
+Forward = Callable[..., torch.Tensor]  # (joint embeddings (K, L, d), batch[, positions kept]) -> logits (K, L, V)
 
 
 @dataclass(frozen=True)
@@ -173,15 +174,25 @@ def block_output(model, embeds: torch.Tensor, batch: Batch, block: int) -> torch
 
 
 def forward_variants(
-    model, forward: Forward, anchor_embeds: torch.Tensor, delta: torch.Tensor, rows: Batch, block: int | None
+    model,
+    forward: Forward,
+    anchor_embeds: torch.Tensor,
+    delta: torch.Tensor,
+    rows: Batch,
+    block: int | None,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits (K, L, V) of ``forward`` on the K perturbed inputs ``z + delta``: added to the joint
-    embeddings ``anchor_embeds`` (1, L, d), or to block ``block``'s output."""
+    embeddings ``anchor_embeds`` (1, L, d), or to block ``block``'s output (``keep``: at those positions only)."""
     base = anchor_embeds.expand(delta.shape[0], -1, -1)
     if block is None:
-        return forward(base + delta.to(base.dtype), rows)
+        return _run(forward, base + delta.to(base.dtype), rows, keep)
     with added_to_block_output(model, block, delta):
-        return forward(base, rows)
+        return _run(forward, base, rows, keep)
+
+
+def _run(forward: Forward, embeds: torch.Tensor, rows: Batch, keep: torch.Tensor | None) -> torch.Tensor:
+    return forward(embeds, rows) if keep is None else forward(embeds, rows, keep)
 
 
 def adversarial_variants(
@@ -194,6 +205,7 @@ def adversarial_variants(
     generator: torch.Generator,
     trace_last: bool = True,
     shared_below: int | None = None,
+    window: bool = False,
 ) -> Variants:
     """K adversarial, coherent variants of the edit input (see the module docstring).
 
@@ -205,7 +217,9 @@ def adversarial_variants(
     edit layer l, when the two models differ only from block l up (every editor here): each PGD step then runs
     the blocks below l once for both models (forward and backward) instead of once each, about a quarter less
     work for the same variants up to float rounding (the two models' gradients are summed before, not after,
-    the shared blocks). Needs ``config.block`` below l."""
+    the shared blocks). Needs ``config.block`` below l. ``window``: both models make logits only where the losses
+    read them (:func:`asam_lib.memory.loss_window`; the forwards take the positions as a third argument, as
+    :func:`asam_lib.editing.edited_forward` and :func:`asam_lib.editing.unedited_forward` do)."""
     if shared_below is not None and config.block is not None and config.block >= shared_below:
         raise ValueError(f"LARConfig.block = {config.block} must be below the shared edit layer {shared_below}")
     rows = batch.repeat(config.k)
@@ -215,10 +229,12 @@ def adversarial_variants(
     with torch.no_grad():
         pre_clean = answer_span_log_probs(unedited(anchor_embeds, batch), rows)
 
+    keep, read = loss_window(rows) if window else (None, rows)
+
     def losses(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if shared_below is None:
-            edit_logits = forward_variants(model, edited, anchor_embeds, delta, rows, config.block)
-            pre_logits = forward_variants(model, unedited, anchor_embeds, delta, rows, config.block)
+            edit_logits = forward_variants(model, edited, anchor_embeds, delta, rows, config.block, keep)
+            pre_logits = forward_variants(model, unedited, anchor_embeds, delta, rows, config.block, keep)
         else:  # the blocks below the edit layer once, then each model from there (asam_lib.forward)
             hidden = module_input(
                 language_layers(model)[shared_below],
@@ -226,9 +242,9 @@ def adversarial_variants(
                 grad=torch.is_grad_enabled(),
             )
             with lower_blocks_skipped(model, shared_below):
-                edit_logits, pre_logits = edited(hidden, rows), unedited(hidden, rows)
-        edit_loss = answer_ce_per_row(edit_logits, rows)
-        return edit_loss, coherence_kl(answer_span_log_probs(pre_logits, rows), pre_clean)
+                edit_logits, pre_logits = _run(edited, hidden, rows, keep), _run(unedited, hidden, rows, keep)
+        edit_loss = answer_ce_per_row(edit_logits, read)
+        return edit_loss, coherence_kl(answer_span_log_probs(pre_logits, read), pre_clean)
 
     delta = random_start((config.k, *clean.shape), radius, mask, generator)
     history = []

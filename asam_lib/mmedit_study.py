@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from asam_lib import methods, resume
 from asam_lib.architectures import language_layers
-from asam_lib.editing import EditError, Editor, EditRequest
+from asam_lib.editing import EditError, Editor, EditRequest, with_changes
 from asam_lib.harness import (
     EditCase,
     edit_and_evaluate,
@@ -55,7 +55,11 @@ class StudyConfig:
     ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only);
     ``overrides``: per method, dotted overrides of its editor's settings (:func:`asam_lib.hparams.with_overrides`,
     e.g. from a hyper-parameter file), applied before ``layer`` / ``steps`` / ``lr``; ``generation``: also score
-    by generation (protocol ``generation_exact``, :mod:`asam_lib.generation`) beside teacher forcing."""
+    by generation (protocol ``generation_exact``, :mod:`asam_lib.generation`) beside teacher forcing.
+
+    ``checkpoint_blocks``, ``loss_logits``, ``micro_batch``: the edit loop's memory options for every editor
+    (:class:`asam_lib.editing.EditConfig`; None: on where the model is large); they leave the results as they are,
+    so they are not among the study's settings and a study may resume with others."""
 
     methods: tuple[str, ...] = ("FT-L", "LoRA", "Patch")
     task: str = "vqa"
@@ -69,6 +73,9 @@ class StudyConfig:
     sequential: tuple[int, ...] = ()
     overrides: dict[str, dict[str, object]] = field(default_factory=dict)
     generation: bool = False
+    checkpoint_blocks: bool | None = None
+    loss_logits: bool | None = None
+    micro_batch: int | None = None
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in methods.METHODS]
@@ -90,9 +97,16 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
             raise StudyError(
                 f"--layer {layer} is out of range: the model has {n_layers} language layers (0-{n_layers - 1})"
             )
-        changes = {k: v for k, v in {"layer": layer, "steps": config.steps, "lr": config.lr}.items() if v is not None}
-        editor = with_overrides(methods.method(name).editor(), overrides)
-        editors[name] = editor.with_config(replace(editor.config, **changes))
+        given = {
+            "layer": layer,
+            "steps": config.steps,
+            "lr": config.lr,
+            "checkpoint_blocks": config.checkpoint_blocks,
+            "loss_logits": config.loss_logits,
+            "micro_batch": config.micro_batch,
+        }
+        changes = {k: v for k, v in given.items() if v is not None}
+        editors |= with_changes({name: with_overrides(methods.method(name).editor(), overrides)}, changes)
     return editors
 
 

@@ -67,10 +67,12 @@ def build_processor(tokenizer: PreTrainedTokenizerFast, config: ModelConfig) -> 
     )
 
 
-def build_model(
-    tokenizer: PreTrainedTokenizerFast, config: ModelConfig, seed: int = 0
-) -> LlavaForConditionalGeneration:
-    """A randomly initialised tiny LLaVA (deterministic under ``seed``)."""
+def llava_config(
+    tokenizer: PreTrainedTokenizerFast, config: ModelConfig, vocab_size: int | None = None, feature_layer: int = -1
+) -> LlavaConfig:
+    """The ``LlavaConfig`` of a LLaVA with ``config``'s sizes over ``tokenizer``. ``vocab_size``: logits beyond the
+    tokenizer's ids (default: as many as it has); ``feature_layer``: the vision layer whose features are projected
+    (LLaVA-1.5: -2; the embedded model: -1)."""
     vision = CLIPVisionConfig(
         hidden_size=config.vision_hidden,
         intermediate_size=4 * config.vision_hidden,
@@ -81,7 +83,7 @@ def build_model(
         projection_dim=config.vision_hidden,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=len(tokenizer) if vocab_size is None else vocab_size,
         hidden_size=config.text_hidden,
         intermediate_size=config.text_intermediate,
         num_hidden_layers=config.text_layers,
@@ -93,15 +95,22 @@ def build_model(
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
-    llava = LlavaConfig(
+    return LlavaConfig(
         vision_config=vision,
         text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
         image_seq_length=config.n_image_tokens,
         vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
+        vision_feature_layer=feature_layer,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+def build_model(
+    tokenizer: PreTrainedTokenizerFast, config: ModelConfig, seed: int = 0
+) -> LlavaForConditionalGeneration:
+    """A randomly initialised tiny LLaVA (deterministic under ``seed``)."""
+    llava = llava_config(tokenizer, config)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(llava)
     model.eval()
