@@ -133,7 +133,7 @@ def largest_moves(committed: Path, regenerated: Path, tables=SEQUENTIAL_TABLES) 
             if values
             else pd.Series(0.0, index=merged.index)
         )
-        worst = merged.loc[moves.idxmax()] if len(moves) else None
+        worst = merged.loc[moves.idxmax()] if len(moves) and moves.max() > 0 else None
         where = (
             ", ".join(f"{k} {worst[k]}" for k in keys if k in ("method", "T", "metric", "target"))
             if worst is not None
@@ -171,37 +171,53 @@ def claims_hold(results: Path) -> bool:
     return subprocess.run(command, env=env, cwd=paths.REPO_ROOT).returncode == 0
 
 
-def drift(kernel_sets: list[str], out: Path, workers: int, table: Path) -> int:
-    """Rerun the sequential study under each kernel set, compare, check the claims; write ``table``."""
+def drift(kernel_sets: list[str], out: Path, workers: int, table: Path, reuse: bool = False) -> int:
+    """Rerun the sequential study under each kernel set, compare, check the claims; write ``table``. ``reuse``:
+    take each set's sequential tables from an earlier run under ``out`` and compare them with today's ``results/``
+    (after ``make figures`` has rewritten it) instead of rerunning."""
     committed = paths.RESULTS
     rows = []
     for name in kernel_sets:
         folder = out / name / "results"
+        saved = {t: pd.read_csv(folder / f"{t}.csv") for t in SEQUENTIAL_TABLES} if reuse else {}
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(committed, folder, ignore=shutil.ignore_patterns("cross_cpu"))
-        print(f"\n=== sequential study, kernel set {name}: {KERNEL_SETS[name] or 'as the CPU picks'} ===", flush=True)
-        start = time.perf_counter()
-        command = [sys.executable, "-m", "tools.kernel_sets", "sequential", "--into", str(folder)]
-        subprocess.run([*command, "--workers", str(workers)], env=environment(name), cwd=paths.REPO_ROOT, check=True)
-        seconds = time.perf_counter() - start
+        seconds = float("nan")
+        if reuse:
+            for t, frame in saved.items():
+                frame.to_csv(folder / f"{t}.csv", index=False)
+        else:
+            print(
+                f"\n=== sequential study, kernel set {name}: {KERNEL_SETS[name] or 'as the CPU picks'} ===", flush=True
+            )
+            start = time.perf_counter()
+            command = [sys.executable, "-m", "tools.kernel_sets", "sequential", "--into", str(folder)]
+            run = [*command, "--workers", str(workers)]
+            subprocess.run(run, env=environment(name), cwd=paths.REPO_ROOT, check=True)
+            seconds = time.perf_counter() - start
         holds = claims_hold(folder)
-        moves = largest_moves(committed, folder).assign(kernel_set=name, claims_hold=holds, seconds=round(seconds))
+        moves = largest_moves(committed, folder).assign(kernel_set=name, claims_hold=holds, seconds=seconds)
         print(moves.to_string(index=False), flush=True)
         rows.append(moves)
     result = pd.concat(rows, ignore_index=True)
+    if table.exists():  # rows of other labels (e.g. a whole run compared by compare()) stay
+        kept = pd.read_csv(table)
+        result = pd.concat([kept[~kept.kernel_set.isin(kernel_sets)], result], ignore_index=True)
     table.parent.mkdir(parents=True, exist_ok=True)
-    result.to_csv(table, index=False)
+    result.round({"seconds": 0}).to_csv(table, index=False)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=paths.REPO_ROOT)
-    sidecar = {
+    sidecar_path = table.with_suffix(".json")
+    sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
+    sidecar |= {
         "table": table.stem,
         "made_by": "python -m tools.kernel_sets drift (make kernel-drift)",
         "commit": commit.stdout.strip(),
         "cpu": cpu_model(),
-        "kernel_sets": {name: KERNEL_SETS[name] for name in kernel_sets},
         "compared_with": "results/ as committed at that commit",
         "date": time.strftime("%Y-%m-%d"),
     }
-    table.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    sidecar.setdefault("kernel_sets", {}).update({name: KERNEL_SETS[name] for name in kernel_sets})
+    sidecar_path.write_text(json.dumps(sidecar, indent=1) + "\n")
     print(
         f"\n{table}: the claims hold under {int(result.groupby('kernel_set').claims_hold.first().sum())} of "
         f"{len(kernel_sets)} kernel set(s)"
@@ -240,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, default=paths.BUILD / "kernel-drift")
     run.add_argument("--table", type=Path, default=DRIFT_TABLE)
     run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--reuse", action="store_true", help="compare the sequential tables of an earlier run under --out")
     both = sub.add_parser("compare", help="every table of one run against another's, under a label")
     both.add_argument("--old", type=Path, required=True, help="results folder to compare with (e.g. another CPU's)")
     both.add_argument("--new", type=Path, default=paths.RESULTS)
@@ -252,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "test":
         return run_tests(args.sets, args.pytest_args)
     if args.command == "drift":
-        return drift(args.sets, args.out, args.workers, args.table)
+        return drift(args.sets, args.out, args.workers, args.table, args.reuse)
     if args.command == "compare":
         return compare(args.old, args.new, args.label, args.table)
     for name, table in sequential_tables(args.into, args.workers).items():
