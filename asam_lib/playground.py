@@ -287,8 +287,11 @@ class PlaygroundResult:
         return [f"  after, hard tier ({known} known members): {metrics}"]
 
     def figures(self) -> dict[str, plt.Figure]:
-        """The three figures of an edit, by name: unit members, metrics, spectrum of H."""
-        return {"members": member_grid(self), "metrics": metrics_figure(self), "spectrum": spectrum_figure(self)}
+        """The three figures of an edit, by name: unit members, metrics, spectrum of H; made outside pyplot
+        (:func:`asam_lib.plots.detached_figures`: the widget's callback draws them while the kernel may handle
+        other widget messages in another thread)."""
+        with plots.detached_figures():
+            return {"members": member_grid(self), "metrics": metrics_figure(self), "spectrum": spectrum_figure(self)}
 
 
 def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
@@ -384,7 +387,7 @@ def metrics_figure(result: PlaygroundResult) -> plt.Figure:
     if result.hard_metrics is not None:
         panels.append(("hard tier, known members", result.hard_metrics, HARD_METRICS))
     widths = [len(order) for _, _, order in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 + sum(widths) * 0.75, 3), width_ratios=widths, squeeze=False)
+    fig, axes = plots.subplots(1, len(panels), figsize=(3 + sum(widths) * 0.75, 3), width_ratios=widths, squeeze=False)
     for ax, (tier, table, order) in zip(axes[0], panels):
         tidy = table.melt(id_vars="metric", var_name="state", value_name="value")
         sns.barplot(
@@ -402,7 +405,7 @@ def metrics_figure(result: PlaygroundResult) -> plt.Figure:
 
 def spectrum_figure(result: PlaygroundResult) -> plt.Figure:
     """The spectrum of H (share of energy per singular value, log) before and after, per set of rows."""
-    fig, axes = plt.subplots(1, len(ROWS), figsize=(10, 3.2))
+    fig, axes = plots.subplots(1, len(ROWS), figsize=(10, 3.2))
     colours = {"before": methods.UNEDITED_COLOUR, "after": methods.method(result.choice.method).colour}
     for ax, rows in zip(axes, ROWS):
         for state in STATES:
@@ -518,6 +521,5 @@ class Playground:
                 print(self.result)
                 for fig in self.result.figures().values():
                     display(fig)
-                    plt.close(fig)
         finally:
             self.button.disabled, self.button.description = False, "Edit"
