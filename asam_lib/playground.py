@@ -52,6 +52,8 @@ from asam_lib.world import RELATIONS, World
 
 METRICS = methods.METRICS
 ROWS = ("LAR variants", "unit members")  # the two sets of rows of H
+FIGURES = ("members", "metrics", "spectrum")  # the figures of an edit, in the order the widget shows them
+SLIDERS = ("eps", "K", "lambda_rank")  # the widget's sliders, by their labels
 STATES = ("before", "after")
 
 
@@ -167,6 +169,12 @@ def edit_case(session: Session, entity: int, relation: str, new_answer: str, see
 def lar_config(eps: float, k: int) -> LARConfig:
     """LAR's defaults with radius ``eps`` and ``k`` variants."""
     return replace(LARConfig(), eps=eps, k=k)
+
+
+def active_sliders(method: str) -> tuple[str, ...]:
+    """The sliders of :data:`SLIDERS` that ``method`` reads (the widget greys out the others): ``eps`` and ``K``
+    (the LAR variants of the spectrum, for every method), and ``lambda_rank`` (ASAM's RCSL weight) for ASAM."""
+    return SLIDERS if method == "ASAM" else ("eps", "K")
 
 
 def make_editor(
@@ -291,7 +299,7 @@ class PlaygroundResult:
         (:func:`asam_lib.plots.detached_figures`: the widget's callback draws them while the kernel may handle
         other widget messages in another thread)."""
         with plots.detached_figures():
-            return {"members": member_grid(self), "metrics": metrics_figure(self), "spectrum": spectrum_figure(self)}
+            return dict(zip(FIGURES, (member_grid(self), metrics_figure(self), spectrum_figure(self))))
 
 
 def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
@@ -462,6 +470,7 @@ class Playground:
         self.lambda_rank = w.FloatSlider(
             value=choice.lambda_rank, min=0.0, max=100.0, step=0.5, description="lambda_rank", **look
         )
+        self.sliders = dict(zip(SLIDERS, (self.eps, self.k, self.lambda_rank)))
         self.seed = choice.seed
         self.button = w.Button(description="Edit", button_style="primary", icon="pencil")
         self.output = w.Output()
@@ -502,7 +511,9 @@ class Playground:
         self.fact.value = f"true answer now: <b>{true}</b>"
 
     def _method_changed(self, _change=None) -> None:
-        self.lambda_rank.disabled = self.method.value != "ASAM"
+        active = active_sliders(self.method.value)
+        for name, slider in self.sliders.items():
+            slider.disabled = name not in active
 
     def on_edit(self, _button=None) -> None:
         """The Edit button: run :func:`run_edit` on the widgets' values and show the result in the output area

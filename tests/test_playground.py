@@ -113,6 +113,7 @@ def test_the_figures_show_the_edit(session):
     result = playground.run_edit(session, Choice(**FAST, method="Patch"))
     open_before = plt.get_fignums()
     figures = result.figures()
+    assert tuple(figures) == playground.FIGURES
     assert plt.get_fignums() == open_before  # outside pyplot: no pyplot hook in another thread can draw them
     shown = playground.shown_members(result)
     assert shown == list(range(7))  # the anchor and the (two) members of each kind
@@ -125,9 +126,10 @@ def test_the_figures_show_the_edit(session):
 def test_the_widgets_call_the_same_function(session, capsys):
     widgets = Playground(session, Choice(**FAST, method="Patch"))
     assert widgets.choice() == Choice(**FAST, method="Patch")
-    assert widgets.lambda_rank.disabled
+    greyed = lambda: {name for name, slider in widgets.sliders.items() if slider.disabled}  # noqa: E731
+    assert greyed() == {"lambda_rank"} and set(playground.active_sliders("Patch")) == {"eps", "K"}
     widgets.method.value = "ASAM"
-    assert not widgets.lambda_rank.disabled
+    assert greyed() == set() and playground.active_sliders("ASAM") == playground.SLIDERS
     widgets.relation.value = "food"
     assert widgets.new_answer.options == tuple(playground.answer_choices(session.world, 2, "food"))
     widgets.relation.value, widgets.new_answer.value, widgets.method.value = "home", "forest", "Patch"
