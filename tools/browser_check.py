@@ -398,10 +398,11 @@ def press_edit(page: DevTools, method: str, timeout_s: float = 600) -> str:
     """Press Edit and wait until the output area shows the ``method`` edit's result, the button is back and every
     image in the area has loaded; scroll the playground to the top of the window; return the area's text."""
     page.wait_for(f"{BUTTON} !== undefined", "the playground's Edit button", timeout_s=60)
-    page.evaluate(f"{BUTTON}.scrollIntoView({{block: 'start'}}); {BUTTON}.click(); true")
+    stale = f"{AREA}?.querySelectorAll('.jp-OutputArea-child').forEach(c => c.dataset.stale = 'yes')"
+    page.evaluate(f"{stale}; {BUTTON}.scrollIntoView({{block: 'start'}}); {BUTTON}.click(); true")
     head = f"PlaygroundResult({method} edit"
-    text = page.wait_for(
-        f"(() => {{ const a = {AREA}; if (!a) return null; "
+    text = page.wait_for(  # the outputs of an earlier edit are marked stale: wait until this edit's replace them
+        f"(() => {{ const a = {AREA}; if (!a || a.querySelector('[data-stale]')) return null; "
         "if (a.innerText.includes('cannot edit')) return a.innerText; "
         f"return a.innerText.includes({json.dumps(head)}) && {BUTTON} !== undefined && !{BUTTON}.disabled "
         f"&& [...a.querySelectorAll('img')].every(i => i.complete) ? a.innerText : null; }})()",
@@ -440,33 +441,50 @@ def figure_problems(figures: list[ShownFigure], png: Path) -> list[str]:
     return [f"{p} (screenshot {png.name})" for p in problems]
 
 
-def edit_twice(page: DevTools, relative: str, out: Path, stem: str) -> list[str]:
-    """Run every cell, edit with the widget's method, then choose :data:`SECOND_METHOD`, type K =
-    :data:`SECOND_K` and edit again; screenshot each edit and check its figures; return the failures."""
+def figure_images(page: DevTools) -> list[str]:
+    """The image data (data URLs) of the figures in the playground's output area, in order."""
+    return page.evaluate(f"[...{AREA}.querySelectorAll('img')].map(i => i.src)")
+
+
+def changed_figures(first: list[str], again: list[str]) -> list[str]:
+    """The figures (by :data:`asam_lib.playground.FIGURES` name) whose images differ between two edits of the same
+    choice; an edit is deterministic, so a figure that changes was drawn wrong in one of them."""
+    if len(first) != len(again):
+        return [f"{len(first)} images, then {len(again)}"]
+    return [name for name, a, b in zip(FIGURES, first, again) if a != b]
+
+
+def drive_playground(page: DevTools, relative: str, out: Path, stem: str) -> list[str]:
+    """Run every cell; edit with the widget's method and check the screenshot and its figures; edit again with the
+    same choice (the figures must come back byte-identical); choose :data:`SECOND_METHOD` in the method menu (its
+    sliders greyed out as :func:`asam_lib.playground.active_sliders` says), type K = :data:`SECOND_K` into the K
+    slider, edit and check as before. Return the failures."""
     run_all(page, relative)
     first = page.evaluate(f"({_control('widget-dropdown', 'method')}).querySelector('select').value")
     expect_greyed(page, first)
-    failures = []
-    for method, suffix in ((first, ""), (SECOND_METHOD, f"_{SECOND_METHOD}")):
+    failures, previous = [], []
+    for method, suffix in ((first, ""), (first, "_again"), (SECOND_METHOD, f"_{SECOND_METHOD}")):
         if method != first:
             choose_method(page, method)
             expect_greyed(page, method)
             type_into_slider(page, "K", SECOND_K)
         start = time.perf_counter()
         text = press_edit(page, method)
-        if method != first and f"K={SECOND_K}" not in text:
-            failures.append(
-                f"the {method} edit did not use K = {SECOND_K} typed into its slider: {text.splitlines()[0]}"
-            )
         print(
             f"   {method} edit in the browser ({time.perf_counter() - start:.0f} s):\n      "
             + "\n      ".join(text.strip().splitlines()[:3])
         )
+        problems = []
+        if method != first and f"K={SECOND_K}" not in text:
+            problems.append(f"the {method} edit did not use K = {SECOND_K} typed into its slider")
+        images = figure_images(page)
+        changed = changed_figures(previous, images) if suffix == "_again" else []
+        if changed:
+            problems.append(f"the same {method} edit twice showed different figures: {', '.join(changed)}")
+        previous = images
         figures = shown_figures(page)
         png = page.screenshot(out / f"{stem}_after_edit{suffix}.png", EDIT_WINDOW)
-        failures += _report(
-            png, f"pressed Edit with {method}, its {len(figures)} figures", figure_problems(figures, png)
-        )
+        failures += _report(png, f"{method} edit, its {len(figures)} figures", problems + figure_problems(figures, png))
     return failures
 
 
@@ -490,7 +508,7 @@ def check(notebooks: list[Path], edit: Path | None, out: Path) -> list[str]:
                     deviceScaleFactor=1,
                     mobile=False,
                 )
-                failures += edit_twice(page, relative, out, edit.stem)
+                failures += drive_playground(page, relative, out, edit.stem)
             except BrowserCheckError as err:
                 page.screenshot(out / f"{edit.stem}_failed.png", EDIT_WINDOW)
                 return failures + [f"{err} (screenshot {out / f'{edit.stem}_failed.png'})"]
