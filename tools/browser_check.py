@@ -12,7 +12,8 @@ free port. Through that protocol (:class:`DevTools`, a small client over ``webso
   screenshots them; then drives the other controls as a user would: chooses another method in the method menu
   (:data:`SECOND_METHOD`), checks that exactly the sliders that method does not read are greyed out
   (:func:`asam_lib.playground.active_sliders`), types a new K into its slider's readout, presses **Edit** again
-  and checks that result and its figures too.
+  and checks that result and its figures too. Each edit is made twice: the second must show byte-identical
+  figures (an edit is deterministic; a figure drawn wrong once, by a race, differs).
 
 It fails if a screenshot is missing or blank (nearly one colour, which is what a page that did not render
 looks like), a cell raised, an edit showed no result, a slider is greyed out when it should not be (or the
@@ -457,36 +458,41 @@ def changed_figures(first: list[str], again: list[str]) -> list[str]:
 
 
 def drive_playground(page: DevTools, relative: str, out: Path, stem: str) -> list[str]:
-    """Run every cell; edit with the widget's method and check the screenshot and its figures; edit again with the
-    same choice (the figures must come back byte-identical); choose :data:`SECOND_METHOD` in the method menu (its
-    sliders greyed out as :func:`asam_lib.playground.active_sliders` says), type K = :data:`SECOND_K` into the K
-    slider, edit and check as before. Return the failures."""
+    """Run every cell; edit with the widget's method and check the screenshot and its figures, twice (an edit is
+    deterministic, so the figures must come back byte-identical); choose :data:`SECOND_METHOD` in the method menu
+    (its sliders greyed out as :func:`asam_lib.playground.active_sliders` says), type K = :data:`SECOND_K` into the
+    K slider, and edit and check twice again. Return the failures."""
     run_all(page, relative)
     first = page.evaluate(f"({_control('widget-dropdown', 'method')}).querySelector('select').value")
     expect_greyed(page, first)
-    failures, previous = [], []
-    for method, suffix in ((first, ""), (first, "_again"), (SECOND_METHOD, f"_{SECOND_METHOD}")):
+    failures = []
+    for method in (first, SECOND_METHOD):
         if method != first:
             choose_method(page, method)
             expect_greyed(page, method)
             type_into_slider(page, "K", SECOND_K)
-        start = time.perf_counter()
-        text = press_edit(page, method)
-        print(
-            f"   {method} edit in the browser ({time.perf_counter() - start:.0f} s):\n      "
-            + "\n      ".join(text.strip().splitlines()[:3])
-        )
-        problems = []
-        if method != first and f"K={SECOND_K}" not in text:
-            problems.append(f"the {method} edit did not use K = {SECOND_K} typed into its slider")
-        images = figure_images(page)
-        changed = changed_figures(previous, images) if suffix == "_again" else []
-        if changed:
-            problems.append(f"the same {method} edit twice showed different figures: {', '.join(changed)}")
-        previous = images
-        figures = shown_figures(page)
-        png = page.screenshot(out / f"{stem}_after_edit{suffix}.png", EDIT_WINDOW)
-        failures += _report(png, f"{method} edit, its {len(figures)} figures", problems + figure_problems(figures, png))
+        previous = None
+        for suffix in ("", "_again"):
+            start = time.perf_counter()
+            text = press_edit(page, method)
+            print(
+                f"   {method} edit in the browser ({time.perf_counter() - start:.0f} s):\n      "
+                + "\n      ".join(text.strip().splitlines()[:3])
+            )
+            problems = []
+            if method != first and f"K={SECOND_K}" not in text:
+                problems.append(f"the {method} edit did not use K = {SECOND_K} typed into its slider")
+            images = figure_images(page)
+            changed = changed_figures(previous, images) if previous is not None else []
+            if changed:
+                problems.append(f"the same {method} edit twice showed different figures: {', '.join(changed)}")
+            previous = images
+            figures = shown_figures(page)
+            name = f"{stem}_after_edit{'' if method == first else '_' + method}{suffix}.png"
+            png = page.screenshot(out / name, EDIT_WINDOW)
+            failures += _report(
+                png, f"{method} edit, its {len(figures)} figures", problems + figure_problems(figures, png)
+            )
     return failures
 
 
