@@ -130,6 +130,28 @@ def test_image_grid_wraps_long_titles():
     assert all(len(line) < len(question) for ax in fig.axes for line in ax.get_title().split("\n"))
 
 
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def test_detached_figures_stay_out_of_pyplot_and_draw_the_same_pixels():
+    images = [Image.new("RGB", (16, 16), colour) for colour in ("red", "green", "blue")]
+    grid = dict(ncols=2, titles=["anchor: a", "text: b", "image: c"], row_labels=["before", "after"], title="a grid")
+    managed = plots.image_grid(images, **grid)
+    open_figures = plt.get_fignums()
+    with plots.detached_figures():
+        detached = plots.image_grid(images, **grid)
+        fig, axes = plots.subplots(1, 2, figsize=(4, 2), width_ratios=[1, 3], squeeze=False)
+    assert plt.get_fignums() == open_figures  # neither is registered with pyplot
+    assert fig.get_size_inches().tolist() == [4, 2] and axes.shape == (1, 2)
+    assert axes[0, 1].get_position().width > 2.5 * axes[0, 0].get_position().width
+    assert _png(detached) == _png(managed)  # the same rcParams and an Agg canvas: the same bytes
+    plots.check_layout(detached)  # the layout check draws a detached figure too
+    assert plots.subplots(1, 1)[0].number in plt.get_fignums()  # outside the context: pyplot's figures again
+
+
 def test_texts_of_an_inset_are_checked_and_named():
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.text(0.75, 0.75, "a note under the inset", ha="center", transform=ax.transAxes)
@@ -153,25 +175,3 @@ def test_tier_labels_keep_the_shown_rows_in_reading_order():
     order = list(plots.TIER_PANELS.values())
     lo, hi = plots.BINARY_SPAN
     assert [label for i, label in enumerate(order, start=0) if lo < i < hi] == ["T-Gen\nbinary", "I-Gen\nbinary"]
-
-
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def test_detached_figures_stay_out_of_pyplot_and_draw_the_same_pixels():
-    images = [Image.new("RGB", (16, 16), colour) for colour in ("red", "green", "blue")]
-    grid = dict(ncols=2, titles=["anchor: a", "text: b", "image: c"], row_labels=["before", "after"], title="a grid")
-    managed = plots.image_grid(images, **grid)
-    open_figures = plt.get_fignums()
-    with plots.detached_figures():
-        detached = plots.image_grid(images, **grid)
-        fig, axes = plots.subplots(1, 2, figsize=(4, 2), width_ratios=[1, 3], squeeze=False)
-    assert plt.get_fignums() == open_figures  # neither is registered with pyplot
-    assert fig.get_size_inches().tolist() == [4, 2] and axes.shape == (1, 2)
-    assert axes[0, 1].get_position().width > 2.5 * axes[0, 0].get_position().width
-    assert _png(detached) == _png(managed)  # the same rcParams and an Agg canvas: the same bytes
-    plots.check_layout(detached)  # the layout check draws a detached figure too
-    assert plots.subplots(1, 1)[0].number in plt.get_fignums()  # outside the context: pyplot's figures again
