@@ -63,11 +63,11 @@ def detached_figures() -> Iterator[None]:
 
     Why a widget callback builds its figures so: every comm message an IPython kernel handles fires the
     ``post_execute`` event, whose matplotlib-inline hook (``flush_figures``) draws, displays and closes every
-    figure open in pyplot. JupyterLab (4.4 and later) sends widget comm messages on a kernel subshell, a thread of
-    its own, so a message that arrives while a callback draws its figures (the output widget echoing each new
-    output back to the kernel) has that hook draw the same figures in another thread at the same moment, and the
-    callback's PNG comes out blank but for a stray title or tick label.
-    """
+    figure open in pyplot. JupyterLab 4.6 with ipykernel 7 sends widget comm messages on a kernel subshell, a thread
+    of its own (Lab's ``commsOverSubshells`` setting, on by default), so a message that arrives while a callback
+    draws its figures (the output widget sending each new output back to the kernel) has that hook draw the same
+    figures in another thread at the same moment, and the callback's PNG comes out blank but for a stray title or
+    tick label."""
     token = _DETACHED.set(True)
     try:
         yield
