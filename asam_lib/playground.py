@@ -52,6 +52,8 @@ from asam_lib.world import RELATIONS, World
 
 METRICS = methods.METRICS
 ROWS = ("LAR variants", "unit members")  # the two sets of rows of H
+FIGURES = ("members", "metrics", "spectrum")  # the figures of an edit, in the order the widget shows them
+SLIDERS = ("eps", "K", "lambda_rank")  # the widget's sliders, by their labels
 STATES = ("before", "after")
 
 
@@ -167,6 +169,12 @@ def edit_case(session: Session, entity: int, relation: str, new_answer: str, see
 def lar_config(eps: float, k: int) -> LARConfig:
     """LAR's defaults with radius ``eps`` and ``k`` variants."""
     return replace(LARConfig(), eps=eps, k=k)
+
+
+def active_sliders(method: str) -> tuple[str, ...]:
+    """The sliders of :data:`SLIDERS` that ``method`` reads (the widget greys out the others): ``eps`` and ``K``
+    (the LAR variants of the spectrum, for every method), and ``lambda_rank`` (ASAM's RCSL weight) for ASAM."""
+    return SLIDERS if method == "ASAM" else ("eps", "K")
 
 
 def make_editor(
@@ -287,8 +295,11 @@ class PlaygroundResult:
         return [f"  after, hard tier ({known} known members): {metrics}"]
 
     def figures(self) -> dict[str, plt.Figure]:
-        """The three figures of an edit, by name: unit members, metrics, spectrum of H."""
-        return {"members": member_grid(self), "metrics": metrics_figure(self), "spectrum": spectrum_figure(self)}
+        """The three figures of an edit, by name: unit members, metrics, spectrum of H; made outside pyplot
+        (:func:`asam_lib.plots.detached_figures`: the widget's callback draws them while the kernel may handle
+        other widget messages in another thread)."""
+        with plots.detached_figures():
+            return dict(zip(FIGURES, (member_grid(self), metrics_figure(self), spectrum_figure(self))))
 
 
 def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
@@ -384,7 +395,7 @@ def metrics_figure(result: PlaygroundResult) -> plt.Figure:
     if result.hard_metrics is not None:
         panels.append(("hard tier, known members", result.hard_metrics, HARD_METRICS))
     widths = [len(order) for _, _, order in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 + sum(widths) * 0.75, 3), width_ratios=widths, squeeze=False)
+    fig, axes = plots.subplots(1, len(panels), figsize=(3 + sum(widths) * 0.75, 3), width_ratios=widths, squeeze=False)
     for ax, (tier, table, order) in zip(axes[0], panels):
         tidy = table.melt(id_vars="metric", var_name="state", value_name="value")
         sns.barplot(
@@ -402,7 +413,7 @@ def metrics_figure(result: PlaygroundResult) -> plt.Figure:
 
 def spectrum_figure(result: PlaygroundResult) -> plt.Figure:
     """The spectrum of H (share of energy per singular value, log) before and after, per set of rows."""
-    fig, axes = plt.subplots(1, len(ROWS), figsize=(10, 3.2))
+    fig, axes = plots.subplots(1, len(ROWS), figsize=(10, 3.2))
     colours = {"before": methods.UNEDITED_COLOUR, "after": methods.method(result.choice.method).colour}
     for ax, rows in zip(axes, ROWS):
         for state in STATES:
@@ -459,6 +470,7 @@ class Playground:
         self.lambda_rank = w.FloatSlider(
             value=choice.lambda_rank, min=0.0, max=100.0, step=0.5, description="lambda_rank", **look
         )
+        self.sliders = dict(zip(SLIDERS, (self.eps, self.k, self.lambda_rank)))
         self.seed = choice.seed
         self.button = w.Button(description="Edit", button_style="primary", icon="pencil")
         self.output = w.Output()
@@ -499,7 +511,9 @@ class Playground:
         self.fact.value = f"true answer now: <b>{true}</b>"
 
     def _method_changed(self, _change=None) -> None:
-        self.lambda_rank.disabled = self.method.value != "ASAM"
+        active = active_sliders(self.method.value)
+        for name, slider in self.sliders.items():
+            slider.disabled = name not in active
 
     def on_edit(self, _button=None) -> None:
         """The Edit button: run :func:`run_edit` on the widgets' values and show the result in the output area
@@ -518,6 +532,5 @@ class Playground:
                 print(self.result)
                 for fig in self.result.figures().values():
                     display(fig)
-                    plt.close(fig)
         finally:
             self.button.disabled, self.button.description = False, "Edit"

@@ -11,16 +11,21 @@ Sidecars hold no timestamps and no absolute paths, so they are as reproducible a
 Before a figure is saved or shown, :func:`check_layout` draws it and raises :class:`FigureLayoutError` when two
 of its texts overlap or a text runs off the canvas; notebooks show every figure through :func:`show`, so the
 check runs under nbval as well as under ``make figures``.
+
+Figures built inside :func:`detached_figures` (the playground's widget does) stay out of pyplot's registry of open
+figures, so no pyplot hook in another thread can draw or close them while their owner does.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 import textwrap
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 from unittest import mock
 
 import matplotlib
@@ -28,6 +33,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 from PIL import Image
@@ -55,6 +62,40 @@ def set_style() -> None:
     """The project's one seaborn theme (call once per notebook)."""
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "svg.hashsalt": "asam", "pdf.compression": 6})
+
+
+_DETACHED = contextvars.ContextVar("detached_figures", default=False)
+_SUBPLOTS_KEYWORDS = ("sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw", "gridspec_kw")
+
+
+@contextmanager
+def detached_figures() -> Iterator[None]:
+    """Inside, :func:`subplots` makes figures outside pyplot: not in its registry of open figures, each on its own
+    Agg canvas (they are displayed, saved and garbage-collected like any figure; ``plt.close`` is not needed).
+
+    Why a widget callback builds its figures so: every comm message an IPython kernel handles fires the
+    ``post_execute`` event, whose matplotlib-inline hook (``flush_figures``) draws, displays and closes every
+    figure open in pyplot. JupyterLab 4.6 with ipykernel 7 sends widget comm messages on a kernel subshell, a thread
+    of its own (Lab's ``commsOverSubshells`` setting, on by default), so a message that arrives while a callback
+    draws its figures (the output widget sending each new output back to the kernel) has that hook draw the same
+    figures in another thread at the same moment, and the callback's PNG comes out blank but for a stray title or
+    tick label."""
+    token = _DETACHED.set(True)
+    try:
+        yield
+    finally:
+        _DETACHED.reset(token)
+
+
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs) -> tuple[Figure, object]:
+    """``plt.subplots(nrows, ncols, **kwargs)``; inside :func:`detached_figures`, the same figure made outside
+    pyplot (the same pixels: the same rcParams, an Agg canvas)."""
+    if not _DETACHED.get():
+        return plt.subplots(nrows, ncols, **kwargs)
+    grid = {key: kwargs.pop(key) for key in _SUBPLOTS_KEYWORDS if key in kwargs}
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **grid)
 
 
 class FigureLayoutError(ValueError):
@@ -243,7 +284,7 @@ def image_grid(
     titles = [wrap(t, cell * 72, fontsize) for t in titles] if titles is not None else None
     lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
     height = round(nrows * (cell * 1.05 + lines * fontsize * 1.3 / 72) + (0.35 if title else 0), 2)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, height), squeeze=False)
+    fig, axes = subplots(nrows, ncols, figsize=(cell * ncols, height), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])

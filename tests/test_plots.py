@@ -1,7 +1,9 @@
-"""The layout check every saved or shown figure passes (overlapping texts and texts off the canvas raise), and the
-shared labels of the tier panels."""
+"""The layout check every saved or shown figure passes (overlapping texts and texts off the canvas raise), the
+shared labels of the tier panels, and figures made outside pyplot."""
 
 from __future__ import annotations
+
+import io
 
 import matplotlib
 
@@ -9,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from PIL import Image
 
 from asam_lib import plots
 
@@ -120,13 +123,33 @@ def test_save_and_show_check_the_layout(tmp_path):
 
 
 def test_image_grid_wraps_long_titles():
-    from PIL import Image
-
     images = [Image.new("RGB", (8, 8), colour) for colour in ("red", "green", "blue")]
     question = "please answer : what food is the object shown here fed ?"
     fig = plots.image_grid(images, ncols=3, titles=[f"image\n{question}"] * 3, cell=2.2, title="Three images")
     plots.check_layout(fig)
     assert all(len(line) < len(question) for ax in fig.axes for line in ax.get_title().split("\n"))
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def test_detached_figures_stay_out_of_pyplot_and_draw_the_same_pixels():
+    images = [Image.new("RGB", (16, 16), colour) for colour in ("red", "green", "blue")]
+    grid = dict(ncols=2, titles=["anchor: a", "text: b", "image: c"], row_labels=["before", "after"], title="a grid")
+    managed = plots.image_grid(images, **grid)
+    open_figures = plt.get_fignums()
+    with plots.detached_figures():
+        detached = plots.image_grid(images, **grid)
+        fig, axes = plots.subplots(1, 2, figsize=(4, 2), width_ratios=[1, 3], squeeze=False)
+    assert plt.get_fignums() == open_figures  # neither is registered with pyplot
+    assert fig.get_size_inches().tolist() == [4, 2] and axes.shape == (1, 2)
+    assert axes[0, 1].get_position().width > 2.5 * axes[0, 0].get_position().width
+    assert _png(detached) == _png(managed)  # the same rcParams and an Agg canvas: the same bytes
+    plots.check_layout(detached)  # the layout check draws a detached figure too
+    assert plots.subplots(1, 1)[0].number in plt.get_fignums()  # outside the context: pyplot's figures again
 
 
 def test_texts_of_an_inset_are_checked_and_named():

@@ -7,12 +7,21 @@ free port. Through that protocol (:class:`DevTools`, a small client over ``webso
 ``jupyter_server`` already depends on) it
 
 - opens each notebook and screenshots it once its cells are rendered;
-- for the playground (``--edit``), runs every cell, fails if one raised, presses the **Edit** button, waits
-  for the edit's result and its figures in the widget's output area and screenshots them.
+- for the playground (``--edit``), runs every cell, fails if one raised, presses the **Edit** button (the
+  notebook's method, ASAM), waits for the edit's result and its figures in the widget's output area and
+  screenshots them; then drives the other controls as a user would: chooses another method in the method menu
+  (:data:`SECOND_METHOD`), checks that exactly the sliders that method does not read are greyed out
+  (:func:`asam_lib.playground.active_sliders`), types a new K into its slider's readout, presses **Edit** again
+  and checks that result and its figures too. Each edit is made twice: the second must show byte-identical
+  figures (an edit is deterministic; a figure drawn wrong once, by a race, differs).
 
 It fails if a screenshot is missing or blank (nearly one colour, which is what a page that did not render
-looks like), a cell raised, or the edit showed no result. Screenshots and the server's log go to
-``build/browser/``. Needs a Chromium binary (Debian: ``apt-get install chromium``); not part of ``make test``.
+looks like), a cell raised, an edit showed no result, a slider is greyed out when it should not be (or the
+other way round), or a figure of an edit did not render: for each image in the widget's output area
+(:data:`asam_lib.playground.FIGURES`, in order) its box in the screenshot must be inside the screenshot, have
+the size of the PNG it shows (scaled down to the output area's width, as JupyterLab does) and not be blank
+(:func:`figure_problem`). Screenshots and the server's log go to ``build/browser/``. Needs a Chromium binary
+(Debian: ``apt-get install chromium``); not part of ``make test``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -38,11 +48,15 @@ import numpy as np
 from PIL import Image
 
 from asam_lib import paths
+from asam_lib.playground import FIGURES, SLIDERS, active_sliders
 from tools.run_notebooks import QUIET_ENV
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = (1280, 900)
-EDIT_WINDOW = (1280, 1300)  # tall enough for the playground's widgets, its result and its three figures
+EDIT_WINDOW = (1280, 1400)  # tall enough for the playground's widgets, its result and its three figures
+SECOND_METHOD, SECOND_K = "Patch", 2  # the second edit: another method, and K typed into its slider
+FIGURE_INK = 0.05  # a drawn figure has at least this share of pixels off its background (see figure_problem)
+BOX_SLACK_PX = 2.0  # CSS layout rounds a scaled image's box to sub-pixels; 2 px covers it with room to spare
 LAB_SETTINGS = {  # no news pop-up over the screenshots
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
 }
@@ -76,6 +90,61 @@ def blank_reason(png: Path) -> str | None:
     dark = float((pixels < 128).mean())  # share of dark pixels: text, icons, toolbars
     if pixels.std() < 8 or dark < 0.002:
         return f"screenshot {png.name} is blank (pixel std {pixels.std():.1f}, {dark:.2%} dark pixels)"
+    return None
+
+
+@dataclass(frozen=True)
+class ShownFigure:
+    """One image of the widget's output area as the browser shows it: the figure's name, the size of its PNG
+    (``natural``, pixels), its box on the page (``box``: x, y, width, height in CSS pixels, which are screenshot
+    pixels at scale 1) and the width the output area gives it (``room``)."""
+
+    name: str
+    natural: tuple[int, int]
+    box: tuple[float, float, float, float]
+    room: float
+
+
+def ink_share(pixels: np.ndarray) -> float:
+    """Share of the pixels of ``pixels`` (H, W, 3) that differ from its most common colour by more than 24 levels
+    in some channel (anti-aliasing and JPEG-free PNG noise stay below that)."""
+    flat = pixels.reshape(-1, pixels.shape[-1]).astype(np.int16)
+    colours, counts = np.unique(flat, axis=0, return_counts=True)
+    return float((np.abs(flat - colours[counts.argmax()]).max(axis=1) > 24).mean())
+
+
+def figure_problem(figure: ShownFigure, screenshot: np.ndarray) -> str | None:
+    """Why ``figure`` did not render in ``screenshot`` (H, W, 3), or None: its PNG did not load, its box lies
+    (partly) outside the screenshot, the box has not the PNG's size (scaled down to ``room``, aspect kept, within
+    :data:`BOX_SLACK_PX`), or the box is blank: less than :data:`FIGURE_INK` of its pixels off the background.
+    In JupyterLab the playground's figures have 10% (spectrum), 22-26% (metrics) and 55% (members) of their pixels
+    off white; figures whose drawing failed showed 0-2.3% (a stray title, tick labels or one image), so 5% sits a
+    factor of two from both. A figure drawn only in part can pass; the repeated edit of :func:`drive_playground`
+    catches that."""
+    name = f"figure {figure.name!r}"
+    width, height = figure.natural
+    if width == 0 or height == 0:
+        return f"{name} did not load (its image has no pixels)"
+    x, y, w, h = figure.box
+    if x < 0 or y < 0 or x + w > screenshot.shape[1] + BOX_SLACK_PX or y + h > screenshot.shape[0] + BOX_SLACK_PX:
+        return (
+            f"{name} lies outside the {screenshot.shape[1]}x{screenshot.shape[0]} screenshot (box at {x:.0f},{y:.0f}, "
+            f"{w:.0f}x{h:.0f})"
+        )
+    shown_width = min(width, figure.room)
+    shown_height = height * shown_width / width
+    if abs(w - shown_width) > BOX_SLACK_PX or abs(h - shown_height) > BOX_SLACK_PX:
+        return (
+            f"{name} is shown at {w:.0f}x{h:.0f} px, not at the size of its {width}x{height} image "
+            f"({shown_width:.0f}x{shown_height:.0f} in the output area's {figure.room:.0f} px)"
+        )
+    inside = screenshot[int(np.ceil(y)) : int(y + h), int(np.ceil(x)) : int(x + w)]
+    ink = ink_share(inside)
+    if ink < FIGURE_INK:
+        return (
+            f"{name} is blank: {ink:.1%} of its {w:.0f}x{h:.0f} px differ from its background "
+            f"(a drawn figure has at least {FIGURE_INK:.0%})"
+        )
     return None
 
 
@@ -245,8 +314,8 @@ def open_notebook(page: DevTools, base: str, token: str, notebook: Path) -> str:
     return relative
 
 
-def run_all_and_edit(page: DevTools, relative: str, timeout_s: float = 600) -> str:
-    """Run every cell of the open playground, press its Edit button and wait for the result; return its text."""
+def run_all(page: DevTools, relative: str, timeout_s: float = 600) -> None:
+    """Run every cell of the open notebook ``relative``; raise naming the first cell that raised."""
     panel = _panel(relative)
     page.wait_for(f"({panel}).sessionContext.session?.kernel?.status === 'idle'", "the kernel to start", timeout_s=120)
     page.evaluate(f"window.jupyterapp.shell.activateById(({panel}).id)")
@@ -264,26 +333,171 @@ def run_all_and_edit(page: DevTools, relative: str, timeout_s: float = 600) -> s
     status = page.wait_for(progress, "every cell to run", timeout_s=timeout_s)
     if "error" in status:
         raise BrowserCheckError(f"{relative}: {status['error']}")
-    button = "[...document.querySelectorAll('.jupyter-widgets button')].find(b => b.textContent.trim() === 'Edit')"
-    page.wait_for(f"{button} !== undefined", "the playground's Edit button", timeout_s=60)
-    page.evaluate(f"{button}.scrollIntoView({{block: 'start'}}); {button}.click(); true")
-    area = "document.querySelector('.jupyter-widgets.widget-output')"
-    text = page.wait_for(
-        f"(() => {{ const a = {area}; return a && a.querySelectorAll('img').length >= 3 && {button} !== undefined "
-        f"&& !{button}.disabled ? a.innerText : null; "
-        f"}})() || ({area}?.innerText.includes('cannot edit') ? {area}.innerText : null)",
-        "the edit's result and figures",
+
+
+BUTTON = "[...document.querySelectorAll('.jupyter-widgets button')].find(b => b.textContent.trim() === 'Edit')"
+AREA = "document.querySelector('.jupyter-widgets.widget-output')"  # the playground's output area
+
+
+def _control(kind: str, label: str) -> str:
+    """JavaScript: the widget of class ``kind`` (``widget-dropdown``, ``widget-slider``) labelled ``label``."""
+    return (
+        f"[...document.querySelectorAll('.jupyter-widgets.{kind}')]"
+        f".find(w => w.querySelector('.widget-label')?.textContent.trim() === {json.dumps(label)})"
+    )
+
+
+GREYED = (  # JavaScript: the labels of the greyed-out (disabled) sliders, sorted
+    "[...document.querySelectorAll('.jupyter-widgets.widget-slider')]"
+    ".filter(w => w.querySelector('.slider')?.hasAttribute('disabled')"
+    " || w.querySelector('.widget-readout')?.contentEditable === 'false')"
+    ".map(w => w.querySelector('.widget-label').textContent.trim()).sort()"
+)
+
+
+def expect_greyed(page: DevTools, method: str, timeout_s: float = 30) -> None:
+    """Wait until exactly the sliders ``method`` does not read are greyed out; raise naming both sets if not."""
+    expected = sorted(set(SLIDERS) - set(active_sliders(method)))
+    try:
+        page.wait_for(
+            f"JSON.stringify({GREYED}) === {json.dumps(json.dumps(expected, separators=(',', ':')))}",
+            f"the sliders of {method}",
+            timeout_s=timeout_s,
+        )
+    except BrowserCheckError:
+        raise BrowserCheckError(
+            f"with method {method} the greyed-out sliders are {page.evaluate(GREYED)}, expected {expected}"
+        ) from None
+
+
+def choose_method(page: DevTools, method: str) -> None:
+    """Choose ``method`` in the playground's method menu as a user's pick does: set the value and fire a
+    ``change`` event that bubbles (the widget listens for it on its root element)."""
+    select = f"({_control('widget-dropdown', 'method')}).querySelector('select')"
+    page.evaluate(
+        f"{select}.value = {json.dumps(method)}; {select}.dispatchEvent(new Event('change', {{bubbles: true}})); true"
+    )
+
+
+def type_into_slider(page: DevTools, label: str, value: float) -> None:
+    """Type ``value`` into the readout of the slider ``label`` and press Enter (a real key event); wait until the
+    slider holds it."""
+    slider = _control("widget-slider", label)
+    page.evaluate(
+        f"(() => {{ const r = ({slider}).querySelector('.widget-readout'); r.focus(); r.textContent = "
+        f"{json.dumps(str(value))}; return true; }})()"
+    )
+    for kind in ("keyDown", "keyUp"):
+        page.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13)
+    page.wait_for(
+        f"Number(({slider}).querySelector('[role=slider]').getAttribute('aria-valuenow')) === {value}",
+        f"slider {label} to hold {value}",
+        timeout_s=30,
+    )
+    page.evaluate("document.activeElement?.blur(); true")  # no focus ring in the screenshot
+
+
+def press_edit(page: DevTools, method: str, timeout_s: float = 600) -> str:
+    """Press Edit and wait until the output area shows the ``method`` edit's result, the button is back and every
+    image in the area has loaded; scroll the playground to the top of the window; return the area's text."""
+    page.wait_for(f"{BUTTON} !== undefined", "the playground's Edit button", timeout_s=60)
+    stale = f"{AREA}?.querySelectorAll('.jp-OutputArea-child').forEach(c => c.dataset.stale = 'yes')"
+    page.evaluate(f"{stale}; {BUTTON}.scrollIntoView({{block: 'start'}}); {BUTTON}.click(); true")
+    head = f"PlaygroundResult({method} edit"
+    text = page.wait_for(  # the outputs of an earlier edit are marked stale: wait until this edit's replace them
+        f"(() => {{ const a = {AREA}; if (!a || a.querySelector('[data-stale]')) return null; "
+        "if (a.innerText.includes('cannot edit')) return a.innerText; "
+        f"return a.innerText.includes({json.dumps(head)}) && {BUTTON} !== undefined && !{BUTTON}.disabled "
+        f"&& [...a.querySelectorAll('img')].every(i => i.complete) ? a.innerText : null; }})()",
+        f"the {method} edit's result and figures",
         timeout_s=timeout_s,
     )
-    if "PlaygroundResult(" not in text:
-        raise BrowserCheckError(f"{relative}: the edit showed no result: {text.strip()[:300]}")
+    if head not in text:
+        raise BrowserCheckError(f"the {method} edit showed no result: {text.strip()[:300]}")
     page.evaluate("document.querySelector('.jupyter-widgets.widget-vbox')?.scrollIntoView({block: 'start'}); true")
-    time.sleep(2.0)  # the figures decode and lay out after they arrive
+    time.sleep(1.0)  # the page scrolled: let it lay out before the screenshot
     return text
 
 
+def shown_figures(page: DevTools) -> list[ShownFigure]:
+    """The images of the playground's output area, named by :data:`asam_lib.playground.FIGURES` in order."""
+    shown = page.evaluate(
+        f"[...{AREA}.querySelectorAll('img')].map(i => {{ const b = i.getBoundingClientRect(), "
+        "p = i.parentElement, s = getComputedStyle(p); return {natural: [i.naturalWidth, i.naturalHeight], "
+        "box: [b.x, b.y, b.width, b.height], "
+        "room: p.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight)}; })"
+    )
+    names = [*FIGURES, *(f"image {k + 1}" for k in range(len(FIGURES), len(shown)))]
+    return [ShownFigure(n, tuple(f["natural"]), tuple(f["box"]), f["room"]) for n, f in zip(names, shown)]
+
+
+def figure_problems(figures: list[ShownFigure], png: Path) -> list[str]:
+    """What is wrong with the figures an edit shows in the screenshot ``png`` (empty: all rendered)."""
+    problems = []
+    if len(figures) != len(FIGURES):
+        problems.append(
+            f"the output area shows {len(figures)} images, not the {len(FIGURES)} figures of an edit "
+            f"({', '.join(FIGURES)})"
+        )
+    screenshot = np.asarray(Image.open(png).convert("RGB"))
+    problems += [p for f in figures if (p := figure_problem(f, screenshot))]
+    return [f"{p} (screenshot {png.name})" for p in problems]
+
+
+def figure_images(page: DevTools) -> list[str]:
+    """The image data (data URLs) of the figures in the playground's output area, in order."""
+    return page.evaluate(f"[...{AREA}.querySelectorAll('img')].map(i => i.src)")
+
+
+def changed_figures(first: list[str], again: list[str]) -> list[str]:
+    """The figures (by :data:`asam_lib.playground.FIGURES` name) whose images differ between two edits of the same
+    choice; an edit is deterministic, so a figure that changes was drawn wrong in one of them."""
+    if len(first) != len(again):
+        return [f"{len(first)} images, then {len(again)}"]
+    return [name for name, a, b in zip(FIGURES, first, again) if a != b]
+
+
+def drive_playground(page: DevTools, relative: str, out: Path, stem: str) -> list[str]:
+    """Run every cell; edit with the widget's method and check the screenshot and its figures, twice (an edit is
+    deterministic, so the figures must come back byte-identical); choose :data:`SECOND_METHOD` in the method menu
+    (its sliders greyed out as :func:`asam_lib.playground.active_sliders` says), type K = :data:`SECOND_K` into the
+    K slider, and edit and check twice again. Return the failures."""
+    run_all(page, relative)
+    first = page.evaluate(f"({_control('widget-dropdown', 'method')}).querySelector('select').value")
+    expect_greyed(page, first)
+    failures = []
+    for method in (first, SECOND_METHOD):
+        if method != first:
+            choose_method(page, method)
+            expect_greyed(page, method)
+            type_into_slider(page, "K", SECOND_K)
+        previous = None
+        for suffix in ("", "_again"):
+            start = time.perf_counter()
+            text = press_edit(page, method)
+            print(
+                f"   {method} edit in the browser ({time.perf_counter() - start:.0f} s):\n      "
+                + "\n      ".join(text.strip().splitlines()[:3])
+            )
+            problems = []
+            if method != first and f"K={SECOND_K}" not in text:
+                problems.append(f"the {method} edit did not use K = {SECOND_K} typed into its slider")
+            images = figure_images(page)
+            changed = changed_figures(previous, images) if previous is not None else []
+            if changed:
+                problems.append(f"the same {method} edit twice showed different figures: {', '.join(changed)}")
+            previous = images
+            figures = shown_figures(page)
+            name = f"{stem}_after_edit{'' if method == first else '_' + method}{suffix}.png"
+            png = page.screenshot(out / name, EDIT_WINDOW)
+            failures += _report(
+                png, f"{method} edit, its {len(figures)} figures", problems + figure_problems(figures, png)
+            )
+    return failures
+
+
 def check(notebooks: list[Path], edit: Path | None, out: Path) -> list[str]:
-    """Screenshot each notebook (and the playground after an edit); return the failures (empty: all passed)."""
+    """Screenshot each notebook (and the playground after two edits); return the failures (empty: all passed)."""
     out = paths.ensure(out)
     failures = []
     opened = [nb for nb in notebooks if edit is None or nb.resolve() != edit.resolve()]
@@ -293,7 +507,6 @@ def check(notebooks: list[Path], edit: Path | None, out: Path) -> list[str]:
             png = page.screenshot(out / f"{notebook.stem}.png", WINDOW)
             failures += _report(png, "opened")
         if edit is not None:
-            start = time.perf_counter()
             try:
                 relative = open_notebook(page, base, token, edit)
                 page.call(
@@ -303,25 +516,20 @@ def check(notebooks: list[Path], edit: Path | None, out: Path) -> list[str]:
                     deviceScaleFactor=1,
                     mobile=False,
                 )
-                result = run_all_and_edit(page, relative)
+                failures += drive_playground(page, relative, out, edit.stem)
             except BrowserCheckError as err:
                 page.screenshot(out / f"{edit.stem}_failed.png", EDIT_WINDOW)
                 return failures + [f"{err} (screenshot {out / f'{edit.stem}_failed.png'})"]
-            print(
-                f"   edit result in the browser ({time.perf_counter() - start:.0f} s):\n      "
-                + "\n      ".join(result.strip().splitlines()[:3])
-            )
-            failures += _report(
-                page.screenshot(out / f"{edit.stem}_after_edit.png", EDIT_WINDOW), "ran every cell, pressed Edit"
-            )
     return failures
 
 
-def _report(png: Path, what: str) -> list[str]:
-    reason = blank_reason(png)
-    if reason:
-        print(f"FAIL: {reason}")
-        return [reason]
+def _report(png: Path, what: str, problems: list[str] = ()) -> list[str]:
+    """Print whether the screenshot ``png`` passed (not blank, no ``problems`` found in it); return its failures."""
+    failures = [reason for reason in [blank_reason(png)] if reason] + list(problems)
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    if failures:
+        return failures
     size = Image.open(png).size
     print(
         f"OK ({what}): {png.relative_to(paths.REPO_ROOT) if png.is_relative_to(paths.REPO_ROOT) else png} "
