@@ -348,7 +348,32 @@ def test_asam_meets_every_threshold_of_the_papers_claim(main):
         assert stored[task, target] == met, (
             f"results/04_targets.csv says {task} '{target}' met={stored[task, target]}, the main table gives {met}"
         )
-        assert met, f"README / notebook 04: on {task}, ASAM meets the threshold '{target}' (the main table says not)"
+        # against the same budget, training longer explains ASAM's image generality on captions
+        expected = not (task == "caption" and target.startswith("closes") and ("I-Gen" in target or "TI-Gen" in target))
+        assert met == expected, (
+            f"README / notebook 04: on {task} the threshold '{target}' is {'met' if expected else 'missed'} "
+            f"against the stronger of Patch and Patch at full budget (the main table says met={met})"
+        )
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_against_default_patch_asam_closes_half_of_every_generality_gap(main, task):
+    asam, patch = main.loc[(task, "ASAM"), "mean"], main.loc[(task, "Patch"), "mean"]
+    for metric in ["T-Gen", "I-Gen", "TI-Gen"]:
+        gap = 1 - patch[metric]
+        assert gap == 0 or _closed(1 - asam[metric], gap) >= 0.5, (
+            f"README / notebook 04: on {task}, ASAM closes half of default Patch's {metric} gap"
+        )
+
+
+def test_on_captions_patch_given_asams_budget_reaches_asams_unit(main):
+    full, asam = (
+        main.loc[("caption", PATCH_AT_FULL_BUDGET, "Unit"), "mean"],
+        main.loc[("caption", "ASAM", "Unit"), "mean"],
+    )
+    assert full >= asam - 0.01, (
+        f"README: on captions Patch given ASAM's budget reaches ASAM's unit (within 0.01; {full:.3f} vs {asam:.3f})"
+    )
 
 
 # --- ablations (README, notebook 04 section 4: results/04_ablations_paired.csv) ---------------------
@@ -373,6 +398,42 @@ def test_removing_rcsl_or_its_asymmetry_changes_nothing_measurable_at_the_defaul
     assert differences.max() < 0.01, (
         f"README / notebook 04: '{ablation}' changes nothing measurable at ASAM's defaults (every paired mean within "
         f"0.01; largest {differences.max():.3f})"
+    )
+
+
+@pytest.mark.parametrize(
+    "comparison, early_stopping",
+    [(f"ASAM - {PATCH_AT_FULL_BUDGET}", "ASAM - Patch"), ("ASAM - without LAR, all 30 steps", "ASAM - without LAR")],
+)
+def test_at_the_same_budget_asam_still_gains_but_less(paired, comparison, early_stopping):
+    same, early = paired.loc[(comparison, "hard", "Unit")], paired.loc[(early_stopping, "hard", "Unit")]
+    assert same.ci_low > 0, (
+        f"README / notebook 04: '{comparison}' on the hard tier's known members has its interval above zero "
+        f"({same.mean_diff:+.3f} [{same.ci_low:+.3f}, {same.ci_high:+.3f}])"
+    )
+    assert same.mean_diff < early.mean_diff, (
+        f"README / notebook 04: '{comparison}' is smaller than '{early_stopping}': part of the gain is training length"
+    )
+
+
+@pytest.mark.parametrize(
+    "comparison", ["RCSL alone, lambda_rank=100 - Patch", f"RCSL alone, all 30 steps - {PATCH_AT_FULL_BUDGET}"]
+)
+def test_rcsl_alone_beats_patch_at_either_budget(paired, comparison):
+    row = paired.loc[(comparison, "hard", "Unit")]
+    assert row.ci_low > 0, f"README / notebook 04: '{comparison}' on the hard tier has its interval above zero"
+
+
+def test_where_rcsl_has_room_it_adds_nothing_visible():
+    row = _table("04_ablations_paired").set_index(["comparison", "tier", "metric"])
+    room = row.loc[("random variants, RCSL selected - random variants, without RCSL", "hard", "Unit")]
+    assert room.ci_low < 0 < room.ci_high, (
+        "README / notebook 04: with random variants the selected RCSL changes nothing this study can see (interval "
+        f"across zero; {room.mean_diff:+.3f} [{room.ci_low:+.3f}, {room.ci_high:+.3f}])"
+    )
+    dev = _table("04_rcsl_headroom_dev").set_index("method")["Unit (hard)"]
+    assert dev["random variants, without RCSL"] < dev["without RCSL"] - 0.05, (
+        "README / notebook 04: on development edits random variants leave the hard tier well below LAR's (by > 0.05)"
     )
 
 

@@ -173,6 +173,15 @@ VALUES: dict[str, Callable[[Path], str]] = {
     "paired.rcsl_alone_full_budget.unit_hard": interval(
         paired("RCSL alone, all 30 steps - Patch, all 30 steps", "Unit", "hard"), signed=True
     ),
+    "paired.rcsl_alone_patch.unit_hard": interval(
+        paired("RCSL alone, lambda_rank=100 - Patch", "Unit", "hard"), signed=True
+    ),
+    "main.vqa.patch_full_budget.unit": interval(main_cell("vqa", "standard", "Patch, all 30 steps", "Unit")),
+    "main.caption.patch_full_budget.unit": interval(main_cell("caption", "standard", "Patch, all 30 steps", "Unit")),
+    "headroom.lar.unit_hard": Lookup("04_rcsl_headroom_dev", {"method": "without RCSL"}, "Unit (hard)"),
+    "headroom.random.unit_hard": Lookup(
+        "04_rcsl_headroom_dev", {"method": "random variants, without RCSL"}, "Unit (hard)"
+    ),
     "paired.random_variants_rcsl.unit_hard": interval(
         paired("random variants, RCSL selected - random variants, without RCSL", "Unit", "hard"), signed=True
     ),
