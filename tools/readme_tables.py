@@ -226,7 +226,8 @@ def kernel_drift_table(results: Path) -> str:
             "kernel set": drift.kernel_set,
             "table": "`" + drift.table + "`",
             "rows moved / compared": [
-                "not compared" if pd.isna(m) else f"{int(m):,} / {int(n):,}" for m, n in zip(drift.rows_moved, drift.rows)
+                "not compared" if pd.isna(m) else f"{int(m):,} / {int(n):,}"
+                for m, n in zip(drift.rows_moved, drift.rows)
             ],
             "largest move": drift.largest_move.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
             "where": drift["where"].fillna("").str.replace("not compared: ", ""),
