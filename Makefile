@@ -45,7 +45,7 @@ test-unit: $(STAMP) ## Unit tests of asam_lib
 test-isa: $(STAMP) ## Unit tests under the CPU kernels another CPU would pick (AVX2, and no vectorised kernels); not in make test
 	$(QUIET) $(PY) -m tools.kernel_sets test
 
-kernel-drift: $(STAMP) ## Notebook 04's sequential study under each kernel set, compared with results/ and its claims checked (about 40 min)
+kernel-drift: $(STAMP) ## Notebook 04's sequential study under each kernel set, compared with results/ and its claims checked (about 25 min per set)
 	$(QUIET) $(PY) -m tools.kernel_sets drift
 	$(PY) -m tools.readme_tables
 
