@@ -221,21 +221,27 @@ def drift(kernel_sets: list[str], out: Path, workers: int, table: Path, reuse: b
     table.parent.mkdir(parents=True, exist_ok=True)
     result.round({"seconds": 0}).to_csv(table, index=False)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=paths.REPO_ROOT)
-    sidecar_path = table.with_suffix(".json")
-    sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {}
-    sidecar |= {
-        "table": table.stem,
+    fields = {
         "made_by": "python -m tools.kernel_sets drift (make kernel-drift)",
         "commit": commit.stdout.strip(),
         "cpu": cpu_model(),
         "compared_with": "results/ as committed at that commit",
         "date": time.strftime("%Y-%m-%d"),
     }
-    sidecar.setdefault("kernel_sets", {}).update({name: KERNEL_SETS[name] for name in kernel_sets})
-    sidecar_path.write_text(json.dumps(sidecar, indent=1) + "\n")
+    update_sidecar(table, fields, {"kernel_sets": {name: KERNEL_SETS[name] for name in kernel_sets}})
     ran = result[result.kernel_set.isin(kernel_sets)].groupby("kernel_set").claims_hold.first()
     print(f"\n{table}: the claims hold under {int(ran.sum())} of {len(kernel_sets)} kernel set(s)")
     return 0 if result.claims_hold.all() else 1
+
+
+def update_sidecar(table: Path, fields: dict, merged: dict[str, dict]) -> None:
+    """Write ``table``'s sidecar ``<table>.json``: its earlier content, ``fields`` set, and each dict of ``merged``
+    merged into the one of that name (so drift's and compare's rows each keep their description)."""
+    path = table.with_suffix(".json")
+    sidecar = (json.loads(path.read_text()) if path.exists() else {}) | {"table": table.stem, **fields}
+    for name, entries in merged.items():
+        sidecar.setdefault(name, {}).update(entries)
+    path.write_text(json.dumps(sidecar, indent=1) + "\n")
 
 
 def compare(old: Path, new: Path, label: str, table: Path) -> int:
@@ -250,11 +256,8 @@ def compare(old: Path, new: Path, label: str, table: Path) -> int:
         moves = pd.concat([kept[kept.kernel_set != label], moves], ignore_index=True)
     table.parent.mkdir(parents=True, exist_ok=True)
     moves.to_csv(table, index=False)
-    sidecar_path = table.with_suffix(".json")
-    sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.exists() else {"table": table.stem}
-    sidecar.setdefault("kernel_sets", {})[label] = KERNEL_SETS.get(label, {})
-    sidecar.setdefault("whole_runs", {})[label] = f"every table of {new} against {old}, on {cpu_model()}"
-    sidecar_path.write_text(json.dumps(sidecar, indent=1) + "\n")
+    whole_run = f"every table of {new} against {old}, on {cpu_model()}"
+    update_sidecar(table, {}, {"kernel_sets": {label: KERNEL_SETS.get(label, {})}, "whole_runs": {label: whole_run}})
     return 0 if moves.claims_hold.all() else 1
 
 
