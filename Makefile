@@ -62,7 +62,7 @@ stress: $(STAMP) ## Run notebook 04 under nbval 30 times, each with an empty cac
 	$(PY) tools/stress.py $(STRESS_NOTEBOOK) --runs $(STRESS_RUNS)
 
 model: $(STAMP) ## Retrain the shipped base model from scratch into checkpoints/base
-	$(PY) -m asam_lib.pretrain --out checkpoints/base
+	$(PY) -m asam_lib.data.pretrain --out checkpoints/base
 
 bench: $(STAMP) ## Time pretraining and report held-out accuracy and peak memory
 	$(PY) -m tools.bench pretraining

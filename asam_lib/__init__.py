@@ -1,44 +1,21 @@
 """asam_lib: the library behind the ASAM companion notebooks.
 
-Modules, one idea each:
-    paths      absolute paths of the repository (figures, results, cache, checkpoint)
-    cache      artefacts shared by processes: built under a lock, written atomically
-    seeding    one ``seed_everything`` and explicit generators
-    render     the procedural image renderer of the embedded world
-    world      entities, facts, question templates, splits, MMEdit export
-    records    MMEdit-schema edit requests: loading and validation
-    tokenizer  the word-level tokenizer of the embedded model
-    model      the tiny LLaVA (CLIP vision tower + Llama) and its processor; load_pretrained for real checkpoints
-    prompting  prompts, batches with answer masks, teacher-forced predictions
-    pretrain   the deterministic pretraining curriculum and the model cache
-    benchmark  counterfactual edit requests of the world, locality pools, MMEdit export
-    units      knowledge units and their members' distances from the edit input
-    architectures  the registry of supported architectures: language model, blocks, FFNs, image tokens
-    hooks      module hooks that always remove themselves
-    editing    the editor interface, the shared edit loop, FT-L
-    lora, patch    the LoRA and Patch (T-Patcher) editors
-    lar, rcsl, asam    LAR variants, the RCSL objective, the ASAM editor
-    methods    the registry of methods (editor, name, colour, role) and the list of metrics
-    metrics    Rel, T-Gen, I-Gen, TI-Gen, unit consistency, T-Loc, I-Loc with their protocols
-    harness    edit cases, single and sequential runs, tidy tables, confidence intervals
-    workers    independent jobs on worker processes; a failure names its job
-    study      notebook 04's jobs
-    ablations  ASAM with one ingredient changed: ablations and the sensitivity grid
-    summaries  targets, ablation tables, gap closure, consistency against distance
-    lar_study  notebook 02's experiments on LAR variants
-    playground the function behind notebook 05's widgets: one edit, measured before and after, rolled back
-    precision  half-precision models edited with float32 numerics (solve, SVD, losses, Adam)
-    mmedit_study  a resumable study on any supported checkpoint and an MMEdit-format file
-    preflight  every input of the study checked before the model loads
-    resume     a study folder's settings and progress files: resume you can trust
-    launch     many processes on one study: shards and devices (torchrun, accelerate, SLURM arrays)
-    cli        the command line: ``python -m asam_lib study ...`` and ``merge``
-    parameters notebook parameters checked against their types
-    plots      one plotting style for every figure
-    provenance content hashes and the library fingerprint in figures' sidecars
+Its folders are its layers, lowest first; a module imports only from its own layer and the ones below
+(``tests/test_layers.py`` checks it). Each folder's ``__init__`` says what it holds.
+
+    common       paths, cache, seeding, progress, provenance, notebook parameters
+    mllm         the model whatever its checkpoint: architectures, the embedded LLaVA, prompts, forward passes
+    data         the embedded world, records and formats, the benchmark, knowledge units, cases
+    editors      the editor interface, FT-L, LoRA, Patch, GRACE, LAR, RCSL, ASAM and their registry
+    evaluation   metrics, the harness that runs editors on cases, summaries with intervals
+    experiments  the studies of the notebooks and on any checkpoint, the ablation and sensitivity catalogues
+    figures      the plotting style and the playground
+    frontends    the command line and EasyEdit's front door
 
 The tooling around the library (notebook runners, README tables, reproducibility and browser checks,
 benchmarks) lives in ``tools/``, outside the package whose code shapes the figures.
 """
 
 __version__ = "0.1.0"
+
+LAYERS = ("common", "mllm", "data", "editors", "evaluation", "experiments", "figures", "frontends")

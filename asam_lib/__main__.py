@@ -1,7 +1,7 @@
-"""``python -m asam_lib ...``: see :mod:`asam_lib.cli`."""
+"""``python -m asam_lib ...``: see :mod:`asam_lib.frontends.cli`."""
 
 import sys
 
-from asam_lib.cli import main
+from asam_lib.frontends.cli import main
 
 sys.exit(main())

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asam_lib.model import ModelConfig, build_model, build_processor
-from asam_lib.prompting import PromptEncoder
-from asam_lib.tokenizer import build_tokenizer
-from asam_lib.world import World, WorldConfig
+from asam_lib.data.world import World, WorldConfig
+from asam_lib.mllm.model import ModelConfig, build_model, build_processor
+from asam_lib.mllm.prompting import PromptEncoder
+from asam_lib.mllm.tokenizer import build_tokenizer
 
 from helpers import ModelState, models_in
 from tiny_models import BUILDERS, TinyModel, build

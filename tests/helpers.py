@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import torch
 
-from asam_lib.editing import EditRequest
+from asam_lib.editors.editing import EditRequest
 
 
 def notebook_file(path: Path, *cells: str | nbformat.NotebookNode) -> Path:

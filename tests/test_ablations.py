@@ -10,7 +10,11 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from asam_lib.ablations import (
+from asam_lib.editors.asam import ASAM
+from asam_lib.editors.editing import FTL, EditConfig
+from asam_lib.editors.patch import Patch
+from asam_lib.evaluation.harness import editor_config
+from asam_lib.experiments.ablations import (
     CONTROLS,
     PATCH_AT_FULL_BUDGET,
     ablation_editors,
@@ -22,10 +26,6 @@ from asam_lib.ablations import (
     sensitivity_settings,
     with_default_settings,
 )
-from asam_lib.asam import ASAM
-from asam_lib.editing import FTL, EditConfig
-from asam_lib.harness import editor_config
-from asam_lib.patch import Patch
 
 from helpers import make_request
 
@@ -66,7 +66,7 @@ def test_each_ablation_changes_what_its_name_says_and_no_two_coincide():
 
 
 def test_every_ablation_is_compared_once_and_the_selected_rcsl_against_its_own_controls():
-    from asam_lib.ablations import ablation_pairs
+    from asam_lib.experiments.ablations import ablation_pairs
 
     pairs = ablation_pairs()
     compared = {b for _, b in pairs}
@@ -76,7 +76,7 @@ def test_every_ablation_is_compared_once_and_the_selected_rcsl_against_its_own_c
 
 
 def test_each_same_budget_control_is_paired_with_what_it_controls():
-    from asam_lib.ablations import ablation_pairs
+    from asam_lib.experiments.ablations import ablation_pairs
 
     pairs = ablation_pairs()
     assert ("ASAM", PATCH_AT_FULL_BUDGET) in pairs and ("ASAM", "without LAR, all 30 steps") in pairs

@@ -4,7 +4,9 @@ image tokens found by name, and exact forward passes from joint embeddings."""
 import pytest
 import torch
 
-from asam_lib.architectures import (
+from asam_lib.editors.editing import FTL, forward_embeds, joint_embeddings
+from asam_lib.editors.lora import LoRASettings
+from asam_lib.mllm.architectures import (
     ARCHITECTURES,
     UnsupportedArchitecture,
     architecture,
@@ -12,9 +14,7 @@ from asam_lib.architectures import (
     image_token_mask,
     language_layers,
 )
-from asam_lib.editing import FTL, forward_embeds, joint_embeddings
-from asam_lib.lora import LoRASettings
-from asam_lib.prompting import PromptEncoder
+from asam_lib.mllm.prompting import PromptEncoder
 
 from tiny_models import BUILDERS
 

@@ -5,12 +5,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-import asam_lib.asam as asam_module
-from asam_lib.asam import ASAM, ASAMSettings
-from asam_lib.editing import FTL, EditConfig, EditError, Editor
-from asam_lib.lar import LARConfig
-from asam_lib.patch import Patch, PatchSettings, patch_firing, stacked_patches
-from asam_lib.rcsl import RCSLConfig
+import asam_lib.editors.asam as asam_module
+from asam_lib.editors.asam import ASAM, ASAMSettings
+from asam_lib.editors.editing import FTL, EditConfig, EditError, Editor
+from asam_lib.editors.lar import LARConfig
+from asam_lib.editors.patch import Patch, PatchSettings, patch_firing, stacked_patches
+from asam_lib.editors.rcsl import RCSLConfig
 
 from helpers import changed_weights, make_request, weights
 
@@ -203,7 +203,7 @@ def test_a_site_the_base_editor_lacks_is_named_in_the_error(small_world, tiny_pa
 
 
 def test_an_edit_trace_has_every_term_per_step_with_shares_that_sum_to_one(small_world, tiny_parts, tiny_encoder):
-    from asam_lib.edit_trace import trace_edit
+    from asam_lib.editors.edit_trace import trace_edit
 
     model, _ = tiny_parts
     before = weights(model)

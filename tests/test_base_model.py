@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from asam_lib import paths
-from asam_lib.model import ModelConfig, load_model
-from asam_lib.pretrain import TARGETS, PretrainConfig, knowledge_report, model_key
-from asam_lib.prompting import PromptEncoder
-from asam_lib.world import World, WorldConfig
+from asam_lib.common import paths
+from asam_lib.data.pretrain import TARGETS, PretrainConfig, knowledge_report, model_key
+from asam_lib.data.world import World, WorldConfig
+from asam_lib.mllm.model import ModelConfig, load_model
+from asam_lib.mllm.prompting import PromptEncoder
 
 SHIPPED = paths.CHECKPOINTS / "base"
 

@@ -5,11 +5,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from asam_lib.asam import ASAM, ASAMSettings
-from asam_lib.editing import FTL, EditConfig
-from asam_lib.harness import editor_config
-from asam_lib.lar import LARConfig
-from asam_lib.patch import Patch, PatchedMLP, PatchSettings, calibrate_patch, patch_firing, stacked_patches
+from asam_lib.editors.asam import ASAM, ASAMSettings
+from asam_lib.editors.editing import FTL, EditConfig
+from asam_lib.editors.lar import LARConfig
+from asam_lib.editors.patch import Patch, PatchedMLP, PatchSettings, calibrate_patch, patch_firing, stacked_patches
+from asam_lib.evaluation.harness import editor_config
 
 from helpers import changed_weights, make_request, weights
 
@@ -59,7 +59,7 @@ def test_calibration_covers_the_variants_and_never_widens():
 def test_calibrate_bias_is_off_by_default_and_leaves_the_default_hash_alone():
     import pandas as pd
 
-    from asam_lib import paths
+    from asam_lib.common import paths
 
     assert not ASAMSettings().calibrate_bias
     committed = pd.read_csv(paths.RESULTS / "04_per_edit.csv", usecols=["method", "config"])

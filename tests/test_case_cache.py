@@ -7,12 +7,14 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from asam_lib import case_cache, harness, paths
-from asam_lib.harness import HarnessConfig, build_cases, run_single
-from asam_lib.patch import Patch
-from asam_lib.pretrain import base_model, base_model_folder
-from asam_lib.prompting import PromptEncoder
-from asam_lib.world import World
+from asam_lib.common import paths
+from asam_lib.data import case_cache
+from asam_lib.data.pretrain import base_model, base_model_folder
+from asam_lib.data.world import World
+from asam_lib.editors.patch import Patch
+from asam_lib.evaluation import harness
+from asam_lib.evaluation.harness import HarnessConfig, build_cases, run_single
+from asam_lib.mllm.prompting import PromptEncoder
 
 SMALL = {"n_support": 2, "n_locality": 2, "n_memory": 4, "unit_text": 3, "unit_image": 3, "unit_both": 3}
 

@@ -17,10 +17,10 @@ import json
 import pandas as pd
 import pytest
 
-from asam_lib import paths
-from asam_lib.ablations import PATCH_AT_FULL_BUDGET
-from asam_lib.lar import LARConfig
-from asam_lib.pretrain import TARGETS
+from asam_lib.common import paths
+from asam_lib.data.pretrain import TARGETS
+from asam_lib.editors.lar import LARConfig
+from asam_lib.experiments.ablations import PATCH_AT_FULL_BUDGET
 
 RESULTS = paths.RESULTS  # ASAM_RESULTS: the claims checked on another run's tables (tools/kernel_sets.py)
 EDITORS = ["FT-L", "LoRA", "Patch"]
@@ -438,7 +438,7 @@ def test_where_rcsl_has_room_it_adds_nothing_visible():
 
 
 def test_the_rcsl_threshold_row_is_the_paired_table_s(paired):
-    from asam_lib.summaries import rcsl_target_check
+    from asam_lib.evaluation.summaries import rcsl_target_check
 
     table = _table("04_ablations").set_index("method")
     stored = _table("04_targets").set_index("target")
@@ -483,7 +483,7 @@ def test_grace_stays_local_in_sequence_and_generalises_little(at_50):
 
 
 def test_the_sequential_thresholds_are_what_the_tables_give():
-    from asam_lib.summaries import sequential_target_checks
+    from asam_lib.evaluation.summaries import sequential_target_checks
 
     stored = _table("04_sequential_targets")
     checks = sequential_target_checks(_table("04_sequential_summary"), _table("04_ablations_paired"), "ASAM calibrated")

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-import asam_lib.mmedit_study
-from asam_lib import methods, preflight
-from asam_lib.benchmark import export_mmedit
-from asam_lib.cli import main
-from asam_lib.editing import EditError
-from asam_lib.mmedit_study import choose_records
-from asam_lib.records import load_records
+import asam_lib.experiments.mmedit_study
+from asam_lib.data.benchmark import export_mmedit
+from asam_lib.data.records import load_records
+from asam_lib.editors import methods
+from asam_lib.editors.editing import EditError
+from asam_lib.experiments.mmedit_study import choose_records
+from asam_lib.frontends import preflight
+from asam_lib.frontends.cli import main
 
 N_EDITS = 4
 
@@ -76,7 +77,7 @@ def test_an_interrupted_study_resumes_without_redoing_finished_edits(
     assets, uninterrupted, tmp_path, monkeypatch, capsys
 ):
     calls = []
-    real = asam_lib.mmedit_study.edit_and_evaluate
+    real = asam_lib.experiments.mmedit_study.edit_and_evaluate
 
     def counting(*args, **kwargs):
         calls.append(args[4].request.name)
@@ -84,7 +85,7 @@ def test_an_interrupted_study_resumes_without_redoing_finished_edits(
             raise KeyboardInterrupt  # the user presses Ctrl-C during an edit
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(asam_lib.mmedit_study, "edit_and_evaluate", counting)
+    monkeypatch.setattr(asam_lib.experiments.mmedit_study, "edit_and_evaluate", counting)
     fail_after = N_EDITS + 1  # all FT-L edits and one Patch edit finish
     assert _study(assets, tmp_path) == 130
     err = capsys.readouterr().err  # progress bars, then one line
@@ -124,7 +125,7 @@ def test_a_killed_restarted_reoptioned_and_partly_failed_study_ends_with_the_cle
 ):
     edited, _ = choose_records(load_records(assets[1]), N_EDITS, seed=0)
     trouble = {"broken": f"vqa-{edited[1].index}", "kill after": N_EDITS + 3, "calls": 0}
-    real = asam_lib.mmedit_study.edit_and_evaluate
+    real = asam_lib.experiments.mmedit_study.edit_and_evaluate
 
     def flaky(*args, **kwargs):
         name = args[4].request.name
@@ -135,7 +136,7 @@ def test_a_killed_restarted_reoptioned_and_partly_failed_study_ends_with_the_cle
             raise EditError(f"{name}: the cause of this failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(asam_lib.mmedit_study, "edit_and_evaluate", flaky)
+    monkeypatch.setattr(asam_lib.experiments.mmedit_study, "edit_and_evaluate", flaky)
     sequential = ("--sequential", "1,2")
     assert _study(assets, tmp_path, *sequential) == 130  # killed during Patch's third edit, after one FT-L edit failed
     patch = tmp_path / "progress" / "Patch.jsonl"
@@ -281,7 +282,7 @@ def test_bad_inputs_give_one_line_before_the_model_loads_and_keep_partial_result
     out = _copy_folder(uninterrupted, tmp_path / "out")
     _copy_folder(uninterrupted / "progress", out / "progress")
     before = _snapshot(out)
-    monkeypatch.setattr("asam_lib.cli.load_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("asam_lib.frontends.cli.load_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
     model, data, extra = _bad_input(case, assets, tmp_path)
     assert _study((model, data), out, *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -13,8 +13,8 @@ import shutil
 
 import pandas as pd
 
-from asam_lib import paths
-from asam_lib.provenance import library_fingerprint, notebook_code_sha256, write_sidecar
+from asam_lib.common import paths
+from asam_lib.common.provenance import library_fingerprint, notebook_code_sha256, write_sidecar
 from tools import readme_tables, repro
 
 NOTEBOOK = "notebooks/01_knowledge_units.ipynb"

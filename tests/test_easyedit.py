@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from asam_lib import paths
-from asam_lib.benchmark import export_mmedit
-from asam_lib.easyedit import EasyEditInputError, MultimodalEditor, MultimodalRequest, support_items
-from asam_lib.generation import generate_answer, generation_scores, normalise
-from asam_lib.pretrain import base_model
-from asam_lib.prompting import PromptEncoder, answer_logits
-from asam_lib.world import World
+from asam_lib.common import paths
+from asam_lib.data.benchmark import export_mmedit
+from asam_lib.data.pretrain import base_model
+from asam_lib.data.world import World
+from asam_lib.frontends.easyedit import EasyEditInputError, MultimodalEditor, MultimodalRequest, support_items
+from asam_lib.mllm.generation import generate_answer, generation_scores, normalise
+from asam_lib.mllm.prompting import PromptEncoder, answer_logits
 
 from helpers import changed_weights, weights
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from asam_lib.editing import (
+from asam_lib.editors.editing import (
     FTL,
     EditConfig,
     EditError,
@@ -11,9 +11,9 @@ from asam_lib.editing import (
     joint_embeddings,
     unedited_forward,
 )
-from asam_lib.grace import GRACE
-from asam_lib.lora import LoRA
-from asam_lib.patch import Patch
+from asam_lib.editors.grace import GRACE
+from asam_lib.editors.lora import LoRA
+from asam_lib.editors.patch import Patch
 
 from helpers import changed_weights, make_request, weights
 

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from asam_lib.benchmark import export_format
-from asam_lib.cli import main
-from asam_lib.formats import detect_format, load_benchmark
-from asam_lib.mmedit_study import StudyConfig, run_study
-from asam_lib.prompting import PromptEncoder
-from asam_lib.records import MalformedRecord, MissingImage
+from asam_lib.data.benchmark import export_format
+from asam_lib.data.formats import detect_format, load_benchmark
+from asam_lib.data.records import MalformedRecord, MissingImage
+from asam_lib.experiments.mmedit_study import StudyConfig, run_study
+from asam_lib.frontends.cli import main
+from asam_lib.mllm.prompting import PromptEncoder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 ASAM_7B = Path(__file__).parent.parent / "hparams" / "ASAM" / "llava-1.5-7b.yaml"

@@ -1,4 +1,4 @@
-"""Forward passes from the edit layer up (asam_lib.forward.FixedInputs): the same logits as a full forward, before
+"""Forward passes from the edit layer up (asam_lib.mllm.forward.FixedInputs): the same logits as a full forward, before
 and after edits, on every architecture; the skipped blocks always come back; and every registered editor leaves
 the blocks below its edit layer as they were, which is what makes the stored hidden states valid."""
 
@@ -6,16 +6,16 @@ import pandas as pd
 import pytest
 import torch
 
-from asam_lib import methods
-from asam_lib.architectures import language_layers
-from asam_lib.editing import EditConfig
-from asam_lib.forward import FixedInputs, forward_embeds, joint_embeddings, lower_blocks_skipped
-from asam_lib.harness import EvaluationInputs, HarnessConfig, build_cases, evaluate_tiers
-from asam_lib.metrics import locality_reference
-from asam_lib.patch import Patch
-from asam_lib.pretrain import base_model
-from asam_lib.prompting import PromptEncoder
-from asam_lib.world import World
+from asam_lib.data.pretrain import base_model
+from asam_lib.data.world import World
+from asam_lib.editors import methods
+from asam_lib.editors.editing import EditConfig
+from asam_lib.editors.patch import Patch
+from asam_lib.evaluation.harness import EvaluationInputs, HarnessConfig, build_cases, evaluate_tiers
+from asam_lib.evaluation.metrics import locality_reference
+from asam_lib.mllm.architectures import language_layers
+from asam_lib.mllm.forward import FixedInputs, forward_embeds, joint_embeddings, lower_blocks_skipped
+from asam_lib.mllm.prompting import PromptEncoder
 
 from helpers import make_request
 

@@ -7,11 +7,11 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from asam_lib.architectures import edit_layer_mlp
-from asam_lib.editing import EditConfig, EditError, EditRequest, joint_embeddings
-from asam_lib.grace import COVER_MARGIN, GRACE, Codebook, CodebookEntry, GRACESettings
-from asam_lib.patch import ffn_inputs
-from asam_lib.prompting import PromptEncoder, score_items
+from asam_lib.editors.editing import EditConfig, EditError, EditRequest, joint_embeddings
+from asam_lib.editors.grace import COVER_MARGIN, GRACE, Codebook, CodebookEntry, GRACESettings
+from asam_lib.editors.patch import ffn_inputs
+from asam_lib.mllm.architectures import edit_layer_mlp
+from asam_lib.mllm.prompting import PromptEncoder, score_items
 
 from helpers import changed_weights, weights
 from tiny_models import build

@@ -4,8 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from asam_lib.benchmark import locality_pools
-from asam_lib.harness import (
+from asam_lib.data.benchmark import locality_pools
+from asam_lib.data.pretrain import base_model
+from asam_lib.data.world import World
+from asam_lib.editors.patch import Patch
+from asam_lib.evaluation.harness import (
     HarnessConfig,
     build_cases,
     in_split,
@@ -14,10 +17,7 @@ from asam_lib.harness import (
     save_table,
     tidy,
 )
-from asam_lib.patch import Patch
-from asam_lib.pretrain import base_model
-from asam_lib.prompting import PromptEncoder
-from asam_lib.world import World
+from asam_lib.mllm.prompting import PromptEncoder
 
 from helpers import weights
 
@@ -100,8 +100,8 @@ def test_cases_are_prefix_stable_and_independent_of_each_other(setup):
 
 
 def test_editors_sharing_the_unedited_forward_passes_give_the_same_rows(setup):
-    from asam_lib.asam import ASAM
-    from asam_lib.lar import LARConfig
+    from asam_lib.editors.asam import ASAM
+    from asam_lib.editors.lar import LARConfig
 
     model, encoder, _, cases = setup
     editors = {"Patch": Patch(), "ASAM": ASAM(lar=LARConfig(k=2, steps=2))}
@@ -168,9 +168,9 @@ def test_the_dev_and_report_splits_edit_disjoint_facts(setup):
 
 
 def test_firing_rows_count_where_each_edit_s_patch_fires_and_none_without_patches(setup):
-    from asam_lib.grace import GRACE
-    from asam_lib.harness import FIRING_METRICS, firing_rows
-    from asam_lib.patch import patch_firing
+    from asam_lib.editors.grace import GRACE
+    from asam_lib.editors.patch import patch_firing
+    from asam_lib.evaluation.harness import FIRING_METRICS, firing_rows
 
     model, encoder, _, cases = setup
     table = run_sequential(model, encoder, "Patch", Patch(), cases[:3], seed=0, checkpoints=(1, 3), firing_probe=2)

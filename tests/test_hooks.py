@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asam_lib.hooks import module_input
+from asam_lib.mllm.hooks import module_input
 
 
 def test_module_input_returns_what_the_module_received():

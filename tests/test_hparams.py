@@ -3,9 +3,10 @@ the editors' defaults, and a bad key or value stops with one line naming the fil
 
 import pytest
 
-from asam_lib import methods, paths
-from asam_lib.harness import editor_config
-from asam_lib.hparams import HParamsError, configured_editor, hparams_from_dict, load_hparams, with_overrides
+from asam_lib.common import paths
+from asam_lib.editors import methods
+from asam_lib.editors.hparams import HParamsError, configured_editor, hparams_from_dict, load_hparams, with_overrides
+from asam_lib.evaluation.harness import editor_config
 
 FILES = sorted((paths.REPO_ROOT / "hparams").glob("*/*.yaml"))
 
@@ -90,7 +91,7 @@ def test_a_missing_or_broken_file_is_one_clear_error(tmp_path):
 
 
 def test_with_overrides_on_a_frozen_config_checks_its_fields():
-    from asam_lib.lar import LARConfig
+    from asam_lib.editors.lar import LARConfig
 
     assert with_overrides(LARConfig(), {"eps": 0.1, "k": 2}) == LARConfig(eps=0.1, k=2)
     with pytest.raises(HParamsError, match="unknown setting radius: LARConfig has k, eps"):

@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from asam_lib import paths
+from asam_lib.common import paths
 from tools import kernel_sets
 
 

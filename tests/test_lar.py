@@ -3,15 +3,16 @@
 import pytest
 import torch
 
-from asam_lib.asam import variant_inputs
-from asam_lib.editing import (
+from asam_lib.common.seeding import torch_generator
+from asam_lib.editors.asam import variant_inputs
+from asam_lib.editors.editing import (
     FTL,
     EditConfig,
     edited_forward,
     joint_embeddings,
     unedited_forward,
 )
-from asam_lib.lar import (
+from asam_lib.editors.lar import (
     LARConfig,
     added_to_block_output,
     adversarial_variants,
@@ -20,8 +21,7 @@ from asam_lib.lar import (
     role_mask,
     variant_diagnostics,
 )
-from asam_lib.prompting import PromptEncoder
-from asam_lib.seeding import torch_generator
+from asam_lib.mllm.prompting import PromptEncoder
 
 from helpers import changed_weights, make_request, rows_match, weights
 

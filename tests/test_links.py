@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from asam_lib import paths
+from asam_lib.common import paths
 
 ROOT = paths.REPO_ROOT
 DOCUMENTS = sorted(

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from asam_lib.architectures import UnsupportedArchitecture
-from asam_lib.model import load_pretrained
-from asam_lib.prompting import PromptEncoder
+from asam_lib.mllm.architectures import UnsupportedArchitecture
+from asam_lib.mllm.model import load_pretrained
+from asam_lib.mllm.prompting import PromptEncoder
 
 from tiny_models import TORCHVISION
 
@@ -21,7 +21,7 @@ def _items(world):
 def test_a_saved_checkpoint_loads_with_its_class_weights_and_dtype(tiny_arch, small_world, tmp_path, monkeypatch):
     tiny_arch.model.save_pretrained(tmp_path)
     monkeypatch.setattr(
-        "asam_lib.model.AutoProcessor.from_pretrained", lambda folder: None
+        "asam_lib.mllm.model.AutoProcessor.from_pretrained", lambda folder: None
     )  # the model half only: the processor's test is below
     model, _ = load_pretrained(tmp_path)
     assert type(model) is type(tiny_arch.model) and not model.training

@@ -1,4 +1,4 @@
-"""The edit loop's memory options (asam_lib.memory) change what a step keeps, not what it computes: on the CPU in
+"""The edit loop's memory options (asam_lib.mllm.memory) change what a step keeps, not what it computes: on the CPU in
 float32, every registered editor gives the same weights, losses and answers with and without each of them."""
 
 from dataclasses import replace
@@ -6,12 +6,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from asam_lib import methods
-from asam_lib.architectures import language_layers
-from asam_lib.editing import EditConfig, EditError, mean_answer_ce
-from asam_lib.forward import FixedInputs
-from asam_lib.memory import LoopMemory, checkpointed_blocks, is_large, loss_window
-from asam_lib.prompting import PromptEncoder, answer_logits
+from asam_lib.editors import methods
+from asam_lib.editors.editing import EditConfig, EditError, mean_answer_ce
+from asam_lib.mllm.architectures import language_layers
+from asam_lib.mllm.forward import FixedInputs
+from asam_lib.mllm.memory import LoopMemory, checkpointed_blocks, is_large, loss_window
+from asam_lib.mllm.prompting import PromptEncoder, answer_logits
 
 from helpers import changed_weights, make_request, weights
 from tiny_models import build
@@ -149,8 +149,8 @@ def test_gradient_traces_refuse_micro_batches(tiny_parts, tiny_encoder, small_wo
 
 
 def test_with_changes_sets_memory_options_on_every_editor_and_keeps_their_hash():
-    from asam_lib.editing import with_changes
-    from asam_lib.harness import editor_config
+    from asam_lib.editors.editing import with_changes
+    from asam_lib.evaluation.harness import editor_config
 
     editors = methods.editors()
     assert with_changes(editors, {}) is editors

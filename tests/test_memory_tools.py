@@ -4,8 +4,8 @@ on the CPU (with the memory options switched on from the command line), and ``ma
 import pandas as pd
 import pytest
 
-from asam_lib import methods
-from asam_lib.cli import main
+from asam_lib.editors import methods
+from asam_lib.frontends.cli import main
 from tools import bench_memory, gpu_memory
 
 

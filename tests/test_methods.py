@@ -3,20 +3,20 @@ and the README's tables; a new editor is its module plus one entry."""
 
 import pytest
 
-from asam_lib import methods
-from asam_lib.architectures import edit_layer_mlp
-from asam_lib.editing import EditConfig, Editor, Installed, snapshot
-from asam_lib.harness import (
+from asam_lib.data.pretrain import base_model
+from asam_lib.data.world import World
+from asam_lib.editors import methods
+from asam_lib.editors.editing import EditConfig, Editor, Installed, snapshot
+from asam_lib.editors.methods import Method, UnknownMethod
+from asam_lib.evaluation.harness import (
     HarnessConfig,
     build_cases,
     run_single,
     save_table,
 )
-from asam_lib.methods import Method, UnknownMethod
-from asam_lib.pretrain import base_model
-from asam_lib.prompting import PromptEncoder
-from asam_lib.summaries import primary_rows, summary_over_edits
-from asam_lib.world import World
+from asam_lib.evaluation.summaries import primary_rows, summary_over_edits
+from asam_lib.mllm.architectures import edit_layer_mlp
+from asam_lib.mllm.prompting import PromptEncoder
 from tools.readme_tables import main_table
 
 

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from asam_lib.harness import ci95, summarize
-from asam_lib.metrics import evaluate_edit, locality_reference
-from asam_lib.units import KnowledgeUnit, Member
+from asam_lib.data.units import KnowledgeUnit, Member
+from asam_lib.evaluation.harness import ci95, summarize
+from asam_lib.evaluation.metrics import evaluate_edit, locality_reference
 
 
 class _Always:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from asam_lib.model import load_model
-from asam_lib.prompting import PromptEncoder, score_items
+from asam_lib.mllm.model import load_model
+from asam_lib.mllm.prompting import PromptEncoder, score_items
 
 
 def _items(world):

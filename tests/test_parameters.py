@@ -2,7 +2,7 @@
 
 import pytest
 
-from asam_lib.parameters import ParameterError, check_types, matches
+from asam_lib.common.parameters import ParameterError, check_types, matches
 
 EXPECTED = {
     "quick": bool,
@@ -66,8 +66,8 @@ def test_tuples_of_fixed_length_are_checked_element_by_element():
 
 
 def test_each_notebook_checks_its_parameters_against_the_types_of_their_defaults():
-    from asam_lib import paths
-    from asam_lib.parameters import check_parameters, declared_type, parameter_defaults
+    from asam_lib.common import paths
+    from asam_lib.common.parameters import check_parameters, declared_type, parameter_defaults
 
     assert (
         declared_type([0]) == list[int]

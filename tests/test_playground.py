@@ -7,16 +7,17 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from asam_lib import methods, playground
-from asam_lib.asam import ASAM
-from asam_lib.benchmark import exported_benchmark
-from asam_lib.harness import HarnessConfig
-from asam_lib.patch import Patch
-from asam_lib.playground import Choice, Playground, PlaygroundError, Session
-from asam_lib.pretrain import base_model
-from asam_lib.prompting import PromptEncoder
-from asam_lib.records import load_records
-from asam_lib.world import RELATIONS, World
+from asam_lib.data.benchmark import exported_benchmark
+from asam_lib.data.pretrain import base_model
+from asam_lib.data.records import load_records
+from asam_lib.data.world import RELATIONS, World
+from asam_lib.editors import methods
+from asam_lib.editors.asam import ASAM
+from asam_lib.editors.patch import Patch
+from asam_lib.evaluation.harness import HarnessConfig
+from asam_lib.figures import playground
+from asam_lib.figures.playground import Choice, Playground, PlaygroundError, Session
+from asam_lib.mllm.prompting import PromptEncoder
 
 SMALL = HarnessConfig(n_support=2, n_locality=2, n_memory=8, unit_text=2, unit_image=2, unit_both=2)
 FAST = dict(entity=2, relation="home", new_answer="forest", k=2)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from asam_lib import plots
+from asam_lib.figures import plots
 
 
 @pytest.fixture(autouse=True)
@@ -201,7 +201,7 @@ def test_a_clipped_forest_draws_an_outlier_as_an_arrow_with_its_value_and_keeps_
 
 
 def test_metric_loss_term_and_member_kind_colours_are_no_methods_colour():
-    from asam_lib import methods
+    from asam_lib.editors import methods
 
     taken = {c.lower() for c in methods.colours().values() if c.startswith("#")}
     assert not taken & {c.lower() for c in plots.QUANTITY_COLOURS}

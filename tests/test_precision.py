@@ -5,14 +5,14 @@ rounding that differs between CPUs."""
 import pytest
 import torch
 
-from asam_lib import methods
-from asam_lib.asam import ASAM
-from asam_lib.editing import FTL, EditConfig
-from asam_lib.lar import LARConfig
-from asam_lib.lora import LoRA
-from asam_lib.patch import Patch, selective_key
-from asam_lib.precision import adam, at_least_float32
-from asam_lib.prompting import PromptEncoder
+from asam_lib.editors import methods
+from asam_lib.editors.asam import ASAM
+from asam_lib.editors.editing import FTL, EditConfig
+from asam_lib.editors.lar import LARConfig
+from asam_lib.editors.lora import LoRA
+from asam_lib.editors.patch import Patch, selective_key
+from asam_lib.mllm.precision import adam, at_least_float32
+from asam_lib.mllm.prompting import PromptEncoder
 
 from helpers import changed_weights, make_request, weights
 from tiny_models import build

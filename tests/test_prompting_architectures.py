@@ -5,7 +5,7 @@ end token only), and the image inputs the model needs."""
 import pytest
 import torch
 
-from asam_lib.prompting import PromptEncoder
+from asam_lib.mllm.prompting import PromptEncoder
 
 from helpers import rows_match
 

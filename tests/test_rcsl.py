@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from asam_lib.rcsl import (
+from asam_lib.editors.rcsl import (
     OBJECTIVES,
     RCSLConfig,
     rank_loss,

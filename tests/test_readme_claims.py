@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from asam_lib import paths
+from asam_lib.common import paths
 
 VERDICTS = (
     "supported",

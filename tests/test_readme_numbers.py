@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from asam_lib import paths
+from asam_lib.common import paths
 from tools import readme_values
 
 README = paths.REPO_ROOT / "README.md"
@@ -38,25 +38,25 @@ FIXED = {
     "below 0.3": "the stopping rule's setting (EditConfig.stop_loss)",
     "within 0.01": "test_claims.py asserts this bound on the paired ablations",
     "above 0.01;": "test_claims.py asserts this bound on the paired ablations",
-    "(+0.03 with an interval": "RCSL's threshold, a setting (asam_lib.summaries)",
-    "its +0.03 threshold": "RCSL's threshold, a setting (asam_lib.summaries)",
+    "(+0.03 with an interval": "RCSL's threshold, a setting (asam_lib.evaluation.summaries)",
+    "its +0.03 threshold": "RCSL's threshold, a setting (asam_lib.evaluation.summaries)",
     "about 17 minutes": "timing (docs/development.md holds the measurements)",
     "95% CI": "the intervals' level, a setting",
     "95% interval": "the intervals' level, a setting",
     "95% bootstrap": "the intervals' level, a setting",
     # the notebooks' Markdown: bounds their cells assert, and settings
     "at least 95% exact match on held-out images, 93% on held-out phrasings and 97% on text-only": "the base model's "
-    "targets (asam_lib.pretrain), which notebook 01 asserts",
+    "targets (asam_lib.data.pretrain), which notebook 01 asserts",
     "coherence stays at 0.75": "notebook 02 asserts this bound in section 2",
     "(below 0.1, asserted)": "notebook 03 asserts this bound in section 4",
     "over 90% of ASAM's drop": "notebook 03 asserts this bound in section 4",
     "(under 5%, asserted)": "notebook 03 asserts this bound on the gradient shares",
     "(under 0.1%, asserted)": "notebook 03 asserts this bound on the gradient shares",
-    "No form adds +0.03": "RCSL's threshold, a setting (asam_lib.summaries); notebook 03 asserts it",
-    "development edits adds +0.03": "RCSL's threshold, a setting (asam_lib.summaries)",
+    "No form adds +0.03": "RCSL's threshold, a setting (asam_lib.evaluation.summaries); notebook 03 asserts it",
+    "development edits adds +0.03": "RCSL's threshold, a setting (asam_lib.evaluation.summaries)",
     "more than 0.05 above": "notebook 04 asserts this bound on the binary view",
     "ASAM's within 0.03": "notebook 04 asserts this bound on the binary view",
-    "Rel 99% and T-Loc / I-Loc 97%": "the thresholds of asam_lib.summaries.Targets, settings",
+    "Rel 99% and T-Loc / I-Loc 97%": "the thresholds of asam_lib.evaluation.summaries.Targets, settings",
     "is under 0.03": "notebook 04 asserts this bound on the selected RCSL",
     "by 0.03 or more": "notebook 04 asserts this bound on the sensitivity study",
     "much below about 0.05": "the sensitivity study's resolution, an estimate from its 9 edits per setting",

@@ -1,7 +1,7 @@
 """End to end on tiny random models of every supported architecture: each editor edits an MMEdit-format
 record, the metrics come out, rollback is bit-exact, and sequential editing works.
 
-The editors come from the method registry (:mod:`asam_lib.methods`), so a new editor registered there is
+The editors come from the method registry (:mod:`asam_lib.editors.methods`), so a new editor registered there is
 covered here with no change to this file."""
 
 import json
@@ -9,13 +9,13 @@ import json
 import pytest
 import torch
 
-from asam_lib import methods
-from asam_lib.editing import EditConfig
-from asam_lib.harness import edit_and_evaluate, run_sequential
-from asam_lib.metrics import locality_reference
-from asam_lib.mmedit_study import case_from_record
-from asam_lib.prompting import PromptEncoder
-from asam_lib.records import load_records
+from asam_lib.data.records import load_records
+from asam_lib.editors import methods
+from asam_lib.editors.editing import EditConfig
+from asam_lib.evaluation.harness import edit_and_evaluate, run_sequential
+from asam_lib.evaluation.metrics import locality_reference
+from asam_lib.experiments.mmedit_study import case_from_record
+from asam_lib.mllm.prompting import PromptEncoder
 
 from helpers import changed_weights, weights
 

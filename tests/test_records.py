@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from asam_lib.benchmark import export_mmedit
-from asam_lib.records import MalformedRecord, MissingImage, load_records
-from asam_lib.units import unit_from_record
+from asam_lib.data.benchmark import export_mmedit
+from asam_lib.data.records import MalformedRecord, MissingImage, load_records
+from asam_lib.data.units import unit_from_record
 
 GOOD = {
     "src": "what is in the image ?",

@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from asam_lib import paths, plots, provenance
+from asam_lib.common import paths, provenance
+from asam_lib.figures import plots
 from tools import repro
 
 

@@ -9,8 +9,8 @@ import math
 import nbformat
 import pytest
 
-from asam_lib import progress
-from asam_lib.workers import run_in_workers
+from asam_lib.common import progress
+from asam_lib.experiments.workers import run_in_workers
 from tools import run_notebooks, run_progress
 from tools.run_progress import Follower, NotebookProgress, Ticker, describe, duration, is_kernel_noise
 
@@ -105,7 +105,7 @@ def test_a_run_says_where_it_is_on_stderr_and_nothing_of_it_reaches_the_notebook
     path = notebook_file(
         tmp_path / "01_progress.ipynb",
         nbformat.v4.new_markdown_cell("# A test\n## 1. Jobs"),
-        "import math\nfrom asam_lib.workers import run_in_workers\n"
+        "import math\nfrom asam_lib.experiments.workers import run_in_workers\n"
         "roots = run_in_workers(math.sqrt, [1.0, 4.0, 9.0], workers=1)",
         nbformat.v4.new_markdown_cell("## 2. A pause"),
         "import time\ntime.sleep(4)",

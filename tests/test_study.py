@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from asam_lib.editing import FTL
-from asam_lib.patch import Patch
-from asam_lib.study import Job, run_jobs, split, split_timings
+from asam_lib.editors.editing import FTL
+from asam_lib.editors.patch import Patch
+from asam_lib.experiments.study import Job, run_jobs, split, split_timings
 
 
 def test_split_timings_separates_wall_clock_rows():
@@ -39,11 +39,11 @@ def test_a_job_runs_in_this_process_and_tags_its_rows():
 
 
 def test_a_job_on_a_model_folder_and_an_mmedit_file(tmp_path, small_world, tiny_parts):
-    from asam_lib.benchmark import export_mmedit
-    from asam_lib.editing import EditConfig
-    from asam_lib.mmedit_study import StudyError, prefix_cases
-    from asam_lib.prompting import PromptEncoder
-    from asam_lib.records import load_records
+    from asam_lib.data.benchmark import export_mmedit
+    from asam_lib.data.records import load_records
+    from asam_lib.editors.editing import EditConfig
+    from asam_lib.experiments.mmedit_study import StudyError, prefix_cases
+    from asam_lib.mllm.prompting import PromptEncoder
 
     model, processor = tiny_parts
     model.save_pretrained(tmp_path / "model")
@@ -73,7 +73,7 @@ def test_a_job_on_a_model_folder_and_an_mmedit_file(tmp_path, small_world, tiny_
 
 
 def test_the_predictive_mode_gives_one_row_per_edit():
-    from asam_lib.lar import LARConfig
+    from asam_lib.editors.lar import LARConfig
 
     rows, members = run_jobs(
         [Job("predictive", "vqa", 0, 2, {"Patch": Patch()}, mode="predictive", lar=LARConfig(k=2, steps=1))], workers=1

@@ -6,8 +6,8 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from asam_lib.methods import METRICS
-from asam_lib.summaries import (
+from asam_lib.editors.methods import METRICS
+from asam_lib.evaluation.summaries import (
     TARGETS,
     ablation_rows,
     ablation_table,
@@ -171,7 +171,7 @@ def _per_edit(method, values, tier="standard", metric="I-Gen", protocol="exact")
 
 
 def test_crossed_bootstrap_is_degenerate_for_constant_values_and_widens_with_spread_over_seeds():
-    from asam_lib.summaries import crossed_bootstrap
+    from asam_lib.evaluation.summaries import crossed_bootstrap
 
     constant = _per_edit("ASAM", [[0.5] * 6] * 3).set_index(["seed", "case"]).value
     assert crossed_bootstrap(constant) == (0.5, 0.5, 0.5)
@@ -183,7 +183,7 @@ def test_crossed_bootstrap_is_degenerate_for_constant_values_and_widens_with_spr
 
 
 def test_paired_differences_pair_the_same_edits_and_name_the_comparison():
-    from asam_lib.summaries import paired_differences
+    from asam_lib.evaluation.summaries import paired_differences
 
     a = _per_edit("ASAM", [[1.0, 0.9, 0.8, 1.0]] * 3)
     b = _per_edit("without RCSL", [[0.9, 0.8, 0.7, 0.9]] * 3)
@@ -210,7 +210,7 @@ def test_paired_differences_pair_the_same_edits_and_name_the_comparison():
 
 
 def test_primary_rows_read_the_hard_tier_over_known_members_and_locality_on_the_answer_span():
-    from asam_lib.summaries import primary_rows
+    from asam_lib.evaluation.summaries import primary_rows
 
     rows = pd.concat(
         [
@@ -231,7 +231,7 @@ def test_primary_rows_read_the_hard_tier_over_known_members_and_locality_on_the_
 
 
 def test_the_rcsl_threshold_needs_the_gain_an_interval_above_zero_and_kept_reliability_and_locality():
-    from asam_lib.summaries import rcsl_target_check
+    from asam_lib.evaluation.summaries import rcsl_target_check
 
     def paired(mean, low, high):
         row = {"comparison": "RCSL selected - without RCSL", "tier": "hard", "metric": "Unit"}
@@ -248,7 +248,7 @@ def test_the_rcsl_threshold_needs_the_gain_an_interval_above_zero_and_kept_relia
 
 
 def test_sequential_thresholds_compare_with_the_base_editor_at_T_and_with_asam_on_single_edits():
-    from asam_lib.summaries import SEQUENTIAL_TARGETS, sequential_target_checks
+    from asam_lib.evaluation.summaries import SEQUENTIAL_TARGETS, sequential_target_checks
 
     def at(T, **means):
         return [

@@ -9,11 +9,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from asam_lib import cache
-from asam_lib.architectures import UnsupportedArchitecture
-from asam_lib.records import MissingImage, load_records
-from asam_lib.study import Job, run_jobs
-from asam_lib.workers import JobError
+from asam_lib.common import cache
+from asam_lib.data.records import MissingImage, load_records
+from asam_lib.experiments.study import Job, run_jobs
+from asam_lib.experiments.workers import JobError
+from asam_lib.mllm.architectures import UnsupportedArchitecture
 
 
 class _ExitsWhenUnpickled:
@@ -65,8 +65,8 @@ def _export_while_reading(task: str) -> int:
     image over and over until the caption task is exported."""
     import time
 
-    from asam_lib.benchmark import exported_benchmark
-    from asam_lib.world import World
+    from asam_lib.data.benchmark import exported_benchmark
+    from asam_lib.data.world import World
 
     vqa = exported_benchmark(World(), "vqa")
     reading = vqa.parent.parent / "reading"  # outside the benchmark's folder, which the export rewrites
@@ -90,11 +90,11 @@ def _export_while_reading(task: str) -> int:
 def test_exporting_one_task_while_a_worker_reads_another_never_shows_a_half_written_image(tmp_path, monkeypatch):
     """The cause of notebook 04's intermittent failure: on a fresh clone, one worker exported the caption
     task and rewrote the image files the other worker was reading for its VQA job."""
-    from asam_lib.benchmark import exported_benchmark
-    from asam_lib.world import World
+    from asam_lib.data.benchmark import exported_benchmark
+    from asam_lib.data.world import World
 
     monkeypatch.setenv("ASAM_CACHE", str(tmp_path))
-    monkeypatch.setattr("asam_lib.paths.CACHE", tmp_path)
+    monkeypatch.setattr("asam_lib.common.paths.CACHE", tmp_path)
     exported_benchmark(World(), "vqa")
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         reads, exported = pool.map(_export_while_reading, ["vqa", "caption"])

@@ -1,8 +1,8 @@
 import hashlib
 from pathlib import Path
 
-from asam_lib.benchmark import export_mmedit, locality_pools
-from asam_lib.world import RELATIONS, World, WorldConfig
+from asam_lib.data.benchmark import export_mmedit, locality_pools
+from asam_lib.data.world import RELATIONS, World, WorldConfig
 
 
 def _digest(folder: Path) -> str:
@@ -67,7 +67,7 @@ def test_every_word_is_in_the_vocabulary(small_world, tiny_encoder):
 def test_images_are_rendered_once_and_equal_a_fresh_render(monkeypatch):
     import numpy as np
 
-    import asam_lib.world as world_module
+    import asam_lib.data.world as world_module
 
     world = World()
     first = world.image(3, "eval", 5)
@@ -88,7 +88,7 @@ def test_images_are_rendered_once_and_equal_a_fresh_render(monkeypatch):
 def test_stronger_transforms_stay_valid_and_strength_one_draws_are_unchanged():
     import numpy as np
 
-    from asam_lib.render import PARAM_RANGES, VALID_RANGES, sample_params
+    from asam_lib.data.render import PARAM_RANGES, VALID_RANGES, sample_params
 
     for seed in range(200):
         params = sample_params(np.random.default_rng(seed), strength=3.0).to_dict()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from asam_lib import paths
-from asam_lib.pretrain import TARGETS, pretrain
+from asam_lib.common import paths
+from asam_lib.data.pretrain import TARGETS, pretrain
 
 
 def peak_memory_gb() -> float:
@@ -42,16 +42,16 @@ def bench_pretraining() -> dict:
 
 
 def bench_edits(n_edits: int = 12, seed: int = 0) -> None:
-    from asam_lib import methods
-    from asam_lib.editing import edited_forward, joint_embeddings, unedited_forward
-    from asam_lib.harness import HarnessConfig, build_cases
-    from asam_lib.lar import LARConfig, adversarial_variants
-    from asam_lib.model import load_model
-    from asam_lib.patch import Patch
-    from asam_lib.pretrain import base_model_folder
-    from asam_lib.prompting import PromptEncoder
-    from asam_lib.seeding import torch_generator
-    from asam_lib.world import World
+    from asam_lib.common.seeding import torch_generator
+    from asam_lib.data.pretrain import base_model_folder
+    from asam_lib.data.world import World
+    from asam_lib.editors import methods
+    from asam_lib.editors.editing import edited_forward, joint_embeddings, unedited_forward
+    from asam_lib.editors.lar import LARConfig, adversarial_variants
+    from asam_lib.editors.patch import Patch
+    from asam_lib.evaluation.harness import HarnessConfig, build_cases
+    from asam_lib.mllm.model import load_model
+    from asam_lib.mllm.prompting import PromptEncoder
 
     torch.set_num_threads(1)
     model, processor = load_model(base_model_folder())

@@ -1,4 +1,4 @@
-"""What an edit keeps for its backward pass, with and without the memory options (:mod:`asam_lib.memory`),
+"""What an edit keeps for its backward pass, with and without the memory options (:mod:`asam_lib.mllm.memory`),
 measured on the CPU: ``make bench-memory`` (``python -m tools.bench_memory``).
 
 On a random LLaVA with LLaVA-1.5's sequences (576 image tokens per image item, 32,064 logits per position) and a
@@ -11,7 +11,7 @@ steps at the middle layer, once per configuration of the options. For each it re
   inputs a recomputed block keeps (hidden states, mask, positions); the recomputation of one block in the backward
   pass comes on top, for the rows of one forward;
 - ``saving_mib``: how much less than without any option;
-- ``predicted_saving_mib``: the saving the formula of :mod:`asam_lib.memory` predicts, on the edit input alone
+- ``predicted_saving_mib``: the saving the formula of :mod:`asam_lib.mllm.memory` predicts, on the edit input alone
   (first table; ASAM left out, its LAR search runs forwards the formula does not model): ``L (N - l - 1)
   (s_block - h b)`` for ``checkpoint_blocks``, with ``s_block`` (bytes one block keeps per token) measured on one
   block; ``(L - A - 2) V 4`` for ``loss_logits`` (the cross-entropy's float32 log-probabilities at every position
@@ -34,16 +34,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from asam_lib import methods
-from asam_lib.architectures import language_layers
-from asam_lib.asam import ASAM
-from asam_lib.benchmark import export_mmedit
-from asam_lib.editing import EditConfig, Editor, EditRequest
-from asam_lib.forward import FixedInputs
-from asam_lib.mmedit_study import case_from_record, choose_records
-from asam_lib.prompting import PromptEncoder
-from asam_lib.records import load_records
-from asam_lib.world import World
+from asam_lib.data.benchmark import export_mmedit
+from asam_lib.data.records import load_records
+from asam_lib.data.world import World
+from asam_lib.editors import methods
+from asam_lib.editors.asam import ASAM
+from asam_lib.editors.editing import EditConfig, Editor, EditRequest
+from asam_lib.experiments.mmedit_study import case_from_record, choose_records
+from asam_lib.mllm.architectures import language_layers
+from asam_lib.mllm.forward import FixedInputs
+from asam_lib.mllm.prompting import PromptEncoder
 from tools.llava_shape import SHAPES, Shape, build
 
 CONFIGURATIONS = {  # name -> (checkpoint_blocks, loss_logits, micro_batch)
@@ -152,7 +152,7 @@ def request_of(model, encoder: PromptEncoder, n_support: int, folder: Path) -> E
 
 
 def predicted_savings(editor: Editor, shape: Shape, model, anchor, s_block: float) -> dict[str, float]:
-    """The bytes the formula of :mod:`asam_lib.memory` says each option saves on a step of ``editor`` on its edit
+    """The bytes the formula of :mod:`asam_lib.mllm.memory` says each option saves on a step of ``editor`` on its edit
     input ``anchor`` alone (module docstring): ``checkpoint_blocks``: ``L (N - l - 1) (s_block - h b)``;
     ``loss_logits``: the cross-entropy's float32 log-probabilities at every position but the answer's,
     ``(L - A - 2) V 4``. Empty for ASAM (its LAR search and variants run other forwards)."""

@@ -11,14 +11,14 @@ free port. Through that protocol (:class:`DevTools`, a small client over ``webso
   notebook's method, ASAM), waits for the edit's result and its figures in the widget's output area and
   screenshots them; then drives the other controls as a user would: chooses another method in the method menu
   (:data:`SECOND_METHOD`), checks that exactly the sliders that method does not read are greyed out
-  (:func:`asam_lib.playground.active_sliders`), types a new K into its slider's readout, presses **Edit** again
+  (:func:`asam_lib.figures.playground.active_sliders`), types a new K into its slider's readout, presses **Edit** again
   and checks that result and its figures too. Each edit is made twice: the second must show byte-identical
   figures (an edit is deterministic; a figure drawn wrong once, by a race, differs).
 
 It fails if a screenshot is missing or blank (nearly one colour, which is what a page that did not render
 looks like), a cell raised, an edit showed no result, a slider is greyed out when it should not be (or the
 other way round), or a figure of an edit did not render: for each image in the widget's output area
-(:data:`asam_lib.playground.FIGURES`, in order) its box in the screenshot must be inside the screenshot, have
+(:data:`asam_lib.figures.playground.FIGURES`, in order) its box in the screenshot must be inside the screenshot, have
 the size of the PNG it shows (scaled down to the output area's width, as JupyterLab does) and not be blank
 (:func:`figure_problem`). Screenshots and the server's log go to ``build/browser/``. Needs a Chromium binary
 (Debian: ``apt-get install chromium``); not part of ``make test``.
@@ -47,8 +47,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from asam_lib import paths
-from asam_lib.playground import FIGURES, SLIDERS, active_sliders
+from asam_lib.common import paths
+from asam_lib.figures.playground import FIGURES, SLIDERS, active_sliders
 from tools.run_notebooks import QUIET_ENV
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -420,7 +420,7 @@ def press_edit(page: DevTools, method: str, timeout_s: float = 600) -> str:
 
 
 def shown_figures(page: DevTools) -> list[ShownFigure]:
-    """The images of the playground's output area, named by :data:`asam_lib.playground.FIGURES` in order."""
+    """The images of the playground's output area, named by :data:`asam_lib.figures.playground.FIGURES` in order."""
     shown = page.evaluate(
         f"[...{AREA}.querySelectorAll('img')].map(i => {{ const b = i.getBoundingClientRect(), "
         "p = i.parentElement, s = getComputedStyle(p); return {natural: [i.naturalWidth, i.naturalHeight], "
@@ -450,8 +450,8 @@ def figure_images(page: DevTools) -> list[str]:
 
 
 def changed_figures(first: list[str], again: list[str]) -> list[str]:
-    """The figures (by :data:`asam_lib.playground.FIGURES` name) whose images differ between two edits of the same
-    choice; an edit is deterministic, so a figure that changes was drawn wrong in one of them."""
+    """The figures (by :data:`asam_lib.figures.playground.FIGURES` name) whose images differ between two edits of the
+    same choice; an edit is deterministic, so a figure that changes was drawn wrong in one of them."""
     if len(first) != len(again):
         return [f"{len(first)} images, then {len(again)}"]
     return [name for name, a, b in zip(FIGURES, first, again) if a != b]
@@ -460,8 +460,8 @@ def changed_figures(first: list[str], again: list[str]) -> list[str]:
 def drive_playground(page: DevTools, relative: str, out: Path, stem: str) -> list[str]:
     """Run every cell; edit with the widget's method and check the screenshot and its figures, twice (an edit is
     deterministic, so the figures must come back byte-identical); choose :data:`SECOND_METHOD` in the method menu
-    (its sliders greyed out as :func:`asam_lib.playground.active_sliders` says), type K = :data:`SECOND_K` into the
-    K slider, and edit and check twice again. Return the failures."""
+    (its sliders greyed out as :func:`asam_lib.figures.playground.active_sliders` says), type K = :data:`SECOND_K` into
+    the K slider, and edit and check twice again. Return the failures."""
     run_all(page, relative)
     first = page.evaluate(f"({_control('widget-dropdown', 'method')}).querySelector('select').value")
     expect_greyed(page, first)

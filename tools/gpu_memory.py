@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from asam_lib import methods
-from asam_lib.cli import main as cli_main
+from asam_lib.editors import methods
+from asam_lib.frontends.cli import main as cli_main
 from tools.llava_shape import SHAPES, write_assets
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

@@ -9,7 +9,7 @@ other CPUs run (:data:`KERNEL_SETS`), which is how a float knife edge shows up b
     python -m tools.kernel_sets drift                 (make kernel-drift)  notebook 04's sequential study under
                                                                         each kernel set, compared, claims checked
 
-``drift`` reruns notebook 04's sequential study (:func:`asam_lib.study.sequential_study_jobs`, at the sizes
+``drift`` reruns notebook 04's sequential study (:func:`asam_lib.experiments.study.sequential_study_jobs`, at the sizes
 ``notebooks/figures.yaml`` gives notebook 04), the part of the results that moves most between CPUs (800
 edits applied one after another: a rounding difference early in a run is carried through every later edit).
 For each kernel set it writes a copy of ``results/`` with the three sequential tables replaced by that run's
@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from asam_lib import paths
+from asam_lib.common import paths
 
 KERNEL_SETS: dict[str, dict[str, str]] = {
     # what this CPU picks by itself
@@ -90,9 +90,14 @@ def figures_parameters(notebook: str = "04_edit_and_evaluate") -> dict:
 def sequential_tables(committed: Path, workers: int) -> dict[str, pd.DataFrame]:
     """Notebook 04's sequential study, rerun in this process's kernels: its three tables as notebook 04 saves them
     (the calibrated option's targets are judged with the committed single-edit comparison, which they read)."""
-    from asam_lib.harness import tidy
-    from asam_lib.study import run_jobs, sequential_study_jobs, split_timings
-    from asam_lib.summaries import SEQUENTIAL_TARGETS, primary_rows, sequential_target_checks, summary_over_edits
+    from asam_lib.evaluation.harness import tidy
+    from asam_lib.evaluation.summaries import (
+        SEQUENTIAL_TARGETS,
+        primary_rows,
+        sequential_target_checks,
+        summary_over_edits,
+    )
+    from asam_lib.experiments.study import run_jobs, sequential_study_jobs, split_timings
 
     p = figures_parameters()
     jobs = sequential_study_jobs(

@@ -5,7 +5,7 @@ Every shape keeps what sets the sequence length: a CLIP tower on 336-pixel image
 576 image tokens per image item ("default" feature selection drops the CLS token; feature layer -2), and
 LLaVA-1.5's vocabulary of 32,064 logits per position. The tokenizer is the embedded world's (a few hundred
 words; the vocabulary's other rows are never produced as inputs, only as logits), so the embedded world's
-MMEdit-format records (:func:`asam_lib.benchmark.export_mmedit`) are valid inputs.
+MMEdit-format records (:func:`asam_lib.data.benchmark.export_mmedit`) are valid inputs.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from asam_lib.benchmark import export_mmedit
-from asam_lib.model import ModelConfig, build_processor, llava_config
-from asam_lib.tokenizer import build_tokenizer
-from asam_lib.world import World
+from asam_lib.data.benchmark import export_mmedit
+from asam_lib.data.world import World
+from asam_lib.mllm.model import ModelConfig, build_processor, llava_config
+from asam_lib.mllm.tokenizer import build_tokenizer
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ from typing import Callable
 
 import pandas as pd
 
-from asam_lib import methods, paths
-from asam_lib.ablations import PATCH_AT_FULL_BUDGET, ablation_editors, ablation_pairs
+from asam_lib.common import paths
+from asam_lib.editors import methods
+from asam_lib.experiments.ablations import PATCH_AT_FULL_BUDGET, ablation_editors, ablation_pairs
 from tools import readme_values
 
 METRICS = list(methods.METRICS)
 BASE_MODEL = paths.CHECKPOINTS / "base"
-SLICES = {  # asam_lib.pretrain.knowledge_report's slices, in the README's words
+SLICES = {  # asam_lib.data.pretrain.knowledge_report's slices, in the README's words
     "image_heldout": "held-out images, training phrasings",
     "paraphrase_heldout": "pretraining images, held-out phrasings",
     "both_heldout": "held-out images and held-out phrasings",

@@ -19,7 +19,7 @@ from typing import Callable
 
 import pandas as pd
 
-from asam_lib.lar import LARConfig
+from asam_lib.editors.lar import LARConfig
 
 MARKER = re.compile(r"<!-- value:(?P<key>[\w.-]+) -->(?P<value>.*?)<!-- /value -->", re.S)
 

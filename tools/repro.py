@@ -6,7 +6,7 @@ configuration, writing figures and result tables into ``build/check-repro/run-1`
 compares the sha256 of every file produced and fails on any difference. Each notebook runs in a fresh
 kernel, so the second run shares nothing in memory with the first.
 
-The hashes are :mod:`asam_lib.provenance`'s content hashes. :func:`stale_files` asks the other question,
+The hashes are :mod:`asam_lib.common.provenance`'s content hashes. :func:`stale_files` asks the other question,
 whether the committed files are today's: each figure's and table's sidecar must name the notebook code and
 the ``asam_lib`` source that exist now (``make test`` checks it on ``figures/`` and ``results/``).
 """
@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from asam_lib import paths
-from asam_lib.provenance import digest_folder, library_fingerprint, notebook_code_sha256, sha256_file
+from asam_lib.common import paths
+from asam_lib.common.provenance import digest_folder, library_fingerprint, notebook_code_sha256, sha256_file
 
 SAVED_SUFFIXES = (".png", ".pdf", ".csv")  # what notebooks save; each file has a sidecar <stem>.json beside it
 

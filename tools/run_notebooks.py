@@ -48,9 +48,9 @@ import nbformat
 import papermill as pm
 import yaml
 
-from asam_lib import paths
-from asam_lib.progress import PROGRESS_FILE
-from asam_lib.provenance import digest_folder
+from asam_lib.common import paths
+from asam_lib.common.progress import PROGRESS_FILE
+from asam_lib.common.provenance import digest_folder
 from tools.run_progress import CellReporter, Follower, NotebookProgress, Ticker, describe, is_kernel_noise, news
 
 CELL_TIMEOUT_S = 1800

@@ -2,7 +2,7 @@
 
 The kernels print nothing for the terminal (whatever they print lands in the executed notebook), so each
 notebook's progress travels through a file of JSON lines (``ASAM_PROGRESS_FILE``, see
-:mod:`asam_lib.progress`): the process running the notebook appends ``{"cell": k, "cells": n, "section": ...}``
+:mod:`asam_lib.common.progress`): the process running the notebook appends ``{"cell": k, "cells": n, "section": ...}``
 when a code cell starts (:class:`CellReporter`, a hook of the notebook client), and the kernel appends
 ``{"jobs": ..., "done": k, "total": n}`` as its worker jobs finish. The runner reads these files
 (:class:`Follower`) and prints, to stderr only, one line per running notebook (:func:`describe`), such as
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 
-from asam_lib.progress import report
+from asam_lib.common.progress import report
 
 TERMINAL_EVERY_S = 20.0
 LOG_EVERY_S = 60.0

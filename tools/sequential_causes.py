@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from asam_lib import paths
-from asam_lib.ablations import ablation_editors, sensitivity_editors
-from asam_lib.asam import ASAM
-from asam_lib.editing import Editor
-from asam_lib.lar import LARConfig
-from asam_lib.patch import Patch, PatchSettings
-from asam_lib.study import Job, run_jobs, split_timings
-from asam_lib.summaries import paired_differences, primary_rows, summary_over_edits
+from asam_lib.common import paths
+from asam_lib.editors.asam import ASAM
+from asam_lib.editors.editing import Editor
+from asam_lib.editors.lar import LARConfig
+from asam_lib.editors.patch import Patch, PatchSettings
+from asam_lib.evaluation.summaries import paired_differences, primary_rows, summary_over_edits
+from asam_lib.experiments.ablations import ablation_editors, sensitivity_editors
+from asam_lib.experiments.study import Job, run_jobs, split_timings
 
 REFERENCE = "ASAM"
 SHOWN = ["Rel", "TI-Gen", "T-Loc", "I-Loc"]

@@ -1,0 +1,209 @@
+"""Experiments on LAR variants for notebook 02: where variants sit among the unit's members, how coherence
+and diversity change with the radius, and whether an edit's failure on its variants predicts its failure
+on the real held-out members of its knowledge unit.
+
+Every function returns a tidy ``pandas.DataFrame``; :mod:`asam_lib.figures.plots` draws them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from asam_lib.common.progress import tqdm
+from asam_lib.common.seeding import torch_generator
+from asam_lib.data.units import member_items
+from asam_lib.editors.editing import Editor, edited_forward, joint_embeddings, unedited_forward
+from asam_lib.editors.lar import (
+    LARConfig,
+    Variants,
+    adversarial_variants,
+    forward_variants,
+    noise_variants,
+    variant_diagnostics,
+)
+from asam_lib.evaluation.harness import EditCase
+from asam_lib.evaluation.metrics import evaluate_edit
+from asam_lib.mllm.architectures import edit_layer_mlp
+from asam_lib.mllm.hooks import module_input
+from asam_lib.mllm.prompting import PromptEncoder, answer_positions
+
+
+def member_states(model, encoder: PromptEncoder, items: Sequence, layer: int) -> torch.Tensor:
+    """Input of the FFN of ``layer`` at the answer-predicting position of each item: (N, d)."""
+    batch = encoder.batch(list(items))
+    states = module_input(edit_layer_mlp(model, layer), lambda: model(**batch.model_inputs()))
+    return answer_positions(states, batch)
+
+
+def variant_states(model, anchor_embeds: torch.Tensor, batch, variants: Variants, layer: int) -> torch.Tensor:
+    """The same representation for the K variants of the edit input: (K, d)."""
+    rows = batch.repeat(len(variants))
+    run = lambda: forward_variants(model, edited_forward(model), anchor_embeds, variants.delta, rows, variants.block)  # noqa: E731
+    states = module_input(edit_layer_mlp(model, layer), run)
+    return answer_positions(states, rows)
+
+
+def pca_2d(points: torch.Tensor) -> np.ndarray:
+    """The first two principal coordinates of ``points`` (N, d), signs fixed (largest |loading| positive)."""
+    centred = points.double() - points.double().mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    axes = vh[:2] * torch.sign(vh[:2].gather(1, vh[:2].abs().argmax(1, keepdim=True)))
+    return (centred @ axes.T).numpy()
+
+
+def latent_map(
+    model, encoder: PromptEncoder, case: EditCase, variants: dict[str, Variants], layer: int
+) -> pd.DataFrame:
+    """Where variants land among the unit's members: the edit layer's input at the answer-predicting position of
+    the members (``kind``: anchor / text / image / both) and of each set of ``variants`` (kind = its key).
+    Columns: kind; pc1, pc2 (a 2-D PCA fitted on exactly these points); ``anchor_distance`` (L2 distance from
+    the anchor in the full space, (d,)) and ``member_distance`` (to the nearest real member other than the
+    anchor and the point itself)."""
+    unit = case.unit
+    anchor_batch = encoder.batch([case.request.anchor_item])
+    anchor_embeds = joint_embeddings(model, anchor_batch)
+    blocks, kinds = (
+        [member_states(model, encoder, member_items(unit.members, unit.old_answer), layer)],
+        [m.kind for m in unit.members],
+    )
+    for name, v in variants.items():
+        blocks.append(variant_states(model, anchor_embeds, anchor_batch, v, layer))
+        kinds += [name] * len(v)
+    states = torch.cat(blocks).double()
+    members = states[1 : len(unit.members)]
+    to_members = torch.cdist(states, members)
+    to_members[1 : len(unit.members)].fill_diagonal_(float("inf"))  # a member's nearest other member
+    xy = pca_2d(states)
+    return pd.DataFrame(
+        {
+            "kind": kinds,
+            "pc1": xy[:, 0],
+            "pc2": xy[:, 1],
+            "anchor_distance": (states - states[0]).norm(dim=1).numpy(),
+            "member_distance": to_members.min(1).values.numpy(),
+        }
+    )
+
+
+def eps_sweep(
+    model,
+    encoder: PromptEncoder,
+    cases: Sequence[EditCase],
+    editor: Editor,
+    eps_values: Sequence[float],
+    config: LARConfig,
+    seed: int,
+) -> pd.DataFrame:
+    """For each case, edit with ``editor`` once, then compute LAR variants at each radius in
+    ``eps_values`` (other fields from ``config``) and their diagnostics. One row per (case, eps)."""
+    rows = []
+    for case in tqdm(cases, desc="eps sweep", leave=False):
+        batch = encoder.batch([case.request.anchor_item])
+        embeds = joint_embeddings(model, batch)
+        handle = editor.edit(model, encoder, case.request, seed=seed)
+        try:
+            post, pre = edited_forward(model), unedited_forward(model, handle.originals)
+            for eps in eps_values:
+                lar = LARConfig(**{**config.__dict__, "eps": eps})
+                for source in ("LAR", "noise"):
+                    generator = torch_generator(seed, "eps-sweep", source, case.request.name, eps)
+                    v = (
+                        adversarial_variants(
+                            model, post, pre, embeds, batch, lar, generator, shared_below=editor.config.layer
+                        )
+                        if source == "LAR"
+                        else noise_variants(model, embeds, batch, lar, generator)
+                    )
+                    rows.append(
+                        {
+                            "case": case.request.name,
+                            "eps": eps,
+                            "variants": source,
+                            **variant_diagnostics(model, post, pre, embeds, batch, v),
+                        }
+                    )
+        finally:
+            handle.restore()
+    return pd.DataFrame(rows)
+
+
+def predictive_study(
+    model, encoder: PromptEncoder, cases: Sequence[EditCase], editors: dict[str, Editor], config: LARConfig, seed: int
+) -> pd.DataFrame:
+    """For every editor and case: edit, then measure (a) the edit on K LAR variants and on K random
+    variants of the same radius and (b) the edit on the unit's real held-out members. One row per
+    (method, case) with ``lar_failure`` / ``noise_failure`` (share of variants not answering the new
+    target), ``lar_loss`` / ``noise_loss`` (their mean CE), and the unit's exact-match metrics."""
+    rows = []
+    for method, editor in editors.items():
+        for case in tqdm(cases, desc=f"{method} variants vs unit", leave=False):
+            batch = encoder.batch([case.request.anchor_item])
+            embeds = joint_embeddings(model, batch)
+            handle = editor.edit(model, encoder, case.request, seed=seed)
+            try:
+                post, pre = edited_forward(model), unedited_forward(model, handle.originals)
+                lar = adversarial_variants(
+                    model,
+                    post,
+                    pre,
+                    embeds,
+                    batch,
+                    config,
+                    torch_generator(seed, "predict", case.request.name),
+                    shared_below=editor.config.layer,
+                )
+                noise = noise_variants(
+                    model, embeds, batch, config, torch_generator(seed, "predict-noise", case.request.name)
+                )
+                lar_report = variant_diagnostics(model, post, pre, embeds, batch, lar)
+                noise_report = variant_diagnostics(model, post, pre, embeds, batch, noise)
+                metrics = {
+                    m["metric"]: m["value"]
+                    for m in evaluate_edit(model, encoder, case.unit, None)
+                    if m["protocol"] == "exact"
+                }
+            finally:
+                handle.restore()
+            rows.append(
+                {
+                    "method": method,
+                    "case": case.request.name,
+                    "seed": seed,
+                    "lar_failure": 1 - lar_report["edit_success"],
+                    "lar_loss": lar_report["edit_loss"],
+                    "lar_coherence": lar_report["coherence"],
+                    "noise_failure": 1 - noise_report["edit_success"],
+                    "noise_loss": noise_report["edit_loss"],
+                    **metrics,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney; ties count half).
+    NaN when one class is empty."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def roc_curve(scores: Sequence[float], labels: Sequence[bool]) -> pd.DataFrame:
+    """False and true positive rates at every threshold of ``scores`` (columns fpr, tpr)."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    thresholds = np.r_[np.inf, np.unique(s)[::-1]]
+    tpr = [(s[y] >= t).mean() if y.any() else np.nan for t in thresholds]
+    fpr = [(s[~y] >= t).mean() if (~y).any() else np.nan for t in thresholds]
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr})
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    return float(pd.Series(list(x)).rank().corr(pd.Series(list(y)).rank()))

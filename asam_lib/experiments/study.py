@@ -1,0 +1,262 @@
+"""The edit-and-evaluate study of notebook 04, run as independent jobs on worker processes.
+
+A :class:`Job` is one (mode, task, seed, editors, edit count): single edits with rollback, or a sequential
+run. Jobs are independent, so :func:`run_jobs` spreads them over worker processes
+(:mod:`asam_lib.experiments.workers`). Each worker loads the base model and builds the edit cases once per (task,
+seed, count) and returns tidy rows; the results do not depend on which worker ran a job or in which
+order. The editors of the study are the method registry's (:mod:`asam_lib.editors.methods`), its ablations and
+sensitivity grid :mod:`asam_lib.experiments.ablations`'; its summaries are :mod:`asam_lib.evaluation.summaries`'.
+
+Wall-clock times are not reproducible, so they are split off into their own table
+(:func:`split_timings`), written under ``build/`` rather than ``results/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from asam_lib.common import paths
+from asam_lib.data.case_cache import cases_folder
+from asam_lib.editors import methods
+from asam_lib.editors.asam import ASAM, SEQUENTIAL_OPTION
+from asam_lib.editors.editing import Editor
+from asam_lib.evaluation.harness import EvaluationInputs, HarnessConfig, build_cases, run_sequential, run_single
+from asam_lib.experiments.workers import run_in_workers
+
+TIMING_METRICS = ("seconds",)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: the cases ``start`` to ``n_edits`` of (task, seed). ``editors``: method name -> editor;
+    ``mode``: "single", "sequential" or "predictive" (notebook 02's variants-vs-unit study with LAR settings
+    ``lar``, :func:`asam_lib.experiments.lar_study.predictive_study`); ``group``: a label copied into every row (e.g.
+    "main", "ablation", "sensitivity"). Splitting a long job into ranges of cases (:func:`split`) spreads it over
+    workers without building a case twice."""
+
+    group: str
+    task: str
+    seed: int
+    n_edits: int
+    editors: dict[str, Editor] = field(hash=False)
+    mode: str = "single"
+    checkpoints: tuple[int, ...] = (1, 5, 10, 20, 50)
+    start: int = 0
+    lar: object = None  # LARConfig of the predictive mode
+    model_folder: str | None = None  # a local checkpoint (None: the embedded base model)
+    dtype: str = "float32"  # of the checkpoint's weights (see asam_lib.mllm.model.load_pretrained)
+    device_map: str | None = None  # e.g. "cuda:0" or "auto" (None: the CPU)
+    data: str | None = None  # an MMEdit-format file of the job's task (None: the embedded world's benchmark)
+    image_root: str | None = None  # what the file's image paths are relative to (None: its folder)
+    split: str = "report"  # the embedded world's edits: "report" or "dev" (asam_lib.evaluation.harness.in_split)
+    hard_strength: float = 2.0  # of the cases' hard tier (HarnessConfig.hard_strength; 0: no hard tier, cheaper)
+    firing_probe: int = 0  # sequential mode: where patches fire, on this many cases (harness.firing_rows)
+
+    def __repr__(self) -> str:
+        assets = "".join(
+            f", {name} {value}" for name, value in [("model", self.model_folder), ("data", self.data)] if value
+        )
+        cases = f"cases {self.start}-{self.n_edits - 1}" if self.start else f"{self.n_edits} edits"
+        split = "" if self.split == "report" else f", {self.split} split"
+        split += "" if self.hard_strength else ", no hard tier"
+        what = f"{self.group}, {self.mode}, {self.task}, seed {self.seed}, {cases}{split}"
+        return f"Job({what}, {list(self.editors)}{assets})"
+
+
+def split(job: Job, parts: int) -> list[Job]:
+    """``job`` as ``parts`` jobs on consecutive ranges of its cases (not a sequential run: it depends on
+    every earlier edit)."""
+    if job.mode == "sequential":
+        raise ValueError(f"{job}: a sequential run cannot be split")
+    bounds = [job.start + round(i * (job.n_edits - job.start) / parts) for i in range(parts + 1)]
+    return [replace(job, start=lo, n_edits=hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+
+@lru_cache(maxsize=2)
+def _model(folder: str | None, dtype: str = "float32", device_map: str | None = None):
+    from asam_lib.data.pretrain import base_model_folder
+    from asam_lib.mllm.model import load_model, load_pretrained
+    from asam_lib.mllm.prompting import PromptEncoder
+
+    model, processor = load_pretrained(folder, dtype, device_map) if folder else load_model(base_model_folder())
+    return model, PromptEncoder(processor)
+
+
+@lru_cache(maxsize=2)
+def _world():
+    from asam_lib.data.world import World
+
+    return World()
+
+
+@lru_cache(maxsize=4)
+def _known(model_key: tuple, task: str):
+    from asam_lib.data.benchmark import exported_benchmark
+    from asam_lib.data.records import load_records
+    from asam_lib.evaluation.harness import known_records
+
+    model, encoder = _model(*model_key)
+    return known_records(model, encoder, load_records(exported_benchmark(_world(), task)))
+
+
+@lru_cache(maxsize=4)
+def _records(data: str, image_root: str | None, task: str):
+    from asam_lib.data.records import load_records
+
+    return load_records(data, image_root, task)
+
+
+_CASES: dict[tuple, dict[int, object]] = {}
+
+
+def _cases(job: Job):
+    """Cases ``job.start`` to ``job.n_edits`` of its (task, seed), each kept once built in this process (cases are
+    prefix-stable and independent, see :func:`asam_lib.evaluation.harness.build_cases`) and, for the embedded model, on
+    disk for every process (:mod:`asam_lib.data.case_cache`); from the MMEdit file ``job.data`` if given
+    (:func:`asam_lib.experiments.mmedit_study.prefix_cases`)."""
+    model_key = (job.model_folder, job.dtype, job.device_map)
+    model, encoder = _model(*model_key)
+    if job.data is not None:
+        from asam_lib.experiments.mmedit_study import prefix_cases
+
+        return prefix_cases(model, encoder, _records(job.data, job.image_root, job.task), job.n_edits, job.seed)[
+            job.start :
+        ]
+    built = _CASES.setdefault((model_key, job.task, job.seed, job.split, job.hard_strength), {})
+    from asam_lib.data.pretrain import base_model_folder
+
+    folder = cases_folder(base_model_folder()) if job.model_folder is None else None  # the embedded model's only
+    for i in range(job.start, job.n_edits):
+        if i not in built:
+            config = HarnessConfig(task=job.task, n_edits=i + 1, split=job.split, hard_strength=job.hard_strength)
+            built.update(
+                enumerate(
+                    build_cases(
+                        model,
+                        encoder,
+                        _world(),
+                        config,
+                        seed=job.seed,
+                        start=i,
+                        known=_known(model_key, job.task),
+                        cache=folder,
+                    ),
+                    start=i,
+                )
+            )
+    return [built[i] for i in range(job.start, job.n_edits) if i in built]
+
+
+_INPUTS: dict[tuple, EvaluationInputs] = {}
+
+
+def _inputs(job: Job) -> EvaluationInputs | None:
+    """The evaluation inputs every job of this process shares for its model (:class:`EvaluationInputs`: the
+    locality references and the batches below the edit layer of the cases :func:`_cases` keeps). None for a job on
+    an MMEdit file: its cases are built afresh per job, so each run keeps its own."""
+    if job.data is not None:
+        return None
+    key = (job.model_folder, job.dtype, job.device_map)
+    if key not in _INPUTS:
+        _INPUTS[key] = EvaluationInputs(*_model(*key))
+    return _INPUTS[key]
+
+
+def run_job(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run one job in this process: (metric rows, per-member rows), each tagged with ``job.group``."""
+    model, encoder = _model(job.model_folder, job.dtype, job.device_map)
+    cases = _cases(job)
+    members: list[dict] = []
+    if job.mode == "single":
+        rows = run_single(
+            model, encoder, job.editors, cases, seed=job.seed, task=job.task, members=members, inputs=_inputs(job)
+        )
+    elif job.mode == "sequential":
+        frames = [
+            run_sequential(
+                model,
+                encoder,
+                name,
+                editor,
+                cases,
+                seed=job.seed,
+                checkpoints=job.checkpoints,
+                task=job.task,
+                firing_probe=job.firing_probe,
+                inputs=_inputs(job),
+            )
+            for name, editor in job.editors.items()
+        ]
+        rows = pd.concat(frames, ignore_index=True)
+    elif job.mode == "predictive":
+        from asam_lib.experiments.lar_study import predictive_study
+
+        rows = predictive_study(model, encoder, cases, job.editors, job.lar, seed=job.seed)
+    else:
+        raise ValueError(f"{job}: unknown mode {job.mode!r} (single, sequential or predictive)")
+    return rows.assign(group=job.group), pd.DataFrame(members).assign(group=job.group)
+
+
+def run_jobs(jobs: list[Job], workers: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run ``jobs`` on ``workers`` processes (1: in this process); concatenated rows in job order. A job that
+    fails raises :class:`asam_lib.experiments.workers.JobError` naming it, with the traceback of the process that ran
+    it."""
+    outputs = run_in_workers(run_job, jobs, workers)
+    rows = pd.concat([o[0] for o in outputs], ignore_index=True)
+    members = pd.concat([o[1] for o in outputs], ignore_index=True)
+    return rows, members
+
+
+def split_timings(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reproducible rows, wall-clock rows)."""
+    timing = rows.metric.isin(TIMING_METRICS)
+    return rows[~timing].reset_index(drop=True), rows[timing].reset_index(drop=True)
+
+
+def save_timings(table: pd.DataFrame, name: str) -> Path:
+    """Write wall-clock rows to ``build/timings/name.csv`` (not compared between runs, not committed)."""
+    path = paths.ensure(paths.BUILD / "timings") / f"{name}.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def sequential_study_editors() -> dict[str, Editor]:
+    """Notebook 04's sequential study: ASAM's base editor (Patch), the sequential baseline (GRACE), paper-faithful
+    ASAM, and this companion's option for sequential editing (:data:`asam_lib.editors.asam.SEQUENTIAL_OPTION`)."""
+    registered = {name: e for name, e in methods.editors().items() if name in ("Patch", "GRACE", "ASAM")}
+    return registered | {"ASAM calibrated": ASAM(settings=SEQUENTIAL_OPTION)}
+
+
+def sequential_study_jobs(
+    seeds: list[int],
+    n_sequential: int,
+    n_sequential_every_seed: int,
+    checkpoints: list[int],
+    firing_probe: int,
+    **assets,
+) -> list[Job]:
+    """The sequential study's jobs: one per (seed, editor of :func:`sequential_study_editors`) on VQA's standard
+    tier, ``n_sequential`` edits on the first seed and ``n_sequential_every_seed`` on the others, every earlier edit
+    re-evaluated at each of ``checkpoints``. ``assets``: :class:`Job`'s model and data fields."""
+    if n_sequential_every_seed > n_sequential:
+        raise ValueError("n_sequential_every_seed > n_sequential: the first seed's sequential run is the longest")
+    return [
+        Job(
+            "sequential",
+            "vqa",
+            seed,
+            n,
+            {name: editor},
+            mode="sequential",
+            checkpoints=tuple(t for t in checkpoints if t <= n),
+            hard_strength=0.0,  # the sequential study reads the standard tier only
+            firing_probe=firing_probe,
+            **assets,
+        )
+        for seed, n in [(s, n_sequential if s == seeds[0] else n_sequential_every_seed) for s in seeds]
+        for name, editor in sequential_study_editors().items()
+    ]
