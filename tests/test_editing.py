@@ -41,6 +41,17 @@ def test_an_edit_changes_the_model_and_restore_is_bit_exact(name, small_world, t
     assert torch.equal(_logits(model, tiny_encoder, request), logits_before)
 
 
+def test_the_edited_model_context_restores_even_when_its_block_raises(small_world, tiny_parts, tiny_encoder):
+    model, _ = tiny_parts
+    before = weights(model)
+    request = make_request(small_world)
+    with pytest.raises(RuntimeError, match="inside the block"):
+        with Patch(EditConfig(layer=1, steps=3, stop_loss=0.0)).edit(model, tiny_encoder, request) as handle:
+            assert changed_weights(model, before), "the model is edited inside the block"
+            raise RuntimeError("inside the block")
+    assert handle.restored and not changed_weights(model, before)
+
+
 @pytest.mark.parametrize("name", EDITORS)
 def test_sequential_edits_roll_back_in_reverse(name, small_world, tiny_parts, tiny_encoder):
     model, _ = tiny_parts

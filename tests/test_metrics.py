@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from asam_lib.data.units import KnowledgeUnit, Member
-from asam_lib.evaluation.harness import ci95, summarize
+from asam_lib.evaluation.harness import summarize
 from asam_lib.evaluation.metrics import evaluate_edit, locality_reference
+from asam_lib.evaluation.summaries import ci95
 
 
 class _Always:

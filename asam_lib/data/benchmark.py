@@ -17,10 +17,8 @@ import numpy as np
 from asam_lib.common import cache, paths
 from asam_lib.common.seeding import numpy_rng
 from asam_lib.data.formats import KNOWLEDGE_TYPES
-from asam_lib.data.world import RELATIONS, World
+from asam_lib.data.world import EVAL_STREAM, RELATIONS, World
 from asam_lib.mllm.model import config_hash
-
-EVAL_STREAM = "eval"
 
 
 @dataclass(frozen=True)

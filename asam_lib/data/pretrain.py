@@ -28,13 +28,10 @@ from asam_lib.common import cache, paths
 from asam_lib.common.progress import tqdm
 from asam_lib.common.seeding import numpy_rng, seed_everything
 from asam_lib.data.render import COLOURS, PATTERNS, SHAPES
-from asam_lib.data.world import RELATIONS, World, WorldConfig
+from asam_lib.data.world import EVAL_STREAM, PRETRAIN_STREAM, RELATIONS, World, WorldConfig
 from asam_lib.mllm.model import ModelConfig, build_model, build_processor, config_hash, load_model
 from asam_lib.mllm.prompting import PromptEncoder, score_items
 from asam_lib.mllm.tokenizer import build_tokenizer
-
-PRETRAIN_STREAM = "pretrain"
-EVAL_STREAM = "eval"
 
 
 @dataclass(frozen=True)

@@ -34,14 +34,13 @@ from PIL import Image
 from asam_lib.common.seeding import numpy_rng
 from asam_lib.data.records import EditRecord
 from asam_lib.data.render import param_distance
-from asam_lib.data.world import Question, World
+from asam_lib.data.world import EVAL_STREAM, Question, World
 from asam_lib.mllm.architectures import edit_layer_mlp
 from asam_lib.mllm.hooks import module_input
 from asam_lib.mllm.prompting import answer_positions, score_items
 
 KINDS = ("anchor", "text", "image", "both")
 TIERS = ("standard", "hard")
-EVAL_STREAM = "eval"
 HARD_STREAM = "hard"  # the hard tier's images: a stream of their own, drawn at hard_strength
 
 

@@ -24,6 +24,10 @@ from PIL import Image
 from asam_lib.common.seeding import numpy_rng
 from asam_lib.data.render import COLOURS, PATTERNS, SHAPES, ImageParams, render_image, sample_params
 
+# The named streams of images drawn per entity: each stream is its own random sequence, so images of one stream
+# never repeat another's (pretraining sees only PRETRAIN_STREAM; edits, units and locality items use EVAL_STREAM).
+PRETRAIN_STREAM = "pretrain"
+EVAL_STREAM = "eval"
 IMAGE_CACHE_SIZE = 16384  # rendered images a World keeps (32 px: about 3 kB each)
 
 RELATIONS: dict[str, dict[str, tuple[str, ...]]] = {

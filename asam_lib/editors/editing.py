@@ -94,8 +94,10 @@ class EditConfig:
 
 @dataclass
 class EditHandle:
-    """The result of one edit: call :meth:`restore` to undo it exactly. ``originals``: the unedited values
-    of the parameters the edit changed (see :func:`unedited_forward`)."""
+    """The result of one edit: call :meth:`restore` to undo it exactly, or use it as the one edited-model
+    context, ``with editor.edit(model, encoder, request) as handle: ...``, which restores on leaving the block
+    whatever happens in it. ``originals``: the unedited values of the parameters the edit changed (see
+    :func:`unedited_forward`)."""
 
     editor: str
     request: str
@@ -111,6 +113,12 @@ class EditHandle:
         if not self.restored:
             self._undo()
             self.restored = True
+
+    def __enter__(self) -> EditHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
 
 
 @dataclass

@@ -35,7 +35,7 @@ from asam_lib.data.units import (
     with_known,
     with_latent_distances,
 )
-from asam_lib.data.world import RELATIONS, World
+from asam_lib.data.world import EVAL_STREAM, RELATIONS, World
 from asam_lib.editors.editing import Editor, EditRequest, UneditedPasses
 from asam_lib.editors.patch import patch_firing, stacked_patches
 from asam_lib.evaluation.metrics import (
@@ -47,13 +47,13 @@ from asam_lib.evaluation.metrics import (
     locality_reference,
     probe_rows,
 )
+from asam_lib.evaluation.summaries import ci95
 from asam_lib.mllm.forward import FixedInputs
 from asam_lib.mllm.generation import PROTOCOL as GENERATION
 from asam_lib.mllm.model import config_hash
 from asam_lib.mllm.prompting import Item, PromptEncoder, score_items
 
 SUPPORT_STREAM = "support"  # images of support-pool entities used while editing
-LOCALITY_STREAM = "eval"
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def _standard_case(model, encoder, world, config, record, seed, layer, pools) ->
         )
 
     support = draw("support", pools.text_support, pools.image_support, config.n_support, SUPPORT_STREAM)
-    locality = draw("locality", pools.text_eval, pools.image_eval, config.n_locality, LOCALITY_STREAM)
+    locality = draw("locality", pools.text_eval, pools.image_eval, config.n_locality, EVAL_STREAM)
     memory = draw("memory", pools.text_support, pools.image_support, config.n_memory, SUPPORT_STREAM)
     request = EditRequest(
         record.src, record.alt, unit.anchor.image, support, name=f"{config.task}-{record.index}", memory=memory
@@ -314,15 +314,12 @@ def edit_and_evaluate(
     evaluation batches kept between edits of the same cases (:class:`EvaluationInputs`). ``probes``: questions
     with their own answers measured on the edited model too (:func:`asam_lib.evaluation.metrics.probe_rows`, e.g.
     VLKEB's portability); ``generation``: also the ``generation_exact`` protocol of the standard unit and the probes."""
-    handle = editor.edit(model, encoder, case.request, seed=seed, unedited=unedited)
-    try:
+    with editor.edit(model, encoder, case.request, seed=seed, unedited=unedited) as handle:
         metrics, member_rows = evaluate_tiers(model, encoder, case, reference, inputs, editor.config.layer)
         protocols = (*TEACHER_FORCED, GENERATION) if generation else TEACHER_FORCED
         extra = probe_rows(model, encoder, probes, protocols) if probes else []
         extra += generation_rows(model, encoder, case.unit) if generation else []
         metrics += [{"tier": "standard", **row} for row in extra]
-    finally:
-        handle.restore()
     base = {"method": method, "config": editor_config(editor), "seed": seed, "task": task, "case": case.request.name}
     if members is not None:
         members += [{**base, **m} for m in member_rows if m["tier"] != "binary"]
@@ -484,17 +481,6 @@ def firing_rows(
             }
         )
     return rows
-
-
-def ci95(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
-    """Mean and a 95% bootstrap interval of the mean (fixed bootstrap seed)."""
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(v, size=(n_boot, len(v)), replace=True).mean(1)
-    return float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def summarize(results: pd.DataFrame, by: Sequence[str] = ("method", "metric", "protocol")) -> pd.DataFrame:

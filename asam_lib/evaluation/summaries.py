@@ -3,9 +3,10 @@ two methods on the same edits, the paper's claim as targets, the ablation table,
 gap a method closes, and consistency against distance. Pure functions of tables, so notebook 04 and its tests
 compute them the same way.
 
-Intervals are 95% bootstrap intervals of a crossed bootstrap: each replicate resamples the seeds and,
-independently, the edits (by case name, so one fact edited under several seeds is resampled as one), and
-averages the per-edit values it selected, each with its multiplicity.
+The project's two bootstraps are here, both 95% percentile intervals with a fixed bootstrap seed: :func:`ci95`
+resamples values alone; :func:`crossed_bootstrap`, which every interval of the study uses, resamples the seeds and,
+independently, the edits (by case name, so one fact edited under several seeds is resampled as one), and averages
+the per-edit values each replicate selected, each with its multiplicity.
 
 **[reconstruction]** The thresholds of :data:`TARGETS` are this companion's reading of the paper's claim
 (ASAM closes its base editor's generality gap at little cost in reliability, locality and time); the paper
@@ -36,6 +37,19 @@ def primary_rows(rows: pd.DataFrame) -> pd.DataFrame:
     wanted = tier.map(PRIMARY_PROTOCOL).where(~rows.metric.isin(LOCALITY_METRICS), "answer_span")
     chosen = rows[(rows.protocol == wanted) & rows.metric.isin(METRICS)]
     return chosen.dropna(subset=["value"])
+
+
+def ci95(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
+    """Mean of ``values`` (NaN left out) and a 95% bootstrap interval of it, resampling the values alone (a fixed
+    bootstrap seed): for rows of one seed, or where seeds and edits are not told apart (``harness.summarize``, the
+    study on a real checkpoint). Where rows carry both, :func:`crossed_bootstrap` resamples each."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = rng.choice(v, size=(n_boot, len(v)), replace=True).mean(1)
+    return float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def crossed_bootstrap(values: pd.Series, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:

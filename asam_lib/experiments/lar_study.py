@@ -104,8 +104,7 @@ def eps_sweep(
     for case in tqdm(cases, desc="eps sweep", leave=False):
         batch = encoder.batch([case.request.anchor_item])
         embeds = joint_embeddings(model, batch)
-        handle = editor.edit(model, encoder, case.request, seed=seed)
-        try:
+        with editor.edit(model, encoder, case.request, seed=seed) as handle:
             post, pre = edited_forward(model), unedited_forward(model, handle.originals)
             for eps in eps_values:
                 lar = LARConfig(**{**config.__dict__, "eps": eps})
@@ -126,8 +125,6 @@ def eps_sweep(
                             **variant_diagnostics(model, post, pre, embeds, batch, v),
                         }
                     )
-        finally:
-            handle.restore()
     return pd.DataFrame(rows)
 
 
@@ -143,8 +140,7 @@ def predictive_study(
         for case in tqdm(cases, desc=f"{method} variants vs unit", leave=False):
             batch = encoder.batch([case.request.anchor_item])
             embeds = joint_embeddings(model, batch)
-            handle = editor.edit(model, encoder, case.request, seed=seed)
-            try:
+            with editor.edit(model, encoder, case.request, seed=seed) as handle:
                 post, pre = edited_forward(model), unedited_forward(model, handle.originals)
                 lar = adversarial_variants(
                     model,
@@ -166,8 +162,6 @@ def predictive_study(
                     for m in evaluate_edit(model, encoder, case.unit, None)
                     if m["protocol"] == "exact"
                 }
-            finally:
-                handle.restore()
             rows.append(
                 {
                     "method": method,

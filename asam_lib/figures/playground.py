@@ -317,8 +317,7 @@ def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
     before_hard = evaluate_edit(model, encoder, hard, None) if hard is not None else None
     before = member_predictions(model, encoder, case.unit, case.unit.old_answer)
     batch = encoder.batch([case.request.anchor_item])
-    handle = editor.edit(model, encoder, case.request, seed=choice.seed)
-    try:
+    with editor.edit(model, encoder, case.request, seed=choice.seed) as handle:
         after_metrics = evaluate_edit(model, encoder, case.unit, reference)
         after_hard = evaluate_edit(model, encoder, hard, None) if hard is not None else None
         after = member_predictions(model, encoder, case.unit, choice.new_answer)
@@ -332,8 +331,6 @@ def run_edit(session: Session, choice: Choice) -> PlaygroundResult:
             torch_generator(choice.seed, "playground-lar", case.request.name),
         )
         H_after = edit_layer_rows(model, encoder, case, variants.delta, layer)
-    finally:
-        handle.restore()
     H_before = edit_layer_rows(model, encoder, case, variants.delta, layer)
     now = model.state_dict()
     restored = set(now) == set(state) and all(torch.equal(now[k], v) for k, v in state.items())
