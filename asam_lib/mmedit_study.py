@@ -36,7 +36,6 @@ from asam_lib.harness import (
     save_table,
     summarize,
 )
-from asam_lib.hparams import with_overrides
 from asam_lib.metrics import locality_reference
 from asam_lib.prompting import Item, PromptEncoder
 from asam_lib.records import EditRecord
@@ -53,8 +52,9 @@ class StudyConfig:
     """What a study edits. ``n_edits=None`` edits every record; ``layer=None`` edits the middle language
     layer; ``steps``/``lr`` = None keep each editor's default (chosen for the embedded model);
     ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only);
-    ``overrides``: per method, dotted overrides of its editor's settings (:func:`asam_lib.hparams.with_overrides`,
-    e.g. from a hyper-parameter file), applied before ``layer`` / ``steps`` / ``lr``; ``generation``: also score
+    ``overrides``: per method, dotted overrides of its editor's settings (:func:`asam_lib.methods.build`, e.g. from a
+    hyper-parameter file or ``--set``, :func:`asam_lib.hparams.method_overrides`), applied before ``layer`` /
+    ``steps`` / ``lr``; ``generation``: also score
     by generation (protocol ``generation_exact``, :mod:`asam_lib.generation`) beside teacher forcing.
 
     ``checkpoint_blocks``, ``loss_logits``, ``micro_batch``: the edit loop's memory options for every editor
@@ -106,7 +106,7 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
             "micro_batch": config.micro_batch,
         }
         changes = {k: v for k, v in given.items() if v is not None}
-        editors |= with_changes({name: with_overrides(methods.method(name).editor(), overrides)}, changes)
+        editors |= with_changes({name: methods.build(name, overrides)}, changes)
     return editors
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from asam_lib import methods, paths
 from asam_lib.harness import editor_config
-from asam_lib.hparams import HParamsError, configured_editor, hparams_from_dict, load_hparams, with_overrides
+from asam_lib.hparams import HParamsError, configured_editor, hparams_from_dict, load_hparams
+from asam_lib.overrides import with_overrides
 
 FILES = sorted((paths.REPO_ROOT / "hparams").glob("*/*.yaml"))
 
