@@ -26,6 +26,7 @@ from asam_lib.lar import (
     variant_diagnostics,
 )
 from asam_lib.metrics import evaluate_edit
+from asam_lib.overrides import with_overrides
 from asam_lib.progress import tqdm
 from asam_lib.prompting import PromptEncoder, answer_positions
 from asam_lib.seeding import torch_generator
@@ -108,7 +109,7 @@ def eps_sweep(
         try:
             post, pre = edited_forward(model), unedited_forward(model, handle.originals)
             for eps in eps_values:
-                lar = LARConfig(**{**config.__dict__, "eps": eps})
+                lar = with_overrides(config, {"eps": eps})
                 for source in ("LAR", "noise"):
                     generator = torch_generator(seed, "eps-sweep", source, case.request.name, eps)
                     v = (
