@@ -154,6 +154,13 @@ def method_overrides(
         defaults = {name: methods.build(name) for name in names}
         having = [name for name, editor in defaults.items() if _has_setting(editor, path)]
         if not having:
+            head = path.split(".")[0]
+            closest = [name for name, editor in defaults.items() if _has_setting(editor, head)]
+            if closest:  # e.g. lar.epz: ASAM has lar, and its error lists lar's fields
+                try:
+                    setting(defaults[closest[0]], path)
+                except HParamsError as err:
+                    raise HParamsError(f"--set {path}={value!r}: {closest[0]}: {err}") from None
             raise HParamsError(
                 f"--set {path}={value!r}: unknown setting {path}: none of {', '.join(names)} has it "
                 f"(settings are dotted paths such as config.lr, lar.eps, settings.lambda_rank)"

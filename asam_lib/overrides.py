@@ -55,6 +55,15 @@ def _named(prefix: str, values: Mapping[str, object]) -> str:
     return ", ".join(f"{prefix}{k} = {v!r}" for k, v in leaves.items()) or prefix.rstrip(".") or "settings"
 
 
+def _unknown(path: str, target: object) -> HParamsError:
+    """The error for ``path``, whose last name ``target`` (a config or an editor) lacks; it lists what it has."""
+    if dataclasses.is_dataclass(target):
+        names = [f.name for f in dataclasses.fields(target)]
+    else:
+        names = sorted(vars(target)) if hasattr(target, "__dict__") else []
+    return HParamsError(f"unknown setting {path}: {type(target).__name__} has {', '.join(names) or 'no settings'}")
+
+
 def with_overrides(target: object, overrides: Mapping[str, object], prefix: str = "") -> object:
     """A copy of ``target`` (an :class:`~asam_lib.editing.Editor` or a frozen config) with each dotted path of
     ``overrides`` set, e.g. ``{"config.lr": 0.1, "lar.eps": 0.2}``; ``target`` itself is left as it is. A
@@ -75,10 +84,7 @@ def with_overrides(target: object, overrides: Mapping[str, object], prefix: str 
         changes[head] = with_overrides(getattr(target, head), sub, f"{prefix}{head}.")
     unknown = [k for k in changes if not hasattr(target, k)]
     if unknown:
-        names = (
-            [f.name for f in dataclasses.fields(target)] if dataclasses.is_dataclass(target) else sorted(vars(target))
-        )
-        raise HParamsError(f"unknown setting {prefix}{unknown[0]}: {type(target).__name__} has {', '.join(names)}")
+        raise _unknown(f"{prefix}{unknown[0]}", target)
     changes = {k: _coerced(getattr(target, k), v, prefix + k) for k, v in changes.items()}
     if dataclasses.is_dataclass(target):
         try:
@@ -99,9 +105,8 @@ def with_overrides(target: object, overrides: Mapping[str, object], prefix: str 
 def setting(target: object, path: str) -> object:
     """The value at dotted ``path`` of ``target`` (an editor or a config), e.g. ``setting(ASAM(), "lar.eps")``."""
     value = target
-    for i, name in enumerate(path.split(".")):
+    for name in path.split("."):
         if not hasattr(value, name):
-            where = ".".join(path.split(".")[:i]) or type(target).__name__
-            raise HParamsError(f"unknown setting {path}: {where} has no {name!r}")
+            raise _unknown(path, value)
         value = getattr(value, name)
     return value

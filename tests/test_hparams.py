@@ -187,12 +187,13 @@ def test_set_options_reach_every_method_that_has_the_setting_after_the_file():
     "assignments, expected",
     [
         (["lar.eps=0.1"], "--set lar.eps=0.1: unknown setting lar.eps: none of FT-L, Patch has it"),
+        (["lar.epz=0.1"], "--set lar.epz=0.1: ASAM: unknown setting lar.epz: LARConfig has k, eps, steps"),
         (["settings.lambda_rank=-1"], "--set: ASAM: settings.lambda_rank = -1.0"),
         (["lar.eps=wide"], "--set: ASAM: setting lar.eps = 'wide': expected a number"),
     ],
 )
 def test_a_set_option_no_method_has_or_one_refuses_is_one_line(assignments, expected):
-    chosen = ["FT-L", "Patch"] if assignments == ["lar.eps=0.1"] else ["ASAM"]
+    chosen = ["FT-L", "Patch"] if assignments == ["lar.eps=0.1"] else ["FT-L", "ASAM"]
     with pytest.raises(HParamsError) as err:
         method_overrides(chosen, None, assignments)
     assert str(err.value).startswith(expected) and "\n" not in str(err.value), str(err.value)
