@@ -67,6 +67,8 @@ def budget_controls() -> dict[str, Editor]:
     return editors(BUDGET_CONTROLS)
 
 
+# this companion's option for sequential editing, in the ablations and in notebook 04's sequential study
+CALIBRATED = Variant("ASAM calibrated", "ASAM", {"settings": SEQUENTIAL_OPTION})
 WITHOUT_LAR = {"settings.variants": "noise"}  # random variants of the same norm
 RCSL_ALONE = {"settings.lambda_adv": 0.0, "settings.lambda_rank": 100.0}
 RANDOM_VARIANTS = {**WITHOUT_LAR, "settings.lambda_rank": 0.0}
@@ -78,7 +80,7 @@ ABLATIONS = (
     Variant("without asymmetry", "ASAM", {"rcsl.asymmetric": False}),
     Variant("ASAM on FT-L", "ASAM", {"base": "FT-L"}),
     Variant("RCSL alone, lambda_rank=100", "ASAM", RCSL_ALONE),
-    Variant("ASAM calibrated", "ASAM", {"settings": SEQUENTIAL_OPTION}),
+    CALIBRATED,
     Variant("RCSL selected", "ASAM", SELECTED),
     Variant("RCSL selected, without asymmetry", "ASAM", {**SELECTED, "rcsl.asymmetric": False}),
     Variant("without LAR, all 30 steps", "ASAM", {**WITHOUT_LAR, **FULL_BUDGET}),

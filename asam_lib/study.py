@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from asam_lib import methods, paths
-from asam_lib.asam import ASAM, SEQUENTIAL_OPTION
+from asam_lib.ablations import CALIBRATED, editors
 from asam_lib.case_cache import cases_folder
 from asam_lib.editing import Editor
 from asam_lib.harness import EvaluationInputs, HarnessConfig, build_cases, run_sequential, run_single
@@ -224,9 +224,10 @@ def save_timings(table: pd.DataFrame, name: str) -> Path:
 
 def sequential_study_editors() -> dict[str, Editor]:
     """Notebook 04's sequential study: ASAM's base editor (Patch), the sequential baseline (GRACE), paper-faithful
-    ASAM, and this companion's option for sequential editing (:data:`asam_lib.asam.SEQUENTIAL_OPTION`)."""
+    ASAM, and this companion's option for sequential editing (:data:`asam_lib.ablations.CALIBRATED`:
+    :data:`asam_lib.asam.SEQUENTIAL_OPTION`)."""
     registered = {name: e for name, e in methods.editors().items() if name in ("Patch", "GRACE", "ASAM")}
-    return registered | {"ASAM calibrated": ASAM(settings=SEQUENTIAL_OPTION)}
+    return registered | editors([CALIBRATED])
 
 
 def sequential_study_jobs(

@@ -31,6 +31,7 @@ from asam_lib.asam import ASAM
 from asam_lib.editing import FTL, EditConfig
 from asam_lib.harness import editor_config
 from asam_lib.patch import Patch
+from asam_lib.study import sequential_study_editors
 
 from helpers import make_request
 
@@ -249,6 +250,7 @@ CATALOGUES = {
     "sensitivity_editors": sensitivity_editors,
     "sensitivity_editors_with_defaults": lambda: sensitivity_editors(include_defaults=True),
     "methods": methods.editors,
+    "sequential_study_editors": sequential_study_editors,
 }
 
 
