@@ -5,11 +5,14 @@ The loss-term tests edit the same request with the same seed on the tiny model w
 first step (same installed patch, same variants) the loss terms of an ablation and of ASAM compare one by one.
 """
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from asam_lib.editors import methods
 from asam_lib.editors.asam import ASAM
 from asam_lib.editors.editing import FTL, EditConfig
 from asam_lib.editors.patch import Patch
@@ -17,17 +20,22 @@ from asam_lib.evaluation.harness import editor_config
 from asam_lib.experiments.ablations import (
     CONTROLS,
     PATCH_AT_FULL_BUDGET,
+    Variant,
     ablation_editors,
     at_full_budget,
     budget_controls,
     knob,
+    rcsl_design_editors,
     sensitivity_defaults,
     sensitivity_editors,
     sensitivity_settings,
     with_default_settings,
 )
+from asam_lib.experiments.study import sequential_study_editors
 
 from helpers import make_request
+
+FIXTURE = Path(__file__).parent / "fixtures" / "catalogue_editors.json"
 
 
 def test_sensitivity_grid_leaves_out_the_defaults_unless_asked():
@@ -233,3 +241,39 @@ def test_random_variants_without_rcsl_drop_the_rank_term_and_rcsl_selected_bring
     _differs_only_in(terms, "random variants, without RCSL", {"adversarial", "rank"})
     assert terms["random variants, RCSL selected"][0]["rank"] > 0
     _differs_only_in(terms, "random variants, RCSL selected", {"adversarial", "rank"})
+
+
+CATALOGUES = {
+    "ablation_editors": ablation_editors,
+    "budget_controls": budget_controls,
+    "rcsl_design_editors": rcsl_design_editors,
+    "sensitivity_editors": sensitivity_editors,
+    "sensitivity_editors_with_defaults": lambda: sensitivity_editors(include_defaults=True),
+    "methods": methods.editors,
+    "sequential_study_editors": sequential_study_editors,
+}
+
+
+@pytest.mark.parametrize("catalogue", CATALOGUES)
+def test_every_catalogue_entry_is_the_editor_it_was_before_the_catalogues_became_overrides(catalogue):
+    """tests/fixtures/catalogue_editors.json holds each entry as the code built it by hand (``ASAM(settings=
+    ASAMSettings(...))``) before the catalogues became (name, method, overrides) data: the same names in the same
+    order, the same type, the same settings (repr) and the same hash, which keys the case cache and study.json, so
+    no committed result moves."""
+    before = json.loads(FIXTURE.read_text())[catalogue]
+    now = CATALOGUES[catalogue]()
+    assert list(now) == sorted(before, key=list(now).index) and set(now) == set(before)
+    for name, editor in now.items():
+        assert {"type": type(editor).__name__, "repr": repr(editor), "config": editor_config(editor)} == before[name]
+    assert sensitivity_defaults() == json.loads(FIXTURE.read_text())["sensitivity_defaults"]
+
+
+def test_the_sensitivity_grid_finds_a_default_by_value_not_by_its_spelling():
+    assert "eps=0.30" not in sensitivity_editors({"eps": (0.30, 0.1)})  # 0.30 is eps's default, spelt otherwise
+    assert list(sensitivity_editors({"lambda_rank": (1, 10)})) == ["lambda_rank=10"]  # 1 == 1.0, the default
+
+
+def test_a_catalogue_entry_is_its_method_built_with_its_overrides():
+    entry = Variant("eps=0.1", "ASAM", {"lar.eps": 0.1})
+    assert editor_config(entry.editor()) == editor_config(methods.build("ASAM", {"lar.eps": 0.1}))
+    assert entry.editor().lar == replace(ASAM().lar, eps=0.1)

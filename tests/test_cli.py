@@ -16,6 +16,7 @@ from asam_lib.data.benchmark import export_mmedit
 from asam_lib.data.records import load_records
 from asam_lib.editors import methods
 from asam_lib.editors.editing import EditError
+from asam_lib.evaluation.harness import editor_config
 from asam_lib.experiments.mmedit_study import choose_records
 from asam_lib.frontends import preflight
 from asam_lib.frontends.cli import main
@@ -177,6 +178,27 @@ def test_out_per_settings_gives_each_set_of_settings_its_own_folder(assets, unin
     assert all((tmp_path / f / "summary.csv").exists() for f in folders)
 
 
+def test_set_options_change_asam_s_settings_are_recorded_and_a_rerun_with_others_is_refused(
+    assets, tiny_parts, tmp_path, capsys
+):
+    """The issue's command: ``--set lar.eps=0.1 --set settings.lambda_rank=10`` runs, reaches ASAM (the only editor
+    with those settings) and is recorded in study.json; resuming with another value stops with one line."""
+    sets = ("--set", "lar.eps=0.1", "--set", "settings.lambda_rank=10")
+    assert _study(assets, tmp_path, "--methods", "Patch,ASAM", "--n-edits", "2", *sets) == 0
+    recorded = json.loads((tmp_path / "study.json").read_text())
+    assert recorded["settings"]["hparams"] == {"ASAM": {"lar.eps": 0.1, "settings.lambda_rank": 10}}
+    overrides = {"ASAM": {"lar.eps": 0.1, "settings.lambda_rank": 10}}
+    config = asam_lib.experiments.mmedit_study.StudyConfig(methods=("ASAM",), steps=2, n_support=2, overrides=overrides)
+    asam = asam_lib.experiments.mmedit_study.build_editors(tiny_parts[0], config)["ASAM"]
+    assert (asam.lar.eps, asam.settings.lambda_rank) == (0.1, 10.0)
+    assert recorded["editors"]["ASAM"] == editor_config(asam)  # the editor that ran is the one --set describes
+    capsys.readouterr()
+    other = ("--set", "lar.eps=0.2", "--set", "settings.lambda_rank=10")
+    assert _study(assets, tmp_path, "--methods", "Patch,ASAM", "--n-edits", "2", *other) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a study with other settings: --hparams / --set" in err[0], err
+
+
 def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -238,6 +260,11 @@ def _bad_input(case, assets, tmp_path):
         "absent device": ("--device-map", "cuda:0"),
         "other dtype": ("--dtype", "bfloat16"),
         "known only": ("--known-only",),
+        "unknown setting": ("--set", "lar.epz=0.1"),
+        "setting no method has": ("--set", "lar.eps=0.1"),
+        "refused setting": ("--set", "config.steps=2.5"),
+        "malformed setting": ("--set", "lar.eps"),
+        "other setting": ("--set", "config.steps=3"),
         "other n-edits": ("--n-edits", "3"),
     }
     return model, data, options[case]
@@ -268,6 +295,12 @@ BAD_INPUTS = {
     "other dtype": "error: .* holds a study with other settings: --dtype 'float32' there, 'bfloat16' now",
     "known only": "error: .* holds a study with other settings: --known-only False there, True now",
     "other n-edits": "error: .* holds a study with other settings: --n-edits 4 there, 3 now",
+    "unknown setting": "error: --set lar.epz=0.1: unknown setting lar.epz: none of FT-L, Patch has it",
+    "setting no method has": "error: --set lar.eps=0.1: unknown setting lar.eps: none of FT-L, Patch has it",
+    "refused setting": "error: --set: FT-L: setting config.steps = 2.5: expected an integer",
+    "malformed setting": "error: --set 'lar.eps': give a dotted setting and a value, e.g. --set lar.eps=0.1",
+    "other setting": "error: .* holds a study with other settings: --hparams / --set None there, "
+    "{'FT-L': {'config.steps': 3}, 'Patch': {'config.steps': 3}} now",
 }
 
 

@@ -52,8 +52,11 @@ def test_a_choice_gets_its_default_answer_and_bad_input_is_named(session):
         f"new answer '{old}' is what entity 2 already has for home": Choice(entity=2, new_answer=old),
         "new answer 'apples' is not an answer of relation 'home'": Choice(entity=2, new_answer="apples"),
         "method 'ROME' is unknown; choose one of FT-L, LoRA, Patch, GRACE, ASAM": Choice(method="ROME"),
-        "lambda_rank = -1.0 must be >= 0": Choice(lambda_rank=-1.0),
-        "LARConfig needs k >= 1": Choice(k=0),
+        "settings.lambda_rank = -1.0: ASAMSettings.lambda_rank = -1.0; choose a weight >= 0": Choice(lambda_rank=-1.0),
+        "lar.k = 0: LARConfig needs k >= 1": Choice(k=0),
+        "lar.eps = -0.1, lar.k = 4: LARConfig needs": Choice(
+            method="Patch", eps=-0.1
+        ),  # the spectrum's variants use it
     }
     for message, choice in bad.items():
         with pytest.raises(PlaygroundError) as err:
@@ -69,6 +72,18 @@ def test_the_edit_case_is_the_chosen_fact_with_the_new_answer(session):
     assert case.unit.old_answer == session.world.entities[2].facts["home"] == record.pred
     assert [len(case.unit.select(k)) for k in ("anchor", "text", "image", "both")] == [1, 2, 2, 2]
     assert len(case.request.locality_support) == len(case.locality) == 4 and len(case.request.memory) == 16
+
+
+def test_the_knobs_are_asam_s_dotted_settings_with_its_defaults():
+    default = methods.build("ASAM")
+    assert playground.knobs({}) == {"eps": default.lar.eps, "k": default.lar.k, "lambda_rank": 1.0}
+    assert Choice(**playground.knobs({})) == Choice()  # the widget's defaults are ASAM's
+    assert playground.knobs({"lar.eps": 0.1, "settings.lambda_rank": 10}) == {"eps": 0.1, "k": 4, "lambda_rank": 10.0}
+    assert playground.knob_overrides(Choice(eps=0.2)) == {"lar.eps": 0.2, "lar.k": 4, "settings.lambda_rank": 1.0}
+    with pytest.raises(PlaygroundError, match="setting lar.mu is not a knob of the playground; give lar.eps"):
+        playground.knobs({"lar.mu": 2.0})
+    with pytest.raises(PlaygroundError, match="settings.lambda_rank = -1.0"):
+        playground.knobs({"settings.lambda_rank": -1})
 
 
 def test_the_editor_takes_the_knobs():

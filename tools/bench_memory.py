@@ -169,13 +169,11 @@ def predicted_savings(editor: Editor, shape: Shape, model, anchor, s_block: floa
 
 def measure(model, encoder, request: EditRequest, method: str, layer: int, steps: int, options) -> tuple[float, float]:
     """Peak saved bytes and seconds per step of one edit of ``method`` with the memory ``options``."""
-    base = methods.method(method).editor()
-    if isinstance(base, ASAM):  # one PGD step: LAR's peak is that of any of its steps, at a quarter of the time
-        base = ASAM(base.base, replace(base.lar, steps=LAR_STEPS), base.rcsl, base.settings)
-    config = replace(base.config, layer=layer, steps=steps, stop_loss=0.0)
-    editor = base.with_config(
-        replace(config, checkpoint_blocks=options[0], loss_logits=options[1], micro_batch=options[2])
-    )
+    memory = dict(zip(("config.checkpoint_blocks", "config.loss_logits", "config.micro_batch"), options))
+    overrides = {"config.layer": layer, "config.steps": steps, "config.stop_loss": 0.0, **memory}
+    if isinstance(methods.build(method), ASAM):  # one PGD step: LAR's peak is that of any of its steps, in a quarter
+        overrides["lar.steps"] = LAR_STEPS  # of the time
+    editor = methods.build(method, overrides)
     blocks = [b for i, b in enumerate(language_layers(model)) if i != layer] if options[0] else []
     start = time.perf_counter()
     with SavedBytes(model, blocks) as counter:

@@ -19,16 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from asam_lib.common import paths
-from asam_lib.editors.asam import ASAM
+from asam_lib.editors import methods
 from asam_lib.editors.editing import Editor
-from asam_lib.editors.lar import LARConfig
-from asam_lib.editors.patch import Patch, PatchSettings
 from asam_lib.evaluation.summaries import paired_differences, primary_rows, summary_over_edits
 from asam_lib.experiments.ablations import ablation_editors, sensitivity_editors
 from asam_lib.experiments.study import Job, run_jobs, split_timings
@@ -43,9 +40,9 @@ def cause_editors() -> dict[str, Editor]:
     ablation, sensitivity = ablation_editors(), sensitivity_editors()
     return {
         **{name: ablation[name] for name in (REFERENCE, "without LAR", "without RCSL")},
-        "keys frozen": ASAM(Patch(settings=replace(PatchSettings(), key_lr_scale=0.0))),
+        "keys frozen": methods.build(REFERENCE, {"base.settings.key_lr_scale": 0.0}),
         "eps=0.1": sensitivity["eps=0.1"],
-        "question tokens only": ASAM(lar=LARConfig(roles="question")),
+        "question tokens only": methods.build(REFERENCE, {"lar.roles": "question"}),
     }
 
 

@@ -95,6 +95,11 @@ class ASAMSettings:
     calibrate_edits: str = field(default="off", metadata=COMPANION)  # "off", "input" or "cover" (see above)
 
     def __post_init__(self):
+        for name in ("lambda_adv", "lambda_rank"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"ASAMSettings.{name} = {getattr(self, name)}; choose a weight >= 0 (0 switches the term off)"
+                )
         if self.variants not in VARIANT_SOURCES:
             raise ValueError(f"ASAMSettings.variants = {self.variants!r}; choose one of {VARIANT_SOURCES}")
         if self.calibrate_edits not in EDIT_ROWS:

@@ -5,8 +5,9 @@ method's settings: ``alg_name``, ``model_name``, ``device``, the edit layer(s) `
 ``num_steps`` and each method's own knobs. This project's files have the same layout (``hparams/ASAM/
 llava-1.5-7b.yaml``); what a key changes is one field of a frozen config of the editor, named by a dotted
 path from the editor (``config.lr``, ``lar.eps``, ``settings.lambda_rank``). :func:`load_hparams` turns a
-file into :class:`HParams`, whose ``overrides`` are those paths with their values; :func:`with_overrides`
-returns the editor with them, and :func:`configured_editor` does both for the file's method::
+file into :class:`HParams`, whose ``overrides`` are those paths with their values;
+:func:`asam_lib.editors.methods.build` returns the method's editor with them, and :func:`configured_editor` does both
+for the file's method::
 
     hp = load_hparams("hparams/ASAM/llava-1.5-7b.yaml")   # hp.overrides == {"config.layer": 16, "lar.eps": 0.3, ...}
     editor = configured_editor(hp)
@@ -15,21 +16,22 @@ A key is one of :data:`COMMON_KEYS` (every editor), one of the method's own Easy
 ``hparams`` entry in :mod:`asam_lib.editors.methods`, e.g. ASAM's ``lar_eps``), one of :data:`EASYEDIT_ONLY_KEYS`
 (kept for EasyEdit's tools, unused here), or a dotted path itself (``lar.mu: 2.0``), so every setting can be
 reached. Anything else stops with one line naming the file, the key and the keys it knows.
+
+The command line reads the same dotted paths from ``--set PATH=VALUE`` (:func:`parse_assignment`) and combines
+them with a file's (:func:`method_overrides`).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Sequence
 
 import yaml
 
 from asam_lib.editors import methods
 from asam_lib.editors.editing import Editor
+from asam_lib.editors.overrides import HParamsError, setting
 
 # EasyEdit key -> dotted path of the setting it changes, for every editor
 COMMON_KEYS = {
@@ -41,10 +43,6 @@ COMMON_KEYS = {
 }
 # keys EasyEdit's files carry that change nothing here (``model_name`` and ``device`` are kept on HParams)
 EASYEDIT_ONLY_KEYS = ("alg_name", "model_name", "device", "dtype", "max_length", "model_parallel", "name")
-
-
-class HParamsError(ValueError):
-    """A hyper-parameter file that cannot be used; the message names the file, the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -115,72 +113,73 @@ def hparams_from_dict(raw: object, source: str = "<memory>") -> HParams:
     return HParams(name, str(raw.get("model_name", "")), overrides, str(raw.get("device", "cpu")), source, raw)
 
 
-def _coerced(current: object, value: object, path: str) -> object:
-    """``value`` as the type of the setting's ``current`` value (YAML reads ``5e-2`` as text)."""
-    if isinstance(current, bool):
-        if not isinstance(value, bool):
-            raise HParamsError(f"setting {path} = {value!r}: expected true or false")
-        return value
-    if isinstance(current, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise HParamsError(f"setting {path} = {value!r}: expected an integer")
-        return value
-    if isinstance(current, float):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise HParamsError(f"setting {path} = {value!r}: expected a number") from None
-        if isinstance(value, bool) or not math.isfinite(number):
-            raise HParamsError(f"setting {path} = {value!r}: expected a finite number")
-        return number
-    if isinstance(current, tuple):
-        return tuple(value) if isinstance(value, list) else value
-    return value
-
-
-def with_overrides(target: object, overrides: Mapping[str, object], prefix: str = "") -> object:
-    """A copy of ``target`` (an :class:`~asam_lib.editors.editing.Editor` or a frozen config) with each dotted path of
-    ``overrides`` set, e.g. ``{"config.lr": 0.1, "lar.eps": 0.2}``; ``target`` itself is left as it is. A
-    changed ``config`` goes through :meth:`Editor.with_config` (ASAM passes it on to its base editor); every
-    value is checked by its config's own validation."""
-    groups: dict[str, dict[str, object]] = {}
-    changes: dict[str, object] = {}
-    for path, value in overrides.items():
-        head, _, rest = path.partition(".")
-        if rest:
-            groups.setdefault(head, {})[rest] = value
-        else:
-            changes[head] = value
-    for head, sub in groups.items():
-        if not hasattr(target, head):
-            raise HParamsError(f"unknown setting {prefix}{head}: {type(target).__name__} has no {head!r}")
-        changes[head] = with_overrides(getattr(target, head), sub, f"{prefix}{head}.")
-    unknown = [k for k in changes if not hasattr(target, k)]
-    if unknown:
-        names = (
-            [f.name for f in dataclasses.fields(target)] if dataclasses.is_dataclass(target) else sorted(vars(target))
-        )
-        raise HParamsError(f"unknown setting {prefix}{unknown[0]}: {type(target).__name__} has {', '.join(names)}")
-    changes = {k: _coerced(getattr(target, k), v, prefix + k) for k, v in changes.items()}
-    if dataclasses.is_dataclass(target):
-        try:
-            return dataclasses.replace(target, **changes)
-        except (TypeError, ValueError) as err:
-            raise HParamsError(f"settings {prefix or type(target).__name__}: {err}") from None
-    if isinstance(target, Editor):
-        changed = target.with_config(changes.pop("config")) if "config" in changes else copy.copy(target)
-        for name, value in changes.items():
-            setattr(changed, name, value)
-        try:
-            return changed.with_config(changed.config)  # ASAM checks its parts against its config here
-        except ValueError as err:
-            raise HParamsError(f"settings {prefix or type(target).__name__}: {err}") from None
-    raise HParamsError(f"setting {prefix.rstrip('.')} is a {type(target).__name__}, not a config: give a whole value")
-
-
 def configured_editor(hparams: HParams) -> Editor:
     """The editor of ``hparams.alg_name`` with its defaults changed by ``hparams.overrides``."""
     try:
-        return with_overrides(methods.method(hparams.alg_name).editor(), hparams.overrides)
+        return methods.build(hparams.alg_name, hparams.overrides)
     except HParamsError as err:
         raise HParamsError(f"{hparams.source}: {err}") from None
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``("lar.eps", 0.1)`` from the command line's ``--set lar.eps=0.1``; the value is read as a YAML value, as
+    in a hyper-parameter file (``true``, ``noise``, ``[gate_proj, down_proj]``)."""
+    path, sep, value = text.partition("=")
+    path = path.strip()
+    if not sep or not path or any(not part.isidentifier() for part in path.split(".")):
+        raise HParamsError(f"--set {text!r}: give a dotted setting and a value, e.g. --set lar.eps=0.1")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        raise HParamsError(f"--set {text!r}: the value is not a YAML value") from None
+    if isinstance(parsed, str):  # YAML 1.1 reads 5e-3 as text: a number is recorded as one
+        try:
+            return path, float(parsed)
+        except ValueError:
+            pass
+    return path, parsed
+
+
+def method_overrides(
+    names: Sequence[str], hparams: HParams | None = None, assignments: Sequence[str] = ()
+) -> dict[str, dict[str, object]]:
+    """Method -> its dotted overrides in a study of methods ``names``: the hyper-parameter file's (for its
+    ``alg_name``), then each ``--set PATH=VALUE`` of ``assignments`` (:func:`parse_assignment`) for every method
+    whose editor has that setting (``config.lr``: all of them; ``lar.eps``: ASAM). Every method is built with its
+    overrides here, so an unknown path (one no method has) or a value a config refuses stops with one
+    :class:`HParamsError` naming the path and the value before anything runs."""
+    overrides = {hparams.alg_name: dict(hparams.overrides)} if hparams else {}
+    for text in assignments:
+        path, value = parse_assignment(text)
+        defaults = {name: methods.build(name) for name in names}
+        having = [name for name, editor in defaults.items() if _has_setting(editor, path)]
+        if not having:
+            head = path.split(".")[0]
+            closest = [name for name, editor in defaults.items() if _has_setting(editor, head)]
+            if closest:  # e.g. lar.epz: ASAM has lar, and its error lists lar's fields
+                try:
+                    setting(defaults[closest[0]], path)
+                except HParamsError as err:
+                    raise HParamsError(f"--set {path}={value!r}: {closest[0]}: {err}") from None
+            raise HParamsError(
+                f"--set {path}={value!r}: unknown setting {path}: none of {', '.join(names)} has it "
+                f"(settings are dotted paths such as config.lr, lar.eps, settings.lambda_rank)"
+            )
+        for name in having:
+            overrides.setdefault(name, {})[path] = value
+    for name, changes in overrides.items():
+        try:
+            methods.build(name, changes)
+        except HParamsError as err:
+            source = f"{hparams.source} / --set" if hparams else "--set"
+            raise HParamsError(f"{source}: {name}: {err}") from None
+    return overrides
+
+
+def _has_setting(editor: Editor, path: str) -> bool:
+    """Whether ``editor`` has the dotted setting ``path`` (``base`` counts for an editor that trains a base)."""
+    try:
+        setting(editor, path)
+    except HParamsError:
+        return False
+    return True

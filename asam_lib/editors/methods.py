@@ -17,7 +17,7 @@ Adding an editor is its module (a subclass of :class:`asam_lib.editors.editing.E
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -25,6 +25,7 @@ from asam_lib.editors.asam import ASAM
 from asam_lib.editors.editing import FTL, EditConfig, Editor
 from asam_lib.editors.grace import GRACE
 from asam_lib.editors.lora import LoRA
+from asam_lib.editors.overrides import HParamsError, with_overrides
 from asam_lib.editors.patch import Patch
 
 METRICS = ("Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc")
@@ -89,6 +90,29 @@ def method(name: str) -> Method:
             f"unknown method {name!r}; choose one of {', '.join(METHODS)} (or register it in asam_lib.editors.methods)"
         )
     return METHODS[name]
+
+
+def build(name: str, overrides: Mapping[str, object] | None = None) -> Editor:
+    """The editor of method ``name`` with its defaults changed by dotted ``overrides``
+    (:func:`asam_lib.editors.overrides.with_overrides`), e.g. ``build("ASAM", {"lar.eps": 0.1, "settings.lambda_rank":
+    10})``.
+
+    An editor that trains a base editor (ASAM) takes another base by method name, ``{"base": "FT-L"}``, with the
+    base's own settings as ``base.<path>``; it is then built on that base with the base's config, as ``ASAM(FTL())``
+    is. An unknown path or a value a config refuses is one :class:`~asam_lib.editors.overrides.HParamsError` naming
+    them."""
+    overrides = dict(overrides or {})
+    factory = method(name).factory
+    base = overrides.pop("base", None)
+    if base is None:
+        return with_overrides(factory(), overrides)
+    if not hasattr(factory(), "base"):
+        raise HParamsError(f"unknown setting base = {base!r}: {name} does not train a base editor")
+    if base not in METHODS:
+        raise HParamsError(f"setting base = {base!r}: choose one of {', '.join(METHODS)}")
+    own = {k.removeprefix("base."): v for k, v in overrides.items() if k.startswith("base.")}
+    rest = {k: v for k, v in overrides.items() if not k.startswith("base.")}
+    return with_overrides(factory(build(base, own)), rest)
 
 
 def names(role: str | None = None) -> list[str]:

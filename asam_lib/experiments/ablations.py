@@ -7,72 +7,101 @@ under the knob's name instead of editing twice.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from asam_lib.editors.asam import ASAM, SEQUENTIAL_OPTION, ASAMSettings
-from asam_lib.editors.editing import FTL, Editor
-from asam_lib.editors.lar import LARConfig
-from asam_lib.editors.patch import Patch
-from asam_lib.editors.rcsl import RCSLConfig
+from asam_lib.editors import methods
+from asam_lib.editors.asam import SEQUENTIAL_OPTION
+from asam_lib.editors.editing import Editor
+from asam_lib.editors.overrides import setting, with_overrides
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One entry of a catalogue: its display ``name``, a registered ``method`` and the dotted ``overrides`` of that
+    method's defaults (:func:`asam_lib.editors.methods.build`) that make it."""
+
+    name: str
+    method: str
+    overrides: Mapping[str, object] = field(default_factory=dict)
+
+    def editor(self) -> Editor:
+        """The entry's editor, built from its method's defaults and its overrides."""
+        return methods.build(self.method, self.overrides)
+
+
+def editors(variants: Iterable[Variant]) -> dict[str, Editor]:
+    """Display name -> editor of every entry of a catalogue, in its order."""
+    return {v.name: v.editor() for v in variants}
+
 
 # RCSL at the configuration notebook 03's design study selects on the development edits (its rule: the largest
 # paired gain in hard-tier unit consistency over ASAM without RCSL, among forms that keep Rel >= 0.99 and
 # T-Loc / I-Loc >= 0.97); notebook 03 asserts on its full run that the rule picks this one.
-SELECTED_RCSL = RCSLConfig(normalise=True)
-SELECTED_LAMBDA_RANK = 100.0
+SELECTED = {"rcsl.normalise": True, "settings.lambda_rank": 100.0}
+_selected = methods.build("ASAM", SELECTED)
+SELECTED_RCSL, SELECTED_LAMBDA_RANK = _selected.rcsl, _selected.settings.lambda_rank
 
-
+# the same-budget control: no early stop, so the editor takes every one of its steps (see at_full_budget)
+FULL_BUDGET = {"config.stop_loss": 0.0}
 PATCH_AT_FULL_BUDGET = "Patch, all 30 steps"
 
 
 def at_full_budget(editor: Editor) -> Editor:
-    """``editor`` with its early stop switched off: it takes every one of its ``steps`` Adam steps (30, ASAM's own
-    maximum), whatever its loss. This is the same-budget control. ASAM stops only once the CE of its anchor *and*
-    of its variants is below ``stop_loss``, so it trains longer than Patch (about 16 steps against 10), and random
-    variants never slow the stop down. At full budget a control trains at least as long as ASAM on every edit, so
-    whatever ASAM still adds over it is not training length. [Reconstruction: the paper gives no budget rule.]"""
-    return editor.with_config(replace(editor.config, stop_loss=0.0))
+    """``editor`` with its early stop switched off (:data:`FULL_BUDGET`): it takes every one of its ``steps`` Adam
+    steps (30, ASAM's own maximum), whatever its loss. This is the same-budget control. ASAM stops only once the CE
+    of its anchor *and* of its variants is below ``stop_loss``, so it trains longer than Patch (about 16 steps
+    against 10), and random variants never slow the stop down. At full budget a control trains at least as long as
+    ASAM on every edit, so whatever ASAM still adds over it is not training length. [Reconstruction: the paper gives
+    no budget rule.]"""
+    return with_overrides(editor, FULL_BUDGET)
+
+
+BUDGET_CONTROLS = (Variant(PATCH_AT_FULL_BUDGET, "Patch", FULL_BUDGET),)
 
 
 def budget_controls() -> dict[str, Editor]:
     """The main table's same-budget control: Patch at ASAM's full budget (:func:`at_full_budget`)."""
-    return {PATCH_AT_FULL_BUDGET: at_full_budget(Patch())}
+    return editors(BUDGET_CONTROLS)
+
+
+# this companion's option for sequential editing, in the ablations and in notebook 04's sequential study
+CALIBRATED = Variant("ASAM calibrated", "ASAM", {"settings": SEQUENTIAL_OPTION})
+WITHOUT_LAR = {"settings.variants": "noise"}  # random variants of the same norm
+RCSL_ALONE = {"settings.lambda_adv": 0.0, "settings.lambda_rank": 100.0}
+RANDOM_VARIANTS = {**WITHOUT_LAR, "settings.lambda_rank": 0.0}
+# ASAM and its ablations (docs/method.md, "Ablations and sensitivity"); see ablation_editors
+ABLATIONS = (
+    Variant("ASAM", "ASAM"),
+    Variant("without LAR", "ASAM", WITHOUT_LAR),
+    Variant("without RCSL", "ASAM", {"settings.lambda_rank": 0.0}),
+    Variant("without asymmetry", "ASAM", {"rcsl.asymmetric": False}),
+    Variant("ASAM on FT-L", "ASAM", {"base": "FT-L"}),
+    Variant("RCSL alone, lambda_rank=100", "ASAM", RCSL_ALONE),
+    CALIBRATED,
+    Variant("RCSL selected", "ASAM", SELECTED),
+    Variant("RCSL selected, without asymmetry", "ASAM", {**SELECTED, "rcsl.asymmetric": False}),
+    Variant("without LAR, all 30 steps", "ASAM", {**WITHOUT_LAR, **FULL_BUDGET}),
+    Variant("RCSL alone, all 30 steps", "ASAM", {**RCSL_ALONE, **FULL_BUDGET}),
+    Variant("random variants, without RCSL", "ASAM", RANDOM_VARIANTS),
+    Variant("random variants, RCSL selected", "ASAM", {**RANDOM_VARIANTS, **SELECTED}),
+)
 
 
 def ablation_editors() -> dict[str, Editor]:
-    """ASAM and its ablations (docs/method.md, "Ablations and sensitivity"): no LAR (random variants of the
-    same norm), no RCSL, no asymmetry, ASAM on FT-L instead of Patch, RCSL alone (the variants enter only
-    through H, not through their CE: lambda_adv = 0) at a large lambda_rank, this companion's option for
+    """ASAM and its ablations (:data:`ABLATIONS`; docs/method.md, "Ablations and sensitivity"): no LAR (random
+    variants of the same norm), no RCSL, no asymmetry, ASAM on FT-L instead of Patch, RCSL alone (the variants enter
+    only through H, not through their CE: lambda_adv = 0) at a large lambda_rank, this companion's option for
     sequential editing (:data:`asam_lib.editors.asam.SEQUENTIAL_OPTION`: what it costs a single edit), and RCSL at the
-    configuration the design study selects (:data:`SELECTED_RCSL`), with and without its asymmetry: where RCSL acts, its
+    configuration the design study selects (:data:`SELECTED`), with and without its asymmetry: where RCSL acts, its
     asymmetry can be tested.
 
     The controls: *without LAR* and *RCSL alone* at full budget (:func:`at_full_budget`), and RCSL where it has
     room to act: with random variants, whose unit consistency is well below the ceiling that ASAM's own variants
     reach, the selected RCSL against no RCSL at all."""
-    selected = ASAMSettings(lambda_rank=SELECTED_LAMBDA_RANK)
-    random_variants = ASAMSettings(variants="noise", lambda_rank=0.0)
-    rcsl_alone = ASAM(settings=ASAMSettings(lambda_adv=0.0, lambda_rank=100.0))
-    without_lar = ASAM(settings=ASAMSettings(variants="noise"))
-    return {
-        "ASAM": ASAM(),
-        "without LAR": without_lar,
-        "without RCSL": ASAM(settings=ASAMSettings(lambda_rank=0.0)),
-        "without asymmetry": ASAM(rcsl=RCSLConfig(asymmetric=False)),
-        "ASAM on FT-L": ASAM(FTL()),
-        "RCSL alone, lambda_rank=100": rcsl_alone,
-        "ASAM calibrated": ASAM(settings=SEQUENTIAL_OPTION),
-        "RCSL selected": ASAM(rcsl=SELECTED_RCSL, settings=selected),
-        "RCSL selected, without asymmetry": ASAM(rcsl=replace(SELECTED_RCSL, asymmetric=False), settings=selected),
-        "without LAR, all 30 steps": at_full_budget(without_lar),
-        "RCSL alone, all 30 steps": at_full_budget(rcsl_alone),
-        "random variants, without RCSL": ASAM(settings=random_variants),
-        "random variants, RCSL selected": ASAM(
-            rcsl=SELECTED_RCSL, settings=replace(random_variants, lambda_rank=SELECTED_LAMBDA_RANK)
-        ),
-    }
+    return editors(ABLATIONS)
 
 
 CONTROLS = (
@@ -105,44 +134,73 @@ def ablation_pairs() -> list[tuple[str, str]]:
     ]
 
 
+def _rank(name: str, weight: float, base: Mapping[str, object] | None = None, **rcsl) -> Variant:
+    """A design-study entry: ASAM (on ``base``) with RCSL's weight ``weight`` and RCSL fields ``rcsl``."""
+    return Variant(
+        name, "ASAM", {**(base or {}), "settings.lambda_rank": weight, **{f"rcsl.{k}": v for k, v in rcsl.items()}}
+    )
+
+
+FTL3 = {"base": "FT-L", "base.modules": ("gate_proj", "up_proj", "down_proj")}  # FT-L over the whole FFN
+# the RCSL design study of notebook 03; see rcsl_design_editors
+RCSL_DESIGN = (
+    _rank("without RCSL", 0.0),
+    *[_rank(f"block output, lambda={w:g}", w) for w in (1.0, 10.0, 100.0, 1000.0)],
+    *[_rank(f"block output centred, lambda={w:g}", w, centre=True) for w in (10.0, 100.0)],
+    *[_rank(f"block output row-normalised, lambda={w:g}", w, normalise=True) for w in (100.0, 1000.0)],
+    _rank("what the edit adds, lambda=100", 100.0, site="edit_delta"),
+    _rank("Patch neurons, lambda=100", 100.0, site="patch_keys"),
+    _rank("FT-L3 without RCSL", 0.0, FTL3),
+    _rank("FT-L3, FFN hidden, lambda=100", 100.0, FTL3, site="ffn_hidden"),
+)
+
+
 def rcsl_design_editors() -> dict[str, Editor]:
-    """The RCSL design study (notebook 03, on the development split): where H is read and how it is
-    normalised, and a dose-response of lambda_rank, each beside its own no-RCSL control. ``ffn_hidden``
+    """The RCSL design study (notebook 03, on the development split; :data:`RCSL_DESIGN`): where H is read and how
+    it is normalised, and a dose-response of lambda_rank, each beside its own no-RCSL control. ``ffn_hidden``
     needs FFN weights below the site that the edit trains, so it runs on FT-L over gate, up and down
-    projections ("FT-L3"), with that base's own control."""
-    ftl3 = FTL(modules=("gate_proj", "up_proj", "down_proj"))
+    projections ("FT-L3", :data:`FTL3`), with that base's own control."""
+    return editors(RCSL_DESIGN)
 
-    def rank(weight: float, base: Editor | None = None, **rcsl) -> ASAM:
-        return ASAM(base, rcsl=RCSLConfig(**rcsl), settings=ASAMSettings(lambda_rank=weight))
 
-    editors: dict[str, Editor] = {"without RCSL": rank(0.0)}
-    editors |= {f"block output, lambda={w:g}": rank(w) for w in (1.0, 10.0, 100.0, 1000.0)}
-    editors |= {f"block output centred, lambda={w:g}": rank(w, centre=True) for w in (10.0, 100.0)}
-    editors |= {f"block output row-normalised, lambda={w:g}": rank(w, normalise=True) for w in (100.0, 1000.0)}
-    editors["what the edit adds, lambda=100"] = rank(100.0, site="edit_delta")
-    editors["Patch neurons, lambda=100"] = rank(100.0, site="patch_keys")
-    editors["FT-L3 without RCSL"] = rank(0.0, ftl3)
-    editors["FT-L3, FFN hidden, lambda=100"] = rank(100.0, ftl3, site="ffn_hidden")
-    return editors
+# knob of the sensitivity grid -> the dotted setting it changes
+KNOBS = {
+    "eps": "lar.eps",
+    "K": "lar.k",
+    "lambda_rank": "settings.lambda_rank",
+    "T": "lar.steps",
+    "layer": "config.layer",
+}
 
 
 def sensitivity_settings(
     eps=(0.1, 0.3, 0.5), k=(2, 4, 8), lambda_rank=(1.0, 10.0, 100.0), steps=(2, 4, 8), layers=(1, 2, 3)
 ) -> dict[str, tuple]:
-    """The sensitivity grid: knob -> the values it takes (one knob at a time around ASAM's defaults)."""
+    """The sensitivity grid: knob (:data:`KNOBS`) -> the values it takes (one knob at a time around ASAM's
+    defaults)."""
     return {"eps": eps, "K": k, "lambda_rank": lambda_rank, "T": steps, "layer": layers}
 
 
 def sensitivity_defaults() -> dict[str, str]:
     """Knob -> ASAM's default value, formatted as in the editors' names ("eps" -> "0.3")."""
-    asam = ASAM()
-    return {
-        "eps": str(asam.lar.eps),
-        "K": str(asam.lar.k),
-        "lambda_rank": str(asam.settings.lambda_rank),
-        "T": str(asam.lar.steps),
-        "layer": str(asam.config.layer),
-    }
+    asam = methods.build("ASAM")
+    return {knob: str(setting(asam, path)) for knob, path in KNOBS.items()}
+
+
+def sensitivity_variants(grid: dict[str, tuple] | None = None, include_defaults: bool = False) -> list[Variant]:
+    """The entries of :func:`sensitivity_editors`: ASAM with one knob changed ("knob=value"), and Patch at each
+    edit layer ("Patch layer=l")."""
+    grid = grid or sensitivity_settings()
+    asam = methods.build("ASAM")
+    variants = []
+    for name, values in grid.items():
+        path = KNOBS[name]
+        for value in values:
+            if include_defaults or value != setting(asam, path):
+                variants.append(Variant(f"{name}={value}", "ASAM", {path: value}))
+                if name == "layer":
+                    variants.append(Variant(f"Patch layer={value}", "Patch", {path: value}))
+    return variants
 
 
 def sensitivity_editors(grid: dict[str, tuple] | None = None, include_defaults: bool = False) -> dict[str, Editor]:
@@ -150,24 +208,7 @@ def sensitivity_editors(grid: dict[str, tuple] | None = None, include_defaults: 
     "knob=value"), and Patch at each edit layer ("Patch layer=l") as the reference for the layer sweep.
     Settings equal to the defaults are the main table's ASAM and Patch, so they are left out unless
     ``include_defaults`` (see :func:`with_default_settings`)."""
-    grid = grid or sensitivity_settings()
-    defaults = sensitivity_defaults()
-    lar, patch = LARConfig(), Patch()
-    make = {
-        "eps": lambda v: ASAM(lar=replace(lar, eps=v)),
-        "K": lambda v: ASAM(lar=replace(lar, k=v)),
-        "lambda_rank": lambda v: ASAM(settings=ASAMSettings(lambda_rank=v)),
-        "T": lambda v: ASAM(lar=replace(lar, steps=v)),
-        "layer": lambda v: ASAM(patch.with_config(replace(patch.config, layer=v))),
-    }
-    editors: dict[str, Editor] = {}
-    for name, values in grid.items():
-        for value in values:
-            if include_defaults or str(value) != defaults[name]:
-                editors[f"{name}={value}"] = make[name](value)
-                if name == "layer":
-                    editors[f"Patch layer={value}"] = patch.with_config(replace(patch.config, layer=value))
-    return editors
+    return editors(sensitivity_variants(grid, include_defaults))
 
 
 def with_default_settings(

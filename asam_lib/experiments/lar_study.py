@@ -25,6 +25,7 @@ from asam_lib.editors.lar import (
     noise_variants,
     variant_diagnostics,
 )
+from asam_lib.editors.overrides import with_overrides
 from asam_lib.evaluation.harness import EditCase
 from asam_lib.evaluation.metrics import evaluate_edit
 from asam_lib.mllm.architectures import edit_layer_mlp
@@ -107,7 +108,7 @@ def eps_sweep(
         with editor.edit(model, encoder, case.request, seed=seed) as handle:
             post, pre = edited_forward(model), unedited_forward(model, handle.originals)
             for eps in eps_values:
-                lar = LARConfig(**{**config.__dict__, "eps": eps})
+                lar = with_overrides(config, {"eps": eps})
                 for source in ("LAR", "noise"):
                     generator = torch_generator(seed, "eps-sweep", source, case.request.name, eps)
                     v = (

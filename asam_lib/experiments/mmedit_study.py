@@ -29,7 +29,6 @@ from asam_lib.data.records import EditRecord
 from asam_lib.data.units import unit_from_record, with_latent_distances
 from asam_lib.editors import methods
 from asam_lib.editors.editing import EditError, Editor, EditRequest, with_changes
-from asam_lib.editors.hparams import with_overrides
 from asam_lib.evaluation.harness import (
     EditCase,
     edit_and_evaluate,
@@ -54,10 +53,10 @@ class StudyConfig:
     """What a study edits. ``n_edits=None`` edits every record; ``layer=None`` edits the middle language
     layer; ``steps``/``lr`` = None keep each editor's default (chosen for the embedded model);
     ``sequential`` lists the T at which a sequential run re-evaluates (empty: single edits only);
-    ``overrides``: per method, dotted overrides of its editor's settings
-    (:func:`asam_lib.editors.hparams.with_overrides`, e.g. from a hyper-parameter file), applied before ``layer`` /
-    ``steps`` / ``lr``; ``generation``: also score by generation (protocol ``generation_exact``,
-    :mod:`asam_lib.mllm.generation`) beside teacher forcing.
+    ``overrides``: per method, dotted overrides of its editor's settings (:func:`asam_lib.editors.methods.build`, e.g.
+    from a hyper-parameter file or ``--set``, :func:`asam_lib.editors.hparams.method_overrides`), applied before
+    ``layer`` / ``steps`` / ``lr``; ``generation``: also score
+    by generation (protocol ``generation_exact``, :mod:`asam_lib.mllm.generation`) beside teacher forcing.
 
     ``checkpoint_blocks``, ``loss_logits``, ``micro_batch``: the edit loop's memory options for every editor
     (:class:`asam_lib.editors.editing.EditConfig`; None: on where the model is large); they leave the results as they
@@ -108,7 +107,7 @@ def build_editors(model, config: StudyConfig) -> dict[str, Editor]:
             "micro_batch": config.micro_batch,
         }
         changes = {k: v for k, v in given.items() if v is not None}
-        editors |= with_changes({name: with_overrides(methods.method(name).editor(), overrides)}, changes)
+        editors |= with_changes({name: methods.build(name, overrides)}, changes)
     return editors
 
 

@@ -1,11 +1,11 @@
 """Resume you can trust: a study folder's settings and its progress files.
 
 ``out/study.json`` records every setting that changes a result (:func:`study_settings`: fingerprints of the
-model's files and of the data file, the image root, task, dtype, which records are edited and with what
-overrides, the sequential checkpoints) and the config of each editor that has run there. A rerun with other
-settings stops with one line naming the setting that differs (:func:`check_settings`); ``--out-per-settings``
-gives every set of settings a subfolder of its own instead (:func:`settings_folder`). Seeds and methods are
-not settings: runs with other seeds or methods into one folder add up.
+model's files and of the data file, the image root, task, dtype, which records are edited, each method's dotted
+overrides from ``--hparams`` and ``--set``, the sequential checkpoints) and the config of each editor that has
+run there. A rerun with other settings stops with one line naming the setting that differs (:func:`check_settings`);
+``--out-per-settings`` gives every set of settings a subfolder of its own instead (:func:`settings_folder`). Seeds
+and methods are not settings: runs with other seeds or methods into one folder add up.
 
 ``out/progress/<method>.jsonl`` holds one line per attempt at an edit: its tidy rows, or the error that
 stopped it, written and synced before the next edit starts (a process that edits shard ``i`` of ``n`` writes
@@ -84,7 +84,8 @@ def settings_folder(out: Path, settings: dict) -> Path:
 
 
 def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    """The command-line option that sets study setting ``name``."""
+    return {"hparams": "--hparams / --set"}.get(name, "--" + name.replace("_", "-"))
 
 
 def _recorded(out: Path) -> dict:

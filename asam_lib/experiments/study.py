@@ -22,9 +22,9 @@ import pandas as pd
 from asam_lib.common import paths
 from asam_lib.data.case_cache import cases_folder
 from asam_lib.editors import methods
-from asam_lib.editors.asam import ASAM, SEQUENTIAL_OPTION
 from asam_lib.editors.editing import Editor
 from asam_lib.evaluation.harness import EvaluationInputs, HarnessConfig, build_cases, run_sequential, run_single
+from asam_lib.experiments.ablations import CALIBRATED, editors
 from asam_lib.experiments.workers import run_in_workers
 
 TIMING_METRICS = ("seconds",)
@@ -226,9 +226,10 @@ def save_timings(table: pd.DataFrame, name: str) -> Path:
 
 def sequential_study_editors() -> dict[str, Editor]:
     """Notebook 04's sequential study: ASAM's base editor (Patch), the sequential baseline (GRACE), paper-faithful
-    ASAM, and this companion's option for sequential editing (:data:`asam_lib.editors.asam.SEQUENTIAL_OPTION`)."""
+    ASAM, and this companion's option for sequential editing (:data:`asam_lib.experiments.ablations.CALIBRATED`:
+    :data:`asam_lib.editors.asam.SEQUENTIAL_OPTION`)."""
     registered = {name: e for name, e in methods.editors().items() if name in ("Patch", "GRACE", "ASAM")}
-    return registered | {"ASAM calibrated": ASAM(settings=SEQUENTIAL_OPTION)}
+    return registered | editors([CALIBRATED])
 
 
 def sequential_study_jobs(

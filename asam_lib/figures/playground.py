@@ -19,13 +19,16 @@ a :class:`Choice` and call it. For one choice it
 5. restores the model and checks that every tensor of its state is bit-identical to before.
 
 ``eps`` and ``K`` shape the LAR variants of the spectrum for every method; ASAM also trains on them, and
-``lambda_rank`` weighs its RCSL term (0 = the "no RCSL" ablation). Plots read the returned
+``lambda_rank`` weighs its RCSL term (0 = the "no RCSL" ablation). Each knob is a dotted setting of ASAM's
+(:data:`KNOBS`), set through :func:`asam_lib.editors.methods.build` and checked by ASAM's own configs; :func:`knobs`
+reads them from overrides such as ``{"lar.eps": 0.1}`` (notebook 05's ``settings``). Plots read the returned
 :class:`PlaygroundResult` only, so re-plotting never re-runs an edit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -43,6 +46,7 @@ from asam_lib.editors import methods, rcsl
 from asam_lib.editors.asam import ASAM, ASAMSettings, edit_layer_representations
 from asam_lib.editors.editing import EditError, Editor, edited_forward, joint_embeddings, unedited_forward
 from asam_lib.editors.lar import LARConfig, adversarial_variants
+from asam_lib.editors.overrides import HParamsError, setting
 from asam_lib.evaluation.harness import EditCase, HarnessConfig, world_case
 from asam_lib.evaluation.metrics import evaluate_edit, evaluated_members, locality_reference
 from asam_lib.figures import plots
@@ -55,6 +59,8 @@ METRICS = methods.METRICS
 ROWS = ("LAR variants", "unit members")  # the two sets of rows of H
 FIGURES = ("members", "metrics", "spectrum")  # the figures of an edit, in the order the widget shows them
 SLIDERS = ("eps", "K", "lambda_rank")  # the widget's sliders, by their labels
+# Choice's knobs (one per slider) -> the dotted setting of ASAM each sets (asam_lib.editors.methods.build)
+KNOBS = {"eps": "lar.eps", "k": "lar.k", "lambda_rank": "settings.lambda_rank"}
 STATES = ("before", "after")
 
 
@@ -142,13 +148,32 @@ def resolve(world: World, choice: Choice) -> Choice:
         )
     if choice.method not in methods.METHODS:
         raise PlaygroundError(f"method {choice.method!r} is unknown; choose one of {', '.join(methods.names())}")
-    if choice.lambda_rank < 0:
-        raise PlaygroundError(f"lambda_rank = {choice.lambda_rank} must be >= 0 (0 switches RCSL off)")
-    try:
-        lar_config(choice.eps, choice.k)
-    except ValueError as err:
-        raise PlaygroundError(str(err)) from None
+    asam_with(knob_overrides(choice))  # the knobs, checked by ASAM's own configs (the spectrum's variants use them)
     return replace(choice, new_answer=new)
+
+
+def knob_overrides(choice: Choice) -> dict[str, object]:
+    """The dotted overrides of ASAM's settings that the choice's knobs set (:data:`KNOBS`)."""
+    return {path: getattr(choice, name) for name, path in KNOBS.items()}
+
+
+def knobs(overrides: Mapping[str, object]) -> dict[str, object]:
+    """The knobs of :class:`Choice` (``eps``, ``k``, ``lambda_rank``) from dotted overrides of ASAM's settings,
+    e.g. ``{"lar.eps": 0.1}`` -> ``{"eps": 0.1, "k": 4, "lambda_rank": 1.0}``: the others at ASAM's defaults."""
+    other = sorted(set(overrides) - set(KNOBS.values()))
+    if other:
+        raise PlaygroundError(f"setting {other[0]} is not a knob of the playground; give {', '.join(KNOBS.values())}")
+    asam = asam_with(overrides)
+    return {name: setting(asam, path) for name, path in KNOBS.items()}
+
+
+def asam_with(overrides: Mapping[str, object]) -> ASAM:
+    """ASAM with dotted ``overrides`` (:func:`asam_lib.editors.methods.build`); a refused one is a
+    :class:`PlaygroundError`."""
+    try:
+        return methods.build("ASAM", overrides)
+    except HParamsError as err:
+        raise PlaygroundError(str(err)) from None
 
 
 # --- the request, the unit and the editor ---------------------------------------------------------------
@@ -168,8 +193,8 @@ def edit_case(session: Session, entity: int, relation: str, new_answer: str, see
 
 
 def lar_config(eps: float, k: int) -> LARConfig:
-    """LAR's defaults with radius ``eps`` and ``k`` variants."""
-    return replace(LARConfig(), eps=eps, k=k)
+    """ASAM's LAR settings with radius ``eps`` and ``k`` variants."""
+    return asam_with({KNOBS["eps"]: eps, KNOBS["k"]: k}).lar
 
 
 def active_sliders(method: str) -> tuple[str, ...]:
@@ -181,12 +206,13 @@ def active_sliders(method: str) -> tuple[str, ...]:
 def make_editor(
     method: str, eps: float = LARConfig.eps, k: int = LARConfig.k, lambda_rank: float = ASAMSettings.lambda_rank
 ) -> Editor:
-    """The editor ``method`` with its default settings; ASAM (on Patch) takes ``eps``, ``k`` and ``lambda_rank``."""
+    """The editor ``method`` with its default settings; ASAM (on Patch) takes ``eps``, ``k`` and ``lambda_rank``
+    (:data:`KNOBS`)."""
     if method not in methods.METHODS:
         raise PlaygroundError(f"method {method!r} is unknown; choose one of {', '.join(methods.names())}")
     if method == "ASAM":
-        return ASAM(lar=lar_config(eps, k), settings=ASAMSettings(lambda_rank=lambda_rank))
-    return methods.method(method).editor()
+        return asam_with(knob_overrides(Choice(eps=eps, k=k, lambda_rank=lambda_rank)))
+    return methods.build(method)
 
 
 # --- measuring -------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The command line: ``python -m asam_lib study --model DIR --data FILE.json --out DIR [--hparams FILE.yaml]``.
+"""The command line: ``python -m asam_lib study --model DIR --data FILE.json --out DIR [--set PATH=VALUE]``.
 
 Runs :func:`asam_lib.experiments.mmedit_study.run_study` on a local checkpoint folder and an MMEdit-format JSON file,
 with a progress bar per method, in one process or as one of many (``torchrun``, ``accelerate launch``, a SLURM
@@ -7,6 +7,11 @@ Interrupt it at any time (Ctrl-C) and run the same command again: finished edits
 is checked before the model loads (:mod:`asam_lib.frontends.preflight`): a bad option, path, record or image, an
 unsupported model or a missing requirement stops it with one line saying what is wrong and how to fix it
 (exit status 2), before anything in ``--out`` is touched.
+
+``--set PATH=VALUE`` (repeatable) changes one setting of every chosen editor that has it, by its dotted path in
+the editor's frozen configs (``lar.eps``, ``settings.lambda_rank``, ``config.lr``;
+:func:`asam_lib.editors.methods.build`); ``--hparams FILE.yaml`` gives a method's settings in one EasyEdit-layout file
+(:mod:`asam_lib.editors.hparams`). Both are recorded in ``study.json``, so a resumed run with other settings is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from asam_lib.data.formats import load_benchmark
 from asam_lib.data.records import RecordError, decode_images
 from asam_lib.editors import methods
-from asam_lib.editors.hparams import HParamsError, configured_editor, load_hparams
+from asam_lib.editors.hparams import HParamsError, load_hparams, method_overrides
 from asam_lib.experiments.mmedit_study import StudyConfig, StudyError, run_study, write_tables
 from asam_lib.experiments.resume import ResumeError, check_settings, folder_lock, settings_folder, study_settings
 from asam_lib.frontends.launch import launcher_shard, process_device_map, shard
@@ -126,7 +131,15 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="hyper-parameter file in EasyEdit's layout, e.g. hparams/ASAM/llava-1.5-7b.yaml: its alg_name's editor "
-        "takes its settings (--layer, --steps, --lr still win)",
+        "takes its settings (--set, --layer, --steps, --lr still win)",
+    )
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="change one setting of every editor that has it, by its dotted path, e.g. --set lar.eps=0.1 "
+        "--set settings.lambda_rank=10 (repeatable; recorded in study.json; docs/method.md, 'Changing a setting')",
     )
     s.add_argument(
         "--n-edits", type=integer(1), default=None, help="edit this many records, drawn with --seed (default: all)"
@@ -206,11 +219,12 @@ def parser() -> argparse.ArgumentParser:
 
 def study(args: argparse.Namespace) -> None:
     hparams = load_hparams(args.hparams) if args.hparams else None
-    if hparams:
-        configured_editor(hparams)  # every setting checked before the model loads
     chosen = args.methods or (hparams.alg_name if hparams else ",".join(methods.names()))
+    chosen = tuple(m.strip() for m in chosen.split(",") if m.strip())
+    known = all(m in methods.METHODS for m in chosen)  # else StudyConfig names the unknown ones
+    overrides = method_overrides(chosen, hparams, args.set) if known else {}  # every setting checked before loading
     config = StudyConfig(
-        methods=tuple(m.strip() for m in chosen.split(",") if m.strip()),
+        methods=chosen,
         task=args.task,
         n_edits=args.n_edits,
         seed=args.seed,
@@ -220,7 +234,7 @@ def study(args: argparse.Namespace) -> None:
         n_support=args.n_support,
         known_only=args.known_only,
         sequential=args.sequential,
-        overrides={hparams.alg_name: hparams.overrides} if hparams else {},
+        overrides=overrides,
         generation=args.generation,
         checkpoint_blocks=SWITCH[args.checkpoint_blocks],
         loss_logits=SWITCH[args.loss_logits],
@@ -232,8 +246,11 @@ def study(args: argparse.Namespace) -> None:
     check_device_map(device_map)
     check_processor(args.model, checkpoint_architecture(args.model))
     check_layer(args.model, args.layer)
-    if args.layer is None and hparams and "config.layer" in hparams.overrides:
-        check_layer(args.model, hparams.overrides["config.layer"], f"layers: [...] in {args.hparams}:")
+    if args.layer is None:
+        given = "--set config.layer" if any(a.startswith("config.layer=") for a in args.set) else None
+        for changes in overrides.values():
+            if "config.layer" in changes:
+                check_layer(args.model, changes["config.layer"], given or f"layers: [...] in {args.hparams}:")
     records = load_benchmark(args.data, args.image_root, args.task)
     check_generality(records, args.allow_missing_generality)
     check_sequential(args.sequential, min(args.n_edits or len(records), len(records)))
