@@ -20,6 +20,7 @@ from typing import Callable
 import pandas as pd
 
 from asam_lib.lar import LARConfig
+from tools.sequential_causes import STUDIES
 
 MARKER = re.compile(r"<!-- value:(?P<key>[\w.-]+) -->(?P<value>.*?)<!-- /value -->", re.S)
 
@@ -137,14 +138,18 @@ def sequential_paired(table: str, comparison: str, T: int, metric: str) -> Calla
     return interval(Lookup(table, {"comparison": comparison, "T": T, "metric": metric}, "mean_diff"), signed=True)
 
 
+CAUSES_T = min(STUDIES["report"].edits)  # the cause study's largest T that every seed reaches (50)
+DEV_T = max(STUDIES["dev"].checkpoints)  # the development study's last checkpoint: every development edit (48)
+
+
 def causes(setting: str, metric: str) -> Callable[[Path], str]:
-    """``setting - ASAM`` after 50 edits (every seed) in ``sequential_causes_paired.csv``."""
-    return sequential_paired("sequential_causes_paired", f"{setting} - ASAM", 50, metric)
+    """``setting - ASAM`` after :data:`CAUSES_T` edits in ``sequential_causes_paired.csv``."""
+    return sequential_paired("sequential_causes_paired", f"{setting} - ASAM", CAUSES_T, metric)
 
 
 def calibration_dev(metric: str) -> Callable[[Path], str]:
-    """``ASAM calibrated - Patch`` after every development edit (T = 48) in ``sequential_calibration_dev_paired``."""
-    return sequential_paired("sequential_calibration_dev_paired", "ASAM calibrated - Patch", 48, metric)
+    """``ASAM calibrated - Patch`` after :data:`DEV_T` edits in ``sequential_calibration_dev_paired.csv``."""
+    return sequential_paired("sequential_calibration_dev_paired", "ASAM calibrated - Patch", DEV_T, metric)
 
 
 def baseline(method: str, metric: str) -> Lookup:
