@@ -46,6 +46,7 @@ def test_the_cause_study_writes_its_tables_with_sidecars_to_results(results):
 
 def test_the_dev_split_runs_the_calibration_choice_on_development_edits_paired_with_patch(tmp_path):
     sequential_causes.main([*TINY, "--split", "dev", "--settings", "ASAM calibrated", "--out", str(tmp_path)])
+    assert repro.stale_files(tmp_path) == []  # the per-edit rows of an exploratory run have their sidecar too
     paired = pd.read_csv(tmp_path / "sequential_calibration_dev_paired.csv")
     rows = pd.read_csv(tmp_path / "sequential_calibration_dev_rows.csv")
     assert set(paired.comparison) == {"ASAM calibrated - Patch"}

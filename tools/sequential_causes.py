@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     tables = args.out or paths.RESULTS
     save_table(summary, f"{study.table}_summary", tables, source)
     save_table(paired, f"{study.table}_paired", tables, source)
-    rows.to_csv(paths.ensure(args.out or paths.BUILD / "sequential_causes") / f"{study.table}_rows.csv", index=False)
+    save_table(rows, f"{study.table}_rows", args.out or paths.BUILD / "sequential_causes", source)
     means = summary[summary.metric.isin(SHOWN)].pivot_table(index=["T", "method"], columns="metric", values="mean")
     print(f"{len(todo)} sequential runs in {time.perf_counter() - start:.0f} s; tables {study.table}_* in {tables}")
     print("\nmean over seeds and edits:\n" + means[SHOWN].round(3).to_string())
