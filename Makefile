@@ -73,8 +73,10 @@ bench-edits: $(STAMP) ## Time an edit of every method (one thread) and a LAR cal
 bench-memory: $(STAMP) ## Bytes an edit step keeps for backward, with and without the memory options, on a scaled LLaVA-1.5 shape (CPU, a few minutes)
 	$(QUIET) $(PY) -m tools.bench_memory
 
-sequential-causes: $(STAMP) ## Notebook 04's sequential study with ASAM's ablations (3 seeds, to T = 100; about 11 min, not in make figures)
-	$(QUIET) $(PY) -m tools.sequential_causes
+SEQUENTIAL_SPLITS ?= report dev
+sequential-causes: $(STAMP) ## Sequential study of ASAM's ablations (report edits) and of the calibrated option's choice (development edits) into results/; not in make figures
+	for split in $(SEQUENTIAL_SPLITS); do $(QUIET) $(PY) -m tools.sequential_causes --split $$split || exit 1; done
+	$(PY) -m tools.readme_tables
 
 lab: $(STAMP) ## Open JupyterLab on the notebooks
 	$(PY) -m jupyter lab notebooks/

@@ -1,20 +1,22 @@
 """The committed figures, tables and README tables are what today's code writes.
 
-A figure or table is today's when its provenance sidecar names today's notebook code and ``asam_lib`` source
-(``tools.repro.stale_files``); the README's generated tables are today's when rewriting them from
-``results/`` and ``checkpoints/base/asam_meta.json`` changes nothing. The claims those files support are
-checked in ``test_claims.py``.
+A figure or table is today's when its provenance sidecar names today's notebook code (or, for a table a command of
+``tools/`` wrote, that command's source) and ``asam_lib`` source (``tools.repro.stale_files``); the README's
+generated tables are today's when rewriting them from ``results/`` and ``checkpoints/base/asam_meta.json`` changes
+nothing. The claims those files support are checked in ``test_claims.py``.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import shutil
 
 import pandas as pd
+import pytest
 
 from asam_lib.common import paths
-from asam_lib.common.provenance import library_fingerprint, notebook_code_sha256, write_sidecar
+from asam_lib.common.provenance import command_source, library_fingerprint, notebook_code_sha256, write_sidecar
 from tools import readme_tables, repro
 
 NOTEBOOK = "notebooks/01_knowledge_units.ipynb"
@@ -25,8 +27,9 @@ def test_committed_figures_and_tables_come_from_todays_notebooks_and_library():
         f"{folder}/{line}" for folder in ("figures", "results") for line in repro.stale_files(paths.REPO_ROOT / folder)
     ]
     assert not stale, (
-        f"{len(stale)} committed figures/tables were not written by today's notebooks and asam_lib; "
-        "`make figures` refreshes them and their sidecars:\n" + "\n".join(stale)
+        f"{len(stale)} committed figures/tables were not written by today's notebooks, tools and asam_lib; "
+        "`make figures` refreshes them and their sidecars, except a table a command of tools/ wrote, whose line "
+        "names the command that does (`make sequential-causes`):\n" + "\n".join(stale)
     )
 
 
@@ -87,3 +90,47 @@ def test_a_notebook_change_a_missing_sidecar_and_edited_bytes_are_stale(tmp_path
         f"code.csv: the code of {NOTEBOOK} changed since",
         "edited.csv: its bytes differ from the sha256 in edited.json",
     ]
+
+
+TOOL = "tools/sequential_causes.py"
+
+
+def _commanded_table(folder, name="c", library=None):
+    """A table with a sidecar as a command of tools/ writes it (harness.save_table with a command_source)."""
+    path = folder / f"{name}.csv"
+    pd.DataFrame({"a": [1, 2]}).to_csv(path, index=False)
+    source = command_source(TOOL, {"split": "report", "seeds": [0]}, "make sequential-causes")
+    if library:
+        source["asam_lib_source_sha256"] = library
+    write_sidecar([path], {"table": name, **source})
+    return path
+
+
+def test_a_table_a_command_wrote_names_the_command_and_is_current_with_todays_code(tmp_path):
+    _commanded_table(tmp_path)
+    sidecar = json.loads((tmp_path / "c.json").read_text())
+    assert "notebook" not in sidecar and sidecar["tool"] == TOOL and sidecar["command"] == "make sequential-causes"
+    assert sidecar["arguments"] == {"split": "report", "seeds": [0]} and sidecar["arguments_sha256"]
+    assert sidecar["asam_lib_source_sha256"] == library_fingerprint()["asam_lib_source_sha256"]
+    assert repro.stale_files(tmp_path) == []
+
+
+def test_a_library_change_makes_a_commanded_table_stale_and_names_its_command(tmp_path):
+    _commanded_table(tmp_path, library="0" * 64)
+    assert repro.stale_files(tmp_path) == [
+        "c.csv: asam_lib's source changed since; `make sequential-causes` rewrites it (make figures does not)"
+    ]
+
+
+def test_a_change_of_the_command_s_code_makes_its_table_stale(tmp_path):
+    _commanded_table(tmp_path)
+    sidecar = tmp_path / "c.json"
+    sidecar.write_text(sidecar.read_text().replace(command_source(TOOL, {}, "")["tool_code_sha256"], "0" * 64))
+    assert repro.stale_files(tmp_path) == [
+        f"c.csv: the code of {TOOL} changed since; `make sequential-causes` rewrites it (make figures does not)"
+    ]
+
+
+def test_a_command_source_names_a_tool_that_exists():
+    with pytest.raises(FileNotFoundError, match="tools/no_such_tool.py"):
+        command_source("tools/no_such_tool.py", {}, "make nothing")

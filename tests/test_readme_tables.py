@@ -80,3 +80,25 @@ def test_a_registered_method_without_results_yet_has_no_row(tmp_path):
     # an option of a method comes after the methods; rows at T = 10 and 50 (100 is not in this run)
     assert sequential == ["Patch", "Patch", "ASAM", "ASAM", "ASAM calibrated", "ASAM calibrated"]
     assert "Unit (hard)" in baseline_table(tmp_path).splitlines()[0]
+
+
+def test_the_cause_table_shows_the_largest_t_every_seed_reaches_in_the_study_s_order(tmp_path):
+    from tools.readme_tables import causes_table
+
+    cell = {"mean_diff": 0.1, "ci_low": 0.05, "ci_high": 0.15}
+    rows = [
+        {"comparison": c, "T": t, "metric": k, **cell, "n_edits": 50 * seeds, "n_seeds": seeds}
+        for c in ["without RCSL - ASAM", "keys frozen - ASAM", "without LAR - ASAM"]
+        for t, seeds in [(10, 3), (50, 3), (100, 1)]
+        for k in ["Rel", "TI-Gen", "I-Loc", "I-Gen"]
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "sequential_causes_paired.csv", index=False)
+    lines = causes_table(tmp_path).splitlines()
+    assert lines[0] == "(after T = 50 edits: mean paired difference to ASAM [95% CI], 150 edits over 3 seeds)"
+    assert lines[2] == "| comparison | Rel | TI-Gen | I-Loc |"  # the sequential table's columns, I-Gen not
+    assert [line.split(" | ")[0].strip("| ") for line in lines[4:]] == [
+        "without LAR - ASAM",
+        "without RCSL - ASAM",
+        "keys frozen - ASAM",
+    ]
+    assert lines[4].endswith("| +0.100 [+0.050, +0.150] |")

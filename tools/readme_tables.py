@@ -21,7 +21,7 @@ import pandas as pd
 from asam_lib.common import paths
 from asam_lib.editors import methods
 from asam_lib.experiments.ablations import PATCH_AT_FULL_BUDGET, ablation_editors, ablation_pairs
-from tools import readme_values
+from tools import readme_values, sequential_causes
 
 METRICS = list(methods.METRICS)
 BASE_MODEL = paths.CHECKPOINTS / "base"
@@ -176,6 +176,21 @@ def sequential_table(results: Path) -> str:
     return markdown(pivot[["method", "T", "seeds", *[m for m in SEQUENTIAL_VIEW if m in pivot]]])
 
 
+def causes_table(results: Path) -> str:
+    """``results/sequential_causes_paired.csv`` (``make sequential-causes``): each setting's paired difference to
+    ASAM after the largest T every seed reaches, in :func:`tools.sequential_causes.cause_editors`' order."""
+    paired = pd.read_csv(results / "sequential_causes_paired.csv")
+    every_seed = paired[paired.n_seeds == paired.n_seeds.max()]
+    at = every_seed[every_seed["T"] == every_seed["T"].max()]
+    at = at[at.metric.isin(SEQUENTIAL_VIEW)].assign(cell=lambda t: t.apply(_paired_cell, axis=1))
+    order = [f"{name} - {sequential_causes.STUDIES['report'].reference}" for name in sequential_causes.cause_editors()]
+    pivot = at.pivot(index="comparison", columns="metric", values="cell")
+    pivot = pivot.reindex([c for c in order if c in pivot.index] + [c for c in pivot.index if c not in order])
+    T, edits, seeds = int(at["T"].max()), int(at.n_edits.max()), int(at.n_seeds.max())
+    note = f"(after T = {T} edits: mean paired difference to ASAM [95% CI], {edits} edits over {seeds} seeds)\n\n"
+    return note + markdown(pivot[[m for m in SEQUENTIAL_VIEW if m in pivot]].reset_index())
+
+
 def predictive_table(results: Path) -> str:
     table = pd.read_csv(results / "02_predictive_summary.csv")
     table = table.rename(
@@ -250,6 +265,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {  # rendered from results/
     "rcsl_design": design_table,
     "sequential": sequential_table,
     "sequential_targets": partial(targets_table, name="04_sequential_targets"),
+    "sequential_causes": causes_table,
     "kernel_drift": kernel_drift_table,
 }
 

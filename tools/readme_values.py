@@ -20,6 +20,7 @@ from typing import Callable
 import pandas as pd
 
 from asam_lib.editors.lar import LARConfig
+from tools.sequential_causes import STUDIES
 
 MARKER = re.compile(r"<!-- value:(?P<key>[\w.-]+) -->(?P<value>.*?)<!-- /value -->", re.S)
 
@@ -131,6 +132,26 @@ def firing(method: str, metric: str, fmt: str, how: str = "mean", scale: float =
     return average("04_sequential", where, "value", fmt, how, scale)
 
 
+def sequential_paired(table: str, comparison: str, T: int, metric: str) -> Callable[[Path], str]:
+    """A signed paired difference with its interval, after ``T`` edits, of a table ``make sequential-causes`` writes
+    (``sequential_causes_paired``, ``sequential_calibration_dev_paired``)."""
+    return interval(Lookup(table, {"comparison": comparison, "T": T, "metric": metric}, "mean_diff"), signed=True)
+
+
+CAUSES_T = min(STUDIES["report"].edits)  # the cause study's largest T that every seed reaches (50)
+DEV_T = max(STUDIES["dev"].checkpoints)  # the development study's last checkpoint: every development edit (48)
+
+
+def causes(setting: str, metric: str) -> Callable[[Path], str]:
+    """``setting - ASAM`` after :data:`CAUSES_T` edits in ``sequential_causes_paired.csv``."""
+    return sequential_paired("sequential_causes_paired", f"{setting} - ASAM", CAUSES_T, metric)
+
+
+def calibration_dev(metric: str) -> Callable[[Path], str]:
+    """``ASAM calibrated - Patch`` after :data:`DEV_T` edits in ``sequential_calibration_dev_paired.csv``."""
+    return sequential_paired("sequential_calibration_dev_paired", "ASAM calibrated - Patch", DEV_T, metric)
+
+
 def baseline(method: str, metric: str) -> Lookup:
     """A standard-tier mean of ``01_baselines.csv``."""
     return Lookup("01_baselines", {"tier": "standard", "method": method, "metric": metric})
@@ -225,6 +246,13 @@ VALUES: dict[str, Callable[[Path], str]] = {
     "firing.calibrated.50.own.min": firing("ASAM calibrated", "own patch fires", "{:.0%}", how="min"),
     "sequential.calibrated.100.iloc": sequential("ASAM calibrated", 100, "I-Loc"),
     "sequential.patch.100.iloc": sequential("Patch", 100, "I-Loc"),
+    # make sequential-causes: the ingredients of ASAM's leak, and the calibrated option on the development edits
+    "causes.keys_frozen.tloc": causes("keys frozen", "T-Loc"),
+    "causes.keys_frozen.iloc": causes("keys frozen", "I-Loc"),
+    "causes.keys_frozen.tigen": causes("keys frozen", "TI-Gen"),
+    "dev.calibrated_patch.tloc": calibration_dev("T-Loc"),
+    "dev.calibrated_patch.iloc": calibration_dev("I-Loc"),
+    "dev.calibrated_patch.tigen": calibration_dev("TI-Gen"),
 }
 
 

@@ -8,7 +8,8 @@ kernel, so the second run shares nothing in memory with the first.
 
 The hashes are :mod:`asam_lib.common.provenance`'s content hashes. :func:`stale_files` asks the other question,
 whether the committed files are today's: each figure's and table's sidecar must name the notebook code and
-the ``asam_lib`` source that exist now (``make test`` checks it on ``figures/`` and ``results/``).
+the ``asam_lib`` source that exist now (for a table a command of ``tools/`` wrote: that command's source and the
+``asam_lib`` source); ``make test`` checks it on ``figures/`` and ``results/``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from asam_lib.common import paths
 from asam_lib.common.provenance import digest_folder, library_fingerprint, notebook_code_sha256, sha256_file
@@ -68,11 +70,12 @@ def stale_files(folder: Path, library_sha256: str | None = None) -> list[str]:
     """The figures and tables in ``folder`` that today's code did not write, as ``"<file>: <why>"`` lines.
 
     A file is stale when it has no sidecar, when its bytes are not the ones its sidecar records, or when the
-    sidecar's hash of the notebook's code or of ``asam_lib``'s source (``library_sha256``, default: today's)
-    is not today's. ``make figures`` rewrites every file and sidecar.
+    sidecar's hash of the code that wrote it (a notebook's code cells, or the source of a command of ``tools/``) or
+    of ``asam_lib``'s source (``library_sha256``, default: today's) is not today's. ``make figures`` rewrites every
+    file a notebook wrote; a table a command wrote says which command rewrites it (its sidecar's ``command``).
     """
     library_sha256 = library_sha256 or library_fingerprint()["asam_lib_source_sha256"]
-    notebook_hashes: dict[str, str | None] = {}
+    code_hashes: dict[str, str | None] = {}
     stale = []
     for path in sorted(p for p in Path(folder).iterdir() if p.suffix in SAVED_SUFFIXES):
         sidecar_path = path.with_suffix(".json")
@@ -80,21 +83,32 @@ def stale_files(folder: Path, library_sha256: str | None = None) -> list[str]:
             stale.append(f"{path.name}: no provenance sidecar {sidecar_path.name}")
             continue
         sidecar = json.loads(sidecar_path.read_text())
-        notebook = paths.REPO_ROOT / sidecar["notebook"]
-        if sidecar["notebook"] not in notebook_hashes:
-            notebook_hashes[sidecar["notebook"]] = notebook_code_sha256(notebook) if notebook.is_file() else None
+        writer, recorded, code_hash = _writer(sidecar)
+        if writer not in code_hashes:
+            code_hashes[writer] = code_hash(paths.REPO_ROOT / writer) if (paths.REPO_ROOT / writer).is_file() else None
         reasons = []
         if sidecar["files"].get(path.name) != sha256_file(path):
             reasons.append(f"its bytes differ from the sha256 in {sidecar_path.name}")
-        if notebook_hashes[sidecar["notebook"]] is None:
-            reasons.append(f"{sidecar['notebook']} no longer exists")
-        elif sidecar["notebook_code_sha256"] != notebook_hashes[sidecar["notebook"]]:
-            reasons.append(f"the code of {sidecar['notebook']} changed since")
+        if code_hashes[writer] is None:
+            reasons.append(f"{writer} no longer exists")
+        elif recorded != code_hashes[writer]:
+            reasons.append(f"the code of {writer} changed since")
         if sidecar["asam_lib_source_sha256"] != library_sha256:
             reasons.append("asam_lib's source changed since")
+        if reasons and "command" in sidecar:
+            reasons.append(f"`{sidecar['command']}` rewrites it (make figures does not)")
         if reasons:
             stale.append(f"{path.name}: " + "; ".join(reasons))
     return stale
+
+
+def _writer(sidecar: dict) -> tuple[str, str, Callable[[Path], str]]:
+    """What wrote a sidecar's files: (its path in the repository, the hash of its code the sidecar records, the
+    function that hashes its code today): a notebook (:func:`asam_lib.common.provenance.declare`) or a command of
+    ``tools/`` (:func:`asam_lib.common.provenance.command_source`)."""
+    if "tool" in sidecar:
+        return sidecar["tool"], sidecar["tool_code_sha256"], sha256_file
+    return sidecar["notebook"], sidecar["notebook_code_sha256"], notebook_code_sha256
 
 
 def run_pipeline(notebooks: list[Path], out: Path) -> float:

@@ -1,6 +1,10 @@
 """Provenance of figures and result tables: content hashes, the fingerprint of the code that shapes them,
 and the sidecar ``<name>.json`` written beside each saved file.
 
+A sidecar names what wrote its file: a notebook (:func:`declare`: the notebook, its parameters, the hash of its
+code cells) or a command of ``tools/`` (:func:`command_source`: the command that reruns it, its arguments, the
+hash of the tool's source), and in both cases :func:`library_fingerprint`.
+
 The hashes are content hashes (no paths, no timestamps, no git): the same content gives the same hash on any
 machine and in any checkout. :func:`library_fingerprint` covers ``asam_lib/`` (the method and its experiment
 API) and the packages that change figure bytes, nothing else: the tooling in ``tools/`` is not part of it.
@@ -89,6 +93,25 @@ def declare(notebook: str, namespace: Mapping[str, object]) -> dict:
 def declared() -> dict | None:
     """What :func:`declare` recorded in this process (None before a notebook declared itself)."""
     return _declared
+
+
+def command_source(tool: str, arguments: Mapping[str, object], rerun: str) -> dict:
+    """Where a table written by a command of ``tools/`` comes from, for :func:`write_sidecar` (through
+    ``asam_lib.evaluation.harness.save_table(..., source=...)``): ``tool`` the command's file relative to the repository
+    (``"tools/sequential_causes.py"``), ``arguments`` the settings that shape the table (JSON values), ``rerun``
+    the command that rewrites it (``"make sequential-causes"``), and the library fingerprint."""
+    path = paths.REPO_ROOT / tool
+    if not path.is_file():
+        raise FileNotFoundError(f"provenance: tool {tool!r} -> {path} not found (give its path from the repository)")
+    arguments = dict(arguments)
+    return {
+        "command": rerun,
+        "tool": tool,
+        "tool_code_sha256": sha256_file(path),
+        "arguments": arguments,
+        "arguments_sha256": content_hash(arguments),
+        **library_fingerprint(),
+    }
 
 
 def write_sidecar(files: Sequence[Path], described: Mapping[str, object]) -> Path:

@@ -504,15 +504,17 @@ def tidy(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def save_table(table: pd.DataFrame, name: str, folder: Path | None = None) -> Path:
+def save_table(table: pd.DataFrame, name: str, folder: Path | None = None, source: dict | None = None) -> Path:
     """Write ``table`` to ``results/name.csv`` sorted and rounded (:func:`tidy`), so a re-run writes the same bytes.
 
     After :func:`asam_lib.common.provenance.declare` (a notebook's setup cell), also writes the sidecar ``name.json``
-    that figures get: the notebook, its parameters, the hash of its code and of the library.
+    that figures get: the notebook, its parameters, the hash of its code and of the library. ``source`` (a command
+    of ``tools/``: :func:`asam_lib.common.provenance.command_source`) is recorded instead when given.
     """
     folder = paths.ensure(folder or paths.RESULTS)
     path = folder / f"{name}.csv"
     tidy(table).to_csv(path, index=False)
-    if provenance.declared() is not None:
-        provenance.write_sidecar([path], {"table": name, **provenance.declared()})
+    source = source or provenance.declared()
+    if source is not None:
+        provenance.write_sidecar([path], {"table": name, **source})
     return path

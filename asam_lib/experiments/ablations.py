@@ -8,7 +8,7 @@ under the knob's name instead of editing twice.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -72,6 +72,37 @@ CALIBRATED = Variant("ASAM calibrated", "ASAM", {"settings": SEQUENTIAL_OPTION})
 WITHOUT_LAR = {"settings.variants": "noise"}  # random variants of the same norm
 RCSL_ALONE = {"settings.lambda_adv": 0.0, "settings.lambda_rank": 100.0}
 RANDOM_VARIANTS = {**WITHOUT_LAR, "settings.lambda_rank": 0.0}
+# The sequential study of what causes paper-faithful ASAM's loss of locality (`make sequential-causes`): ASAM and
+# settings that each change one ingredient of it (the first four are notebook 04's own ablation and sensitivity
+# entries).
+SEQUENTIAL_CAUSES = (
+    Variant("ASAM", "ASAM"),
+    Variant("without LAR", "ASAM", WITHOUT_LAR),
+    Variant("without RCSL", "ASAM", {"settings.lambda_rank": 0.0}),
+    Variant("keys frozen", "ASAM", {"base.settings.key_lr_scale": 0.0}),
+    Variant("eps=0.1", "ASAM", {"lar.eps": 0.1}),
+    Variant("question tokens only", "ASAM", {"lar.roles": "question"}),
+)
+# The development-edit comparison behind CALIBRATED (`make sequential-causes`, ``--split dev``): Patch, ASAM, the
+# option, and the calibrations it was chosen among (ASAMSettings' fields): thresholds re-placed against the edit's
+# own memory states only (margin 0.5), against the earlier edits' inputs and their variants, and against the own
+# memory and the earlier inputs together.
+CALIBRATION_CANDIDATES = (
+    Variant("Patch", "Patch"),
+    Variant("ASAM", "ASAM"),
+    CALIBRATED,
+    Variant("calibrated on its own memory", "ASAM", {"settings.calibrate_bias": True}),
+    Variant(
+        "calibrated on earlier inputs and variants",
+        "ASAM",
+        {"settings": replace(SEQUENTIAL_OPTION, calibrate_edits="cover")},
+    ),
+    Variant(
+        "calibrated on its own memory and earlier inputs",
+        "ASAM",
+        {"settings": replace(SEQUENTIAL_OPTION, calibrate_memory=True)},
+    ),
+)
 # ASAM and its ablations (docs/method.md, "Ablations and sensitivity"); see ablation_editors
 ABLATIONS = (
     Variant("ASAM", "ASAM"),
