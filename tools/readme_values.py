@@ -211,6 +211,11 @@ VALUES: dict[str, Callable[[Path], str]] = {
     "design.block1000.unit_hard": design("block output, lambda=1000", "Unit", "hard"),
     "design.block1000.iloc": design("block output, lambda=1000", "I-Loc"),
     "design.centred100.rel": design("block output centred, lambda=100", "Rel"),
+    **{
+        f"design.{objective}.{key}": design(f"block output row-normalised, {objective}, lambda=100", metric, tier)
+        for objective in ("tail_sum", "nuclear")
+        for key, metric, tier in (("unit_hard", "Unit", "hard"), ("iloc", "I-Loc", "standard"))
+    },
     # LAR's predictive value (notebook 02)
     "predictive.pooled.lar.auc": Lookup(
         "02_predictive_summary", {"method": "pooled", "variants": "lar"}, "auc_loss_for_miss"

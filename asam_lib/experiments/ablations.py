@@ -179,6 +179,11 @@ RCSL_DESIGN = (
     *[_rank(f"block output, lambda={w:g}", w) for w in (1.0, 10.0, 100.0, 1000.0)],
     *[_rank(f"block output centred, lambda={w:g}", w, centre=True) for w in (10.0, 100.0)],
     *[_rank(f"block output row-normalised, lambda={w:g}", w, normalise=True) for w in (100.0, 1000.0)],
+    # the other RCSL objectives (rcsl.OBJECTIVES) at the row-normalised form
+    *[
+        _rank(f"block output row-normalised, {objective}, lambda=100", 100.0, normalise=True, objective=objective)
+        for objective in ("tail_sum", "nuclear")
+    ],
     _rank("what the edit adds, lambda=100", 100.0, site="edit_delta"),
     _rank("Patch neurons, lambda=100", 100.0, site="patch_keys"),
     _rank("FT-L3 without RCSL", 0.0, FTL3),
