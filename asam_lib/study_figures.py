@@ -1,0 +1,146 @@
+"""The figures of notebook 04 (edit and evaluate), each drawn from the tables the study saves.
+
+Every function takes tidy tables (those of :mod:`asam_lib.study_tables` and :mod:`asam_lib.summaries`, or the
+same tables read back from ``results/``) and returns a figure; the notebook shows and saves it
+(:func:`asam_lib.plots.show`). Drawing never re-runs an edit. The building blocks (interval bars and lines, the
+paired forest) are :mod:`asam_lib.plots`'; the methods' colours come from the method registry
+(:func:`asam_lib.methods.colours`), passed in.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from asam_lib import plots
+
+SHARE = "share (exact / agreement)"  # the y label of every panel of shares
+LOG_T = "edits applied (T, log)"  # the x label of every sequential panel
+
+
+def main_table_figure(
+    summary: pd.DataFrame, tasks: Sequence[str], methods: Sequence[str], colours: dict[str, str]
+) -> plt.Figure:
+    """The main table as bars, one row of panels per task: the binary view (shaded) beside the knowledge unit and
+    its hard tier (:data:`asam_lib.plots.TIER_PANELS`), mean and 95% CI of ``summary``
+    (:func:`asam_lib.summaries.summary_over_edits` by task, tier, method, metric)."""
+    labelled = plots.tier_labelled(summary)
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(12, 3.3 * len(tasks)), sharex=True, squeeze=False)
+    for ax, task in zip(axes[:, 0], tasks):
+        panels = list(plots.TIER_PANELS.values())
+        plots.interval_bars(ax, labelled[labelled.task == task], "label", panels, "method", methods, colours)
+        ax.set(ylim=(0, 1.05), ylabel=SHARE, title=f"{task.upper()}")
+        ax.axvspan(*plots.BINARY_SPAN, color="0.92", zorder=0)
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.suptitle(
+        "The binary view (shaded) beside the knowledge unit and its hard tier (known members); "
+        "95% CI over seeds and edits"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def distance_figure(
+    curve: pd.DataFrame, image_curve: pd.DataFrame, methods: Sequence[str], colours: dict[str, str]
+) -> plt.Figure:
+    """Unit consistency against distance from the edit input (:func:`asam_lib.summaries.distance_curve`'s
+    tables): left the latent-distance bins of ``curve``, right the image-distance bins of ``image_curve``; each
+    point a bin at its mean distance, 95% CI over seeds. Each latent bin's number of edits (its ``n_edits``, the
+    same for every method) is written at the foot of the left panel (:func:`edits_per_bin`)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    for ax, data, label in [
+        (axes[0], curve, "latent distance (cosine; standard tier)"),
+        (axes[1], image_curve, "image distance (standard + hard tiers)"),
+    ]:
+        sns.lineplot(
+            data,
+            x="distance",
+            y="exact",
+            hue="method",
+            hue_order=methods,
+            palette=colours,
+            marker="o",
+            errorbar=("ci", 95),
+            seed=0,
+            ax=ax,
+            legend=ax is axes[1],
+        )
+        ax.set(xlabel=label, ylabel="share of members on the new answer", ylim=(0, 1.05))
+    for distance, n_edits in edits_per_bin(curve).items():
+        axes[0].annotate(f"{n_edits}", (distance, 0.02), ha="center", va="bottom", fontsize=7, color="0.35")
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(
+        "VQA: unit consistency against distance from the edit input (left, under each bin: its number of edits)"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def edits_per_bin(curve: pd.DataFrame) -> pd.Series:
+    """Per bin of ``curve`` (indexed by its mean ``distance``), the number of edits with a member in it: the sum
+    over seeds of its ``n_edits``, taken from the first method (every method edits the same cases)."""
+    first = curve[curve.method == curve.method.iloc[0]]
+    return first.groupby("distance").n_edits.sum().astype(int)
+
+
+def sequential_figure(summary: pd.DataFrame, methods: Sequence[str], colours: dict[str, str], title: str) -> plt.Figure:
+    """Sequential editing: Rel, TI-Gen, T-Loc and I-Loc of ``summary``
+    (:func:`asam_lib.study_tables.sequential_tables`) against the number of edits applied, one line per method."""
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.3), sharey=True)
+    for ax, metric in zip(axes, ["Rel", "TI-Gen", "T-Loc", "I-Loc"]):
+        plots.interval_lines(ax, summary[summary.metric == metric], "T", "method", methods, colours, True)
+        ax.set(xlabel=LOG_T, title=metric, ylim=(0, 1.05))
+    axes[0].set_ylabel(SHARE)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(0.885, 0.5), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    return fig
+
+
+def firing_figure(summary: pd.DataFrame, methods: Sequence[str], colours: dict[str, str]) -> plt.Figure:
+    """Where the patches fire as edits accumulate (:func:`asam_lib.study_tables.firing_summary`): left the patches
+    firing per unrelated input, right the share of its unit on which an edit's own patch fires. The right axis
+    spans the intervals drawn (coverage sits near one, where a 0-1 axis shows a flat line) with a margin."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    for ax, metric, label, title in [
+        (axes[0], "misfire rate", "patches firing per input", "Misfires: patches firing on an unrelated input"),
+        (axes[1], "own patch fires", "share of the unit's members", "Coverage: an edit's own patch on its unit"),
+    ]:
+        plots.interval_lines(ax, summary[summary.metric == metric], "T", "method", methods, colours, True)
+        ax.set(xlabel=LOG_T, ylabel=label, title=title)
+    axes[1].set_ylim(*share_range(summary[summary.metric == "own patch fires"]))
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("Where the patches fire (VQA; 95% CI over seeds and edits)")
+    fig.tight_layout()
+    return fig
+
+
+def share_range(table: pd.DataFrame, margin: float = 0.1, least: float = 0.05) -> tuple[float, float]:
+    """A y range for shares that shows the differences in ``table`` (columns ci_low, ci_high): the span of its
+    intervals widened by ``margin`` of itself on each side (at least ``least`` wide), kept within [0, 1.05]."""
+    low, high = float(table.ci_low.min()), float(table.ci_high.max())
+    pad = max(high - low, least) * margin
+    return max(0.0, low - pad), min(1.05, max(high + pad, low + least))
+
+
+def steps_figure(steps: pd.DataFrame, methods: Sequence[str], colours: dict[str, str]) -> plt.Figure:
+    """Optimiser steps per edit, per task and method, from the per-edit ``steps`` rows (95% CI over edits)."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    sns.barplot(
+        steps,
+        x="task",
+        y="value",
+        hue="method",
+        hue_order=methods,
+        palette=colours,
+        errorbar=("ci", 95),
+        seed=0,
+        ax=ax,
+    )
+    ax.set(xlabel="", ylabel="optimiser steps per edit", title="Cost of an edit in optimiser steps")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
