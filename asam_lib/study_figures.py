@@ -144,3 +144,47 @@ def steps_figure(steps: pd.DataFrame, methods: Sequence[str], colours: dict[str,
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
+
+
+ABLATION_PANELS = [
+    ("standard", "I-Gen", "I-Gen"),
+    ("standard", "TI-Gen", "TI-Gen"),
+    ("hard", "Unit", "Unit, hard tier (known)"),
+    ("standard", "T-Loc", "T-Loc"),
+    ("standard", "I-Loc", "I-Loc"),
+]  # (tier, metric, label) of the ablation figure's panels
+SENSITIVITY_PANELS = [
+    ("standard", "I-Gen", "I-Gen"),
+    ("hard", "Unit", "Unit, hard (known)"),
+    ("standard", "I-Loc", "I-Loc"),
+]
+
+
+def ablation_figure(
+    paired: pd.DataFrame, pairs: Sequence[tuple[str, str]], n_edits: int, n_seeds: int, colour: str
+) -> plt.Figure:
+    """The ablation study's paired differences (:func:`asam_lib.summaries.paired_differences` of ``pairs``, rows
+    in their order) as a forest, one panel per :data:`ABLATION_PANELS`. Each row is its first method minus its
+    second (ASAM minus an ablation, and the controls' other pairs, e.g. RCSL alone minus Patch)."""
+    return plots.paired_forest(
+        paired,
+        [f"{a} - {b}" for a, b in pairs],
+        ABLATION_PANELS,
+        f"Paired differences on the same VQA edits: each row's first method minus its second "
+        f"({n_edits} edits, {n_seeds} seed(s))",
+        colour,
+    )
+
+
+def sensitivity_figure(
+    paired: pd.DataFrame, knobs: Sequence[str], defaults: dict[str, str], n_edits: int, n_seeds: int
+) -> plt.Figure:
+    """The sensitivity study (:func:`asam_lib.study_tables.sensitivity_comparisons`' ASAM settings; the Patch
+    rows are left out): one panel per knob, each setting minus ASAM's default, :data:`SENSITIVITY_PANELS`."""
+    return plots.sensitivity_panels(
+        paired[~paired.comparison.str.startswith("Patch")],
+        knobs,
+        defaults,
+        SENSITIVITY_PANELS,
+        f"Sensitivity: each setting minus ASAM's default, paired ({n_edits} VQA edits, {n_seeds} seed(s))",
+    )

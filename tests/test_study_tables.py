@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 
 from asam_lib import paths
-from asam_lib.summaries import distance_curve
 from asam_lib.study_tables import (
     binary_overstatement,
     distance_curves,
@@ -20,6 +19,7 @@ from asam_lib.study_tables import (
     steps_table,
     wall_clock,
 )
+from asam_lib.summaries import distance_curve
 
 
 def _rows(group, method, metric, values, task="vqa", tier="standard", seed=0, protocol="exact"):
