@@ -9,6 +9,10 @@ sensitivity grid :mod:`asam_lib.ablations`'; its summaries are :mod:`asam_lib.su
 
 Wall-clock times are not reproducible, so they are split off into their own table
 (:func:`split_timings`), written under ``build/`` rather than ``results/``.
+
+Notebook 04 makes every job of its study with :func:`edit_study_jobs` and gets their tidy rows, run or read back from
+``results/``, with :func:`study_rows`; its tables are :mod:`asam_lib.study_tables`', its figures
+:mod:`asam_lib.study_figures`'.
 """
 
 from __future__ import annotations

@@ -63,15 +63,16 @@ def per_edit_mean(rows: pd.DataFrame, group: str = "main", metric: str | None = 
 
 
 def steps_table(single: pd.DataFrame) -> pd.DataFrame:
-    """Optimiser steps per edit (mean, and the number of edits) of every editor of the main table (its
-    same-budget control too) and of the ablations: columns group, task, method, steps, n_edits."""
-    return (
-        single[(single.metric == "steps") & single.group.isin(["main", "ablation"])]
-        .groupby(["group", "task", "method"])
-        .value.agg(["mean", "count"])
-        .reset_index()
-        .rename(columns={"mean": "steps", "count": "n_edits"})
-    )
+    """The cost of an edit, exact, of every editor of the main table (its same-budget control too) and of the
+    ablations: columns group, task, method, ``steps`` (optimiser steps per edit, mean), ``forward_passes``
+    (passes through the edit block per edit in the training loop, mean; :func:`asam_lib.harness.edit_and_evaluate`)
+    and ``n_edits``."""
+    keys = ["group", "task", "method"]
+    rows = single[single.group.isin(["main", "ablation"])]
+    steps = rows[rows.metric == "steps"].groupby(keys).value.agg(["mean", "count"])
+    passes = rows[rows.metric == "forward passes"].groupby(keys).value.mean().rename("forward_passes")
+    table = steps.rename(columns={"mean": "steps", "count": "n_edits"}).join(passes)
+    return table[["steps", "forward_passes", "n_edits"]].reset_index()
 
 
 def steps_on_edits(single: pd.DataFrame, edits: pd.DataFrame, task: str, order: Sequence[str]) -> pd.Series:

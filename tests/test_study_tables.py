@@ -53,10 +53,11 @@ def test_binary_overstatement_is_the_binary_i_gen_minus_each_tier():
     assert row["- hard I-Gen"] == pytest.approx(0.4)
 
 
-def test_steps_per_edit_counts_the_edits_of_main_and_ablation_only():
+def test_the_cost_table_gives_steps_and_forward_passes_per_edit_of_main_and_ablation_only():
     single = pd.concat(
         [
             _rows("main", "ASAM", "steps", [10.0, 20.0]),
+            _rows("main", "ASAM", "forward passes", [29.0, 49.0]),
             _rows("main", "ASAM", "Rel", [1.0, 1.0]),
             _rows("ablation", "without LAR", "steps", [4.0, 6.0, 8.0]),
             _rows("sensitivity", "K=2", "steps", [99.0]),
@@ -64,8 +65,9 @@ def test_steps_per_edit_counts_the_edits_of_main_and_ablation_only():
     )
     table = steps_table(single).set_index("method")
     assert set(table.index) == {"ASAM", "without LAR"}  # not the sensitivity group
-    assert table.loc["ASAM", "steps"] == 15.0 and table.loc["ASAM", "n_edits"] == 2
+    assert table.loc["ASAM", ["steps", "forward_passes", "n_edits"]].tolist() == [15.0, 39.0, 2]
     assert table.loc["without LAR", "steps"] == 6.0 and table.loc["without LAR", "n_edits"] == 3
+    assert pd.isna(table.loc["without LAR", "forward_passes"])  # not counted: left empty, not zero
     assert per_edit_mean(single, metric="steps").loc["vqa", "ASAM"] == 15.0
     only_first = steps_on_edits(single, pd.DataFrame({"seed": [0], "case": ["vqa-0"]}), "vqa", ["ASAM", "Patch"])
     assert only_first["ASAM"] == 10.0 and pd.isna(only_first["Patch"])  # Patch did not run: NaN, in order
