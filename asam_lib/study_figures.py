@@ -48,8 +48,8 @@ def distance_figure(
 ) -> plt.Figure:
     """Unit consistency against distance from the edit input (:func:`asam_lib.summaries.distance_curve`'s
     tables): left the latent-distance bins of ``curve``, right the image-distance bins of ``image_curve``; each
-    point a bin at its mean distance, 95% CI over seeds. Each latent bin's number of edits (its ``n_edits``, the
-    same for every method) is written at the foot of the left panel (:func:`edits_per_bin`)."""
+    point a bin at its mean distance, 95% CI over seeds. The title gives each latent bin's number of edits, nearest
+    bin first (:func:`edits_per_bin`)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
     for ax, data, label in [
         (axes[0], curve, "latent distance (cosine; standard tier)"),
@@ -69,12 +69,9 @@ def distance_figure(
             legend=ax is axes[1],
         )
         ax.set(xlabel=label, ylabel="share of members on the new answer", ylim=(0, 1.05))
-    for distance, n_edits in edits_per_bin(curve).items():
-        axes[0].annotate(f"{n_edits}", (distance, 0.02), ha="center", va="bottom", fontsize=7, color="0.35")
     axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle(
-        "VQA: unit consistency against distance from the edit input (left, under each bin: its number of edits)"
-    )
+    counts = ", ".join(str(n) for n in edits_per_bin(curve))
+    fig.suptitle(f"VQA: unit consistency against distance from the edit input (edits per latent bin: {counts})")
     fig.tight_layout()
     return fig
 
@@ -120,10 +117,12 @@ def firing_figure(summary: pd.DataFrame, methods: Sequence[str], colours: dict[s
 
 def share_range(table: pd.DataFrame, margin: float = 0.1, least: float = 0.05) -> tuple[float, float]:
     """A y range for shares that shows the differences in ``table`` (columns ci_low, ci_high): the span of its
-    intervals widened by ``margin`` of itself on each side (at least ``least`` wide), kept within [0, 1.05]."""
-    low, high = float(table.ci_low.min()), float(table.ci_high.max())
-    pad = max(high - low, least) * margin
-    return max(0.0, low - pad), min(1.05, max(high + pad, low + least))
+    intervals, at least ``least`` wide (stretched downwards: shares end at one), with ``margin`` of that span on
+    each side, kept within [0, 1 + margin x span]."""
+    high = min(float(table.ci_high.max()), 1.0)
+    low = min(float(table.ci_low.min()), high - least)
+    pad = (high - low) * margin
+    return max(0.0, low - pad), high + pad
 
 
 def steps_figure(steps: pd.DataFrame, methods: Sequence[str], colours: dict[str, str]) -> plt.Figure:
