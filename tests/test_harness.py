@@ -19,7 +19,7 @@ from asam_lib.evaluation.harness import (
 )
 from asam_lib.mllm.prompting import PromptEncoder
 
-from helpers import weights
+from helpers import changed_weights, weights
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,8 @@ def test_single_and_sequential_runs_give_tidy_rows_and_restore_the_model(setup):
     model, encoder, _, cases = setup
     before = weights(model)
     single = run_single(model, encoder, {"Patch": Patch()}, cases[:2], seed=0)
-    assert set(single.metric) == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds", "steps"}
+    counts = {"seconds", "steps", "forward passes"}
+    assert set(single.metric) == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", *counts}
     assert set(single.protocol) == {
         "token_acc",
         "exact",
@@ -199,3 +200,30 @@ def test_firing_rows_count_where_each_edit_s_patch_fires_and_none_without_patche
         assert firing_rows(model, encoder, cases[:1], cases[:1], layer=2) == []
     finally:
         handle.restore()
+
+
+def test_forward_passes_count_every_pass_of_the_training_loop_exactly(setup):
+    """Patch: one pass of the edit input and one of the support items per step (none without the locality term).
+    ASAM: the same per step, plus a fixed number per LAR search, one search every ``refresh`` steps (at step 0)."""
+    from dataclasses import replace
+
+    from asam_lib.editors.asam import ASAM
+
+    model, encoder, _, cases = setup
+    before = weights(model)
+
+    def passes(editor, steps: int, **config) -> int:
+        editor = editor.with_config(replace(editor.config, steps=steps, stop_loss=0.0, **config))  # all steps
+        handle = editor.edit(model, encoder, cases[0].request, seed=0)
+        try:
+            assert handle.steps == steps
+            return handle.forward_passes
+        finally:
+            handle.restore()
+
+    assert passes(Patch(), 3) == 6 and passes(Patch(), 3, lambda_loc=0.0) == 3
+    refresh = ASAM().lar.refresh
+    one_search, two_searches = passes(ASAM(), refresh), passes(ASAM(), refresh + 2)
+    per_search = one_search - 2 * refresh
+    assert per_search > 0 and two_searches == 2 * (refresh + 2) + 2 * per_search
+    assert not changed_weights(model, before)

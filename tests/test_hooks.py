@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asam_lib.mllm.hooks import module_input
+from asam_lib.mllm.hooks import counted_calls, module_input
 
 
 def test_module_input_returns_what_the_module_received():
@@ -37,3 +37,17 @@ def test_a_module_that_is_never_called_is_an_error():
     with pytest.raises(RuntimeError, match="Linear was not called"):
         module_input(layer, lambda: None)
     assert not layer._forward_pre_hooks
+
+
+def test_counted_calls_count_completed_passes_only_and_the_hook_goes_away():
+    first, second = torch.nn.Linear(3, 3), torch.nn.Linear(3, 2)
+    x = torch.randn(5, 3)
+    with counted_calls(second) as count:
+        second(first(x))  # a batch of 5: one call
+        second(first(x[:1]))
+        module_input(second, lambda: second(first(x)))  # stopped before the module runs: not counted
+    assert count.calls == 2 and not second._forward_hooks
+    with pytest.raises(RuntimeError), counted_calls(second) as count:
+        second(x)
+        raise RuntimeError("boom")
+    assert count.calls == 1 and not second._forward_hooks

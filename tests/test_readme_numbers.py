@@ -60,7 +60,6 @@ FIXED = {
     "is under 0.03": "notebook 04 asserts this bound on the selected RCSL",
     "by 0.03 or more": "notebook 04 asserts this bound on the sensitivity study",
     "much below about 0.05": "the sensitivity study's resolution, an estimate from its 9 edits per setting",
-    "reproduces 83-86%": "an earlier development probe, not rerun by make figures (notebook 04 says so)",
     "(TI-Gen 0.77 against 0.85)": "an earlier development probe, not rerun by make figures (notebook 04 says so)",
     "(AUCs below 0.75)": "test_claims.py asserts this bound on 02_predictive_summary.csv",
 }

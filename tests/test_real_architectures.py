@@ -76,8 +76,11 @@ def test_an_edit_changes_the_model_is_evaluated_and_rolls_back_exactly(method, t
         seed=0,
     )
     metrics = {(r["metric"], r["protocol"]): r["value"] for r in rows}
-    assert {m for m, _ in metrics} == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", "seconds", "steps"}
-    assert all(0.0 <= v <= 1.0 for (m, _), v in metrics.items() if m not in ("seconds", "steps"))
+    counts = ("seconds", "steps", "forward passes")
+    assert {m for m, _ in metrics} == {"Rel", "T-Gen", "I-Gen", "TI-Gen", "Unit", "T-Loc", "I-Loc", *counts}
+    assert all(0.0 <= v <= 1.0 for (m, _), v in metrics.items() if m not in counts)
+    # every step passes through the edit block at least once (the edit input's loss)
+    assert metrics[("forward passes", "count")] >= metrics[("steps", "count")] >= 1
     assert not changed_weights(model, before)
 
 

@@ -80,3 +80,69 @@ def test_the_predictive_mode_gives_one_row_per_edit():
     )
     assert len(rows) == 2 and members.empty
     assert {"lar_loss", "noise_loss", "lar_failure", "Unit"} <= set(rows.columns) and rows.group.eq("predictive").all()
+
+
+def _study_jobs(**changes):
+    from asam_lib.experiments.study import edit_study_jobs
+
+    sizes = dict(n_edits=4, n_ablation=2, n_sensitivity=3, n_sequential=5, n_sequential_every_seed=3)
+    sizes |= dict(checkpoints=[1, 3, 5], firing_probe=2)
+    return edit_study_jobs([0, 1], ["vqa", "caption"], **(sizes | changes))
+
+
+def test_notebook_04s_jobs_run_the_sequential_study_first_and_headroom_on_the_embedded_world_only():
+    from asam_lib.experiments.ablations import HEADROOM, ablation_editors, sensitivity_editors
+
+    jobs = _study_jobs()
+    groups = [job.group for job in jobs]
+    assert groups[0] == "sequential" and groups.count("sequential") == 8  # 4 editors x 2 seeds
+    assert [j.n_edits for j in jobs if j.group == "sequential"] == [5] * 4 + [3] * 4  # the first seed longest
+    assert [(j.task, j.seed) for j in jobs if j.group == "main"] == [
+        ("caption", 0),
+        ("caption", 1),
+        ("vqa", 0),
+        ("vqa", 1),
+    ]
+    assert groups.count("ablation") == 2 * (len(ablation_editors()) - 1)  # ASAM itself is the main table's
+    assert groups.count("sensitivity") == 2 * len(sensitivity_editors())
+    headroom = [j for j in jobs if j.group == "headroom"]
+    assert [list(j.editors) for j in headroom] == [[name] for name in HEADROOM] and {j.split for j in headroom} == {
+        "dev"
+    }
+    on_files = _study_jobs(data={"vqa": "v.json", "caption": "c.json"})
+    assert "headroom" not in {j.group for j in on_files} and {j.data for j in on_files} == {"v.json", "c.json"}
+
+
+def test_notebook_04s_jobs_refuse_sizes_that_break_its_reuse_of_edits_and_missing_files():
+    with pytest.raises(ValueError, match="n_ablation 5 > n_edits 4"):
+        _study_jobs(n_ablation=5)
+    with pytest.raises(ValueError, match=r"no MMEdit file for task\(s\) \['caption'\]"):
+        _study_jobs(data={"vqa": "v.json"})
+
+
+def test_memory_options_reach_every_editor_of_every_job():
+    jobs = _study_jobs(memory={"checkpoint_blocks": True})
+    assert all(e.config.checkpoint_blocks for job in jobs for e in job.editors.values())
+
+
+def test_the_sequential_studys_calibrated_asam_is_the_ablations_entry():
+    from asam_lib.evaluation.harness import editor_config
+    from asam_lib.experiments.ablations import ablation_editors
+    from asam_lib.experiments.study import sequential_study_editors
+
+    editors = sequential_study_editors()
+    assert list(editors) == ["Patch", "GRACE", "ASAM", "ASAM calibrated"]
+    assert editor_config(editors["ASAM calibrated"]) == editor_config(ablation_editors()["ASAM calibrated"])
+    assert editor_config(editors["ASAM calibrated"]) != editor_config(editors["ASAM"])
+
+
+def test_study_rows_read_back_what_they_saved_with_an_integer_t(tmp_path):
+    from asam_lib.experiments.study import study_rows
+
+    single = pd.DataFrame({"group": ["main"], "case": ["vqa-0"], "metric": ["Rel"], "value": [1.0]})
+    sequential = pd.DataFrame({"group": ["sequential"], "T": [3.0], "metric": ["Rel"], "value": [1.0]})
+    members = pd.DataFrame({"group": ["main"], "case": ["vqa-0"], "exact": [1.0]})
+    for name, table in [("per_edit", single), ("sequential", sequential), ("members", members)]:
+        table.to_csv(tmp_path / f"04_{name}.csv", index=False)
+    rows = study_rows([], workers=1, folder=tmp_path, recompute=False)
+    assert rows.sequential["T"].dtype.kind == "i" and rows.single.equals(single) and rows.members.equals(members)

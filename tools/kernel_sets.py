@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -91,13 +90,8 @@ def sequential_tables(committed: Path, workers: int) -> dict[str, pd.DataFrame]:
     """Notebook 04's sequential study, rerun in this process's kernels: its three tables as notebook 04 saves them
     (the calibrated option's targets are judged with the committed single-edit comparison, which they read)."""
     from asam_lib.evaluation.harness import tidy
-    from asam_lib.evaluation.summaries import (
-        SEQUENTIAL_TARGETS,
-        primary_rows,
-        sequential_target_checks,
-        summary_over_edits,
-    )
     from asam_lib.experiments.study import run_jobs, sequential_study_jobs, split_timings
+    from asam_lib.experiments.study_tables import sequential_tables as summarised
 
     p = figures_parameters()
     jobs = sequential_study_jobs(
@@ -105,12 +99,8 @@ def sequential_tables(committed: Path, workers: int) -> dict[str, pd.DataFrame]:
     )
     rows, _ = run_jobs(jobs, workers=workers)
     sequential = tidy(split_timings(rows)[0])
-    summary = summary_over_edits(primary_rows(sequential.astype({"T": int})), by=("method", "T", "metric"))
-    at_T = max(t for t in p["checkpoints"] if t <= min(p["n_sequential_every_seed"], SEQUENTIAL_TARGETS.at_T))
     paired = pd.read_csv(committed / "04_ablations_paired.csv")
-    targets = sequential_target_checks(
-        summary, paired, "ASAM calibrated", targets=replace(SEQUENTIAL_TARGETS, at_T=at_T)
-    )
+    summary, targets = summarised(sequential, paired, p["checkpoints"], p["n_sequential_every_seed"], "ASAM calibrated")
     return dict(zip(SEQUENTIAL_TABLES, (sequential, tidy(summary), tidy(targets))))
 
 

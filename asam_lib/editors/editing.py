@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from asam_lib.common.seeding import torch_generator
 from asam_lib.mllm.architectures import architecture, edit_layer_mlp, language_layers
 from asam_lib.mllm.forward import FixedInputs, forward_embeds, joint_embeddings
+from asam_lib.mllm.hooks import counted_calls
 from asam_lib.mllm.memory import LoopMemory, checkpointed_blocks
 from asam_lib.mllm.precision import adam, at_least_float32
 from asam_lib.mllm.prompting import Batch, Item, PromptEncoder, answer_logits
@@ -107,6 +108,7 @@ class EditHandle:
     _undo: Callable[[], None] = field(repr=False)
     originals: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     restored: bool = False
+    forward_passes: int | None = None  # through the edit layer in the training loop (None: not counted)
 
     def restore(self) -> None:
         """Return the model to the weights it had before this edit (bit-exact)."""
@@ -424,8 +426,10 @@ class Editor:
         optimiser = adam(installed.params, lr=self.config.lr)
         history: list[dict[str, float]] = []
         try:
+            edit_block = language_layers(model)[self.config.layer]
             with checkpointed_blocks(model, self.config.layer, context.memory.checkpoint_blocks):
-                self._train(model, context, installed, optimiser, history, trace_gradients)
+                with counted_calls(edit_block) as passes:  # the loop's cost, exact: LAR's search included
+                    self._train(model, context, installed, optimiser, history, trace_gradients)
             originals = installed.finalize() or installed.originals
         except BaseException:
             installed.undo()
@@ -433,8 +437,9 @@ class Editor:
         finally:
             for p, flag in frozen:
                 p.requires_grad_(flag)
+        seconds = time.perf_counter() - start
         return EditHandle(
-            self.name, request.name, len(history), time.perf_counter() - start, history, installed.undo, originals
+            self.name, request.name, len(history), seconds, history, installed.undo, originals, False, passes.calls
         )
 
     def _train(

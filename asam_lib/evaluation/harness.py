@@ -309,11 +309,13 @@ def edit_and_evaluate(
     generation: bool = False,
 ) -> list[dict]:
     """Tidy rows of one edit from the current model, rolled back afterwards: every metric plus a
-    ``seconds`` metric (time of the edit) and a ``steps`` metric (optimiser steps it took). ``members``, if a
-    list, receives per-member rows; ``unedited``: see :meth:`asam_lib.editors.editing.Editor.edit`; ``inputs``: the
-    evaluation batches kept between edits of the same cases (:class:`EvaluationInputs`). ``probes``: questions
-    with their own answers measured on the edited model too (:func:`asam_lib.evaluation.metrics.probe_rows`, e.g.
-    VLKEB's portability); ``generation``: also the ``generation_exact`` protocol of the standard unit and the probes."""
+    ``seconds`` metric (time of the edit), a ``steps`` metric (optimiser steps it took) and, for editors of the
+    shared loop, a ``forward passes`` metric (passes through the edit block in that loop, LAR's search included:
+    :attr:`asam_lib.editors.editing.EditHandle.forward_passes`). ``members``, if a list, receives per-member rows;
+    ``unedited``: see :meth:`asam_lib.editors.editing.Editor.edit`; ``inputs``: the evaluation batches kept between
+    edits of the same cases (:class:`EvaluationInputs`). ``probes``: questions with their own answers measured on the
+    edited model too (:func:`asam_lib.evaluation.metrics.probe_rows`, e.g. VLKEB's portability); ``generation``: also
+    the ``generation_exact`` protocol of the standard unit and the probes."""
     with editor.edit(model, encoder, case.request, seed=seed, unedited=unedited) as handle:
         metrics, member_rows = evaluate_tiers(model, encoder, case, reference, inputs, editor.config.layer)
         protocols = (*TEACHER_FORCED, GENERATION) if generation else TEACHER_FORCED
@@ -323,10 +325,14 @@ def edit_and_evaluate(
     base = {"method": method, "config": editor_config(editor), "seed": seed, "task": task, "case": case.request.name}
     if members is not None:
         members += [{**base, **m} for m in member_rows if m["tier"] != "binary"]
-    return [{**base, **m} for m in metrics] + [
+    rows = [{**base, **m} for m in metrics] + [
         {**base, "tier": "standard", "metric": "seconds", "protocol": "wall", "value": handle.seconds},
         {**base, "tier": "standard", "metric": "steps", "protocol": "count", "value": float(handle.steps)},
     ]
+    if handle.forward_passes is not None:
+        passes = float(handle.forward_passes)
+        rows.append({**base, "tier": "standard", "metric": "forward passes", "protocol": "count", "value": passes})
+    return rows
 
 
 def evaluate_tiers(
@@ -364,9 +370,9 @@ def run_single(
     inputs: EvaluationInputs | None = None,
 ) -> pd.DataFrame:
     """Each editor on each case from the base model, rolled back after each edit. Adds a ``seconds``
-    metric (time per edit) and a ``steps`` metric (optimiser steps the edit took). ``members``, if a list,
-    receives per-member rows for distance curves; ``inputs``: kept evaluation inputs of these cases
-    (:class:`EvaluationInputs`; default: new ones for this run)."""
+    metric (time per edit), a ``steps`` and a ``forward passes`` metric (see :func:`edit_and_evaluate`).
+    ``members``, if a list, receives per-member rows for distance curves; ``inputs``: kept evaluation inputs of
+    these cases (:class:`EvaluationInputs`; default: new ones for this run)."""
     rows = []
     inputs = EvaluationInputs(model, encoder) if inputs is None else inputs
     references = [inputs.reference(c) for c in cases]  # on the base model, before any edit

@@ -350,10 +350,14 @@ def distance_bins(values: pd.Series, edges: Sequence[float] | None = None, n_bin
 def distance_curve(members: pd.DataFrame, column: str, edges: list[float]) -> pd.DataFrame:
     """Share of evaluated members on the new answer per distance bin of ``column`` (fixed ``edges``, see
     :func:`distance_bins`), per method and seed: columns method, seed, bin, exact, n, and ``distance``: the mean
-    distance of the bin's members over every method and seed (where to plot the bin on a numeric axis)."""
+    distance of the bin's members over every method and seed (where to plot the bin on a numeric axis). Where
+    ``members`` name their edit (a ``case`` column), also ``n_edits``: how many edits have a member in the bin."""
     evaluated = members[members.kind != "anchor"]
     binned = distance_bins(evaluated[column], edges)
     evaluated = evaluated.assign(bin=binned["bin"])
-    out = evaluated.groupby(["method", "seed", "bin"], observed=True).exact.agg(["mean", "size"]).reset_index()
+    grouped = evaluated.groupby(["method", "seed", "bin"], observed=True)
+    out = grouped.exact.agg(["mean", "size"]).reset_index()
+    if "case" in evaluated:
+        out["n_edits"] = grouped.case.nunique().to_numpy()
     centres = binned.groupby("bin", observed=True).centre.first().rename("distance")
     return out.rename(columns={"mean": "exact", "size": "n"}).merge(centres, left_on="bin", right_index=True)

@@ -143,6 +143,10 @@ CONTROLS = (
 )
 
 
+# ASAM without RCSL with LAR's and with random variants: where RCSL has room to act (notebook 04's development edits)
+HEADROOM = ("without RCSL", "random variants, without RCSL")
+
+
 def ablation_pairs() -> list[tuple[str, str]]:
     """The paired comparisons of the ablation study: ASAM against each ablation at its defaults and against
     Patch; RCSL at its selected configuration against ASAM without RCSL and against itself without asymmetry."""
@@ -155,12 +159,18 @@ def ablation_pairs() -> list[tuple[str, str]]:
         *[("ASAM", name) for name in [*defaults, "Patch"]],
         ("RCSL selected", "without RCSL"),
         ("RCSL selected", "RCSL selected, without asymmetry"),
-        # the same-budget controls: what ASAM, LAR and RCSL add beyond training longer
+        *control_pairs(),
+    ]
+
+
+def control_pairs() -> list[tuple[str, str]]:
+    """The controls' paired comparisons, the last of :func:`ablation_pairs`: the same-budget ones (what ASAM, LAR
+    and RCSL add beyond training longer), then RCSL where it has room to act."""
+    return [
         ("ASAM", PATCH_AT_FULL_BUDGET),
         ("ASAM", "without LAR, all 30 steps"),
         ("RCSL alone, lambda_rank=100", "Patch"),
         ("RCSL alone, all 30 steps", PATCH_AT_FULL_BUDGET),
-        # RCSL where it has room to act
         ("random variants, RCSL selected", "random variants, without RCSL"),
     ]
 

@@ -9,6 +9,10 @@ sensitivity grid :mod:`asam_lib.experiments.ablations`'; its summaries are :mod:
 
 Wall-clock times are not reproducible, so they are split off into their own table
 (:func:`split_timings`), written under ``build/`` rather than ``results/``.
+
+Notebook 04 makes every job of its study with :func:`edit_study_jobs` and gets their tidy rows, run or read back from
+``results/``, with :func:`study_rows`; its tables are :mod:`asam_lib.experiments.study_tables`', its figures
+:mod:`asam_lib.figures.study_figures`'.
 """
 
 from __future__ import annotations
@@ -22,9 +26,24 @@ import pandas as pd
 from asam_lib.common import paths
 from asam_lib.data.case_cache import cases_folder
 from asam_lib.editors import methods
-from asam_lib.editors.editing import Editor
-from asam_lib.evaluation.harness import EvaluationInputs, HarnessConfig, build_cases, run_sequential, run_single
-from asam_lib.experiments.ablations import CALIBRATED, editors
+from asam_lib.editors.editing import Editor, with_changes
+from asam_lib.evaluation.harness import (
+    EvaluationInputs,
+    HarnessConfig,
+    build_cases,
+    run_sequential,
+    run_single,
+    save_table,
+    tidy,
+)
+from asam_lib.experiments.ablations import (
+    CALIBRATED,
+    HEADROOM,
+    ablation_editors,
+    budget_controls,
+    editors,
+    sensitivity_editors,
+)
 from asam_lib.experiments.workers import run_in_workers
 
 TIMING_METRICS = ("seconds",)
@@ -261,3 +280,103 @@ def sequential_study_jobs(
         for seed, n in [(s, n_sequential if s == seeds[0] else n_sequential_every_seed) for s in seeds]
         for name, editor in sequential_study_editors().items()
     ]
+
+
+def edit_study_jobs(
+    seeds: list[int],
+    tasks: list[str],
+    n_edits: int,
+    n_ablation: int,
+    n_sensitivity: int,
+    n_sequential: int,
+    n_sequential_every_seed: int,
+    checkpoints: list[int],
+    firing_probe: int,
+    data: dict[str, str] | None = None,
+    memory: dict | None = None,
+    **assets,
+) -> list[Job]:
+    """Every job of notebook 04, longest first so that no worker is left with one at the end: the sequential study
+    (:func:`sequential_study_jobs`, VQA); the main table (the registered editors and Patch at ASAM's full budget,
+    :func:`asam_lib.experiments.ablations.budget_controls`) on ``n_edits`` edits per task and seed; the ablations (VQA)
+    on the main table's first ``n_ablation`` edits, whose ASAM is the main table's; the sensitivity grid (VQA,
+    ``n_sensitivity`` edits); and, on the embedded world only, where RCSL has room to act
+    (:data:`asam_lib.experiments.ablations.HEADROOM`, development edits of the first seed). ``data``: task -> MMEdit
+    file (None: the embedded world); ``memory``: edit-loop memory options of every editor
+    (:func:`asam_lib.editors.editing.with_changes`); ``assets``: :class:`Job`'s model fields."""
+    if n_ablation > n_edits:
+        raise ValueError(f"n_ablation {n_ablation} > n_edits {n_edits}: the ablations reuse the main table's edits")
+    data = data or {}
+    missing = [task for task in tasks if data and task not in data]
+    if missing:
+        raise ValueError(f"data names no MMEdit file for task(s) {missing}: give one per task, or set tasks")
+    ablation = ablation_editors()
+    jobs = sequential_study_jobs(
+        seeds, n_sequential, n_sequential_every_seed, checkpoints, firing_probe, data=data.get("vqa"), **assets
+    )
+    jobs += [
+        Job("main", task, seed, n_edits, methods.editors() | budget_controls(), data=data.get(task), **assets)
+        for task in reversed(tasks)
+        for seed in seeds
+    ]
+    jobs += [
+        Job("ablation", "vqa", seed, n_ablation, {name: editor}, data=data.get("vqa"), **assets)
+        for seed in seeds
+        for name, editor in ablation.items()
+        if name != "ASAM"
+    ]
+    jobs += [
+        Job("sensitivity", "vqa", seed, n_sensitivity, {name: editor}, data=data.get("vqa"), **assets)
+        for seed in seeds
+        for name, editor in sensitivity_editors().items()
+    ]
+    if not data:
+        jobs += [
+            Job("headroom", "vqa", seeds[0], n_ablation, {name: ablation[name]}, split="dev", **assets)
+            for name in HEADROOM
+        ]
+    return [replace(job, editors=with_changes(job.editors, memory or {})) for job in jobs]
+
+
+@dataclass
+class StudyRows:
+    """The rows of notebook 04's study, as saved under ``results/`` (:func:`asam_lib.evaluation.harness.tidy`):
+    ``single`` (single edits: main, ablation, sensitivity, headroom), ``sequential`` (with its ``T`` as an integer),
+    ``members`` (one row per evaluated unit member, with its edit's ``case``) and the wall-clock ``timings``
+    (this machine's, under ``build/``; empty where the edits did not run here)."""
+
+    single: pd.DataFrame
+    sequential: pd.DataFrame
+    members: pd.DataFrame
+    timings: pd.DataFrame
+
+
+STUDY_TABLES = {"single": "per_edit", "sequential": "sequential", "members": "members"}  # field -> 04_<name>.csv
+
+
+def study_rows(
+    jobs: list[Job], workers: int, folder: Path, recompute: bool = True, save: bool = False, prefix: str = "04"
+) -> StudyRows:
+    """Run ``jobs`` on ``workers`` processes (:func:`run_jobs`) and tidy their rows, or, without ``recompute`` and
+    when every table exists, read them back from ``folder`` (``prefix_<name>.csv``, :data:`STUDY_TABLES`).
+    ``save``: write the tables to ``folder`` and the timings under ``build/timings/``."""
+    files = {field: folder / f"{prefix}_{name}.csv" for field, name in STUDY_TABLES.items()}
+    timing_file = paths.BUILD / "timings" / f"{prefix}_timings.csv"
+    if recompute or not all(path.exists() for path in files.values()):
+        rows, members = run_jobs(jobs, workers=workers)
+        rows, timings = split_timings(rows)
+        tables = {
+            "single": tidy(rows[rows.group != "sequential"].drop(columns=["T", "edit_index"], errors="ignore")),
+            "sequential": tidy(rows[rows.group == "sequential"]),
+            "members": tidy(members.drop(columns=["config"]).round(4)),
+        }
+        if save:
+            for field, name in STUDY_TABLES.items():
+                save_table(tables[field], f"{prefix}_{name}", folder)
+            save_timings(timings, f"{prefix}_timings")
+    else:
+        tables = {field: pd.read_csv(path) for field, path in files.items()}
+        # wall-clock times are not committed: none on a fresh clone
+        timings = pd.read_csv(timing_file) if timing_file.exists() else tables["single"].iloc[:0]
+    tables["sequential"]["T"] = tables["sequential"]["T"].astype(int)  # every sequential row has its T
+    return StudyRows(**tables, timings=timings)

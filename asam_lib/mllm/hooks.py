@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
@@ -73,5 +74,29 @@ def module_io(module: torch.nn.Module, which: str = "output") -> Iterator[dict[s
     handle = module.register_forward_pre_hook(grab)
     try:
         yield captured
+    finally:
+        handle.remove()
+
+
+@dataclass
+class CallCount:
+    """How many forward calls of a module completed (see :func:`counted_calls`)."""
+
+    calls: int = 0
+
+
+@contextmanager
+def counted_calls(module: torch.nn.Module) -> Iterator[CallCount]:
+    """Inside the context, the yielded :class:`CallCount` counts the forward calls of ``module`` that complete (a
+    batched call counts once; a pass stopped before the module, as :func:`module_input` stops one, does not). The
+    hook is removed on exit, even on an exception; outputs are left as they are."""
+    count = CallCount()
+
+    def add(_module, _args, _output) -> None:
+        count.calls += 1
+
+    handle = module.register_forward_hook(add)
+    try:
+        yield count
     finally:
         handle.remove()
