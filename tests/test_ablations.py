@@ -24,8 +24,10 @@ from asam_lib.experiments.ablations import (
     ablation_editors,
     at_full_budget,
     budget_controls,
-    knob,
     rcsl_design_editors,
+)
+from asam_lib.experiments.sensitivity import (
+    knob,
     sensitivity_defaults,
     sensitivity_editors,
     sensitivity_settings,

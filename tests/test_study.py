@@ -91,7 +91,8 @@ def _study_jobs(**changes):
 
 
 def test_notebook_04s_jobs_run_the_sequential_study_first_and_headroom_on_the_embedded_world_only():
-    from asam_lib.experiments.ablations import HEADROOM, ablation_editors, sensitivity_editors
+    from asam_lib.experiments.ablations import HEADROOM, ablation_editors
+    from asam_lib.experiments.sensitivity import sensitivity_editors
 
     jobs = _study_jobs()
     groups = [job.group for job in jobs]

@@ -36,14 +36,8 @@ from asam_lib.evaluation.harness import (
     save_table,
     tidy,
 )
-from asam_lib.experiments.ablations import (
-    CALIBRATED,
-    HEADROOM,
-    ablation_editors,
-    budget_controls,
-    editors,
-    sensitivity_editors,
-)
+from asam_lib.experiments.ablations import CALIBRATED, HEADROOM, ablation_editors, budget_controls, editors
+from asam_lib.experiments.sensitivity import sensitivity_editors
 from asam_lib.experiments.workers import run_in_workers
 
 TIMING_METRICS = ("seconds",)

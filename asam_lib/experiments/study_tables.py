@@ -23,7 +23,7 @@ from asam_lib.evaluation.summaries import (
     sequential_target_checks,
     summary_over_edits,
 )
-from asam_lib.experiments.ablations import knob, with_default_settings
+from asam_lib.experiments.sensitivity import knob, with_default_settings
 
 IMAGE_DISTANCE_EDGES = [0, 0.3, 0.4, 0.5, 0.6, 0.8, 1.5]  # notebook 04's image-distance bins
 LATENT_QUANTILES = [0, 0.2, 0.4, 0.6, 0.8, 1]  # ... and its latent-distance quintiles
@@ -143,7 +143,7 @@ def sensitivity_comparisons(
 ) -> tuple[pd.DataFrame, int]:
     """(paired differences, edits): the sensitivity study on ``task``
     (:func:`asam_lib.evaluation.summaries.paired_differences`), each setting in ``settings`` (names ``"knob=value"``,
-    :func:`asam_lib.experiments.ablations.sensitivity_editors`) minus ASAM on the same edits and each ``"Patch
+    :func:`asam_lib.experiments.sensitivity.sensitivity_editors`) minus ASAM on the same edits and each ``"Patch
     layer=value"`` minus Patch (the main run supplies ASAM and Patch), and the number of (seed, case) edits the settings
     ran."""
     rows = primary_rows(pd.concat([single[single.group == "sensitivity"], single[single.group == "main"]]))
