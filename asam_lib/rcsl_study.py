@@ -190,7 +190,7 @@ def spectrum_study(
 
     Returns the tidy table (``case``, ``condition``, ``rows``, ``K + 1``, ``tail energy`` and ``tail energy,
     centred``: :func:`asam_lib.rcsl.rank_loss` of H and of H minus its row mean) and ``(case, condition, rows)
-    -> spectrum`` (:func:`asam_lib.rcsl.spectrum`), both in float64."""
+    -> spectrum`` (:func:`asam_lib.rcsl.spectrum`), both computed from H in float64."""
     spectra, tails = {}, []
     for case in tqdm(cases, desc="spectrum of H"):
         batch = encoder.batch([case.request.anchor_item])
