@@ -26,6 +26,7 @@ Modules, one idea each:
     ablations  ASAM with one ingredient changed: ablations and the sensitivity grid
     summaries  targets, ablation tables, gap closure, consistency against distance
     lar_study  notebook 02's experiments on LAR variants
+    rcsl_study, rcsl_plots  notebook 03's experiments on the RCSL objective, and its figures
     playground the function behind notebook 05's widgets: one edit, measured before and after, rolled back
     precision  half-precision models edited with float32 numerics (solve, SVD, losses, Adam)
     mmedit_study  a resumable study on any supported checkpoint and an MMEdit-format file
@@ -34,6 +35,7 @@ Modules, one idea each:
     launch     many processes on one study: shards and devices (torchrun, accelerate, SLURM arrays)
     cli        the command line: ``python -m asam_lib study ...`` and ``merge``
     parameters notebook parameters checked against their types
+    notebook   a notebook's setup in one call: seed, plot style, parameter checks, provenance, logging, show
     plots      one plotting style for every figure
     provenance content hashes and the library fingerprint in figures' sidecars
 
