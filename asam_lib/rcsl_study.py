@@ -23,10 +23,10 @@ from asam_lib.edit_trace import trace_edit
 from asam_lib.editing import Editor, edited_forward, joint_embeddings, unedited_forward
 from asam_lib.harness import EditCase
 from asam_lib.hooks import module_output
-from asam_lib.lar import LARConfig, adversarial_variants, noise_variants
+from asam_lib.lar import LARConfig, Variants, adversarial_variants, noise_variants
 from asam_lib.patch import Patch
 from asam_lib.progress import tqdm
-from asam_lib.prompting import PromptEncoder
+from asam_lib.prompting import Batch, PromptEncoder
 from asam_lib.rcsl import RCSLConfig
 from asam_lib.seeding import torch_generator
 from asam_lib.study import Job, run_jobs, split_timings
@@ -158,20 +158,25 @@ def spectrum_editors() -> dict[str, Editor | None]:
     }
 
 
-def fixed_variants(model, encoder: PromptEncoder, case: EditCase, embeds, batch, k: int, seed: int) -> dict:
-    """The variant rows of H for ``case``: K = ``k`` LAR variants computed once against a Patch edit (rolled back)
-    and K random perturbations of the same radius, each from its own named stream."""
+def fixed_variants(
+    model, encoder: PromptEncoder, case: EditCase, embeds: torch.Tensor, batch: Batch, k: int, seed: int
+) -> dict[str, Variants]:
+    """The variant rows of H for ``case`` (its edit input ``batch``, joint embeddings ``embeds``: (1, L, d)): K =
+    ``k`` LAR variants computed once against a Patch edit (rolled back, also on error) and K random perturbations
+    of the same radius, each from its own named stream."""
     handle = Patch().edit(model, encoder, case.request, seed=seed)
-    lar = adversarial_variants(
-        model,
-        edited_forward(model),
-        unedited_forward(model, handle.originals),
-        embeds,
-        batch,
-        LARConfig(k=k),
-        torch_generator(seed, "nb03-lar", case.request.name),
-    )
-    handle.restore()
+    try:
+        lar = adversarial_variants(
+            model,
+            edited_forward(model),
+            unedited_forward(model, handle.originals),
+            embeds,
+            batch,
+            LARConfig(k=k),
+            torch_generator(seed, "nb03-lar", case.request.name),
+        )
+    finally:
+        handle.restore()
     noise = noise_variants(model, embeds, batch, LARConfig(k=k), torch_generator(seed, "nb03-noise", case.request.name))
     return {"LAR variants": lar, "random variants": noise}
 
