@@ -198,6 +198,49 @@ def test_the_figures_draw_from_the_study_outputs():
             plt.close(fig)
 
 
+def test_the_spectrum_and_design_figures_draw_from_tidy_tables():
+    plots.set_style()
+    conditions, rows = ["unedited", "Patch", "ASAM without RCSL", "ASAM"], list(rcsl_study.SPECTRUM_ROWS)
+    spectra = {(case, c, r): torch.tensor([0.9, 0.08, 0.02]) for case in ("e1", "e2") for c in conditions for r in rows}
+    tails = pd.DataFrame(
+        [
+            {"case": case, "condition": c, "rows": r, "tail energy": 0.01 * (i + 1) + 0.001 * j}
+            for j, case in enumerate(("e1", "e2"))
+            for i, c in enumerate(conditions)
+            for r in rows
+        ]
+    )
+    paired = pd.DataFrame(
+        [
+            {
+                "comparison": "f - without RCSL",
+                "tier": t,
+                "metric": m,
+                "mean_diff": d,
+                "ci_low": d - 0.01,
+                "ci_high": d + 0.01,
+            }
+            for (t, m, _), d in zip(rcsl_plots.DESIGN_PANELS, (0.02, -0.5, 0.0, 0.01))
+        ]
+    )
+    figures = [
+        rcsl_plots.spectrum(spectra, tails, "e1", conditions, rows),
+        rcsl_plots.design_forest(paired, [("f", "without RCSL")], n_edits=2),
+    ]
+    try:
+        for fig in figures:
+            plots.check_layout(fig)
+        assert "e1, LAR variants: spectrum of H (3 rows)" == figures[0].axes[0].get_title()
+        assert "mean over 2 edits" in figures[0].axes[2].get_title()
+        assert (
+            len(figures[1].axes) == len(rcsl_plots.DESIGN_PANELS)
+            and "(2 development edits)" in figures[1]._suptitle.get_text()
+        )
+    finally:
+        for fig in figures:
+            plt.close(fig)
+
+
 @pytest.fixture
 def undeclared(monkeypatch):
     """Each test starts and ends with no notebook declared (provenance is process-wide)."""
