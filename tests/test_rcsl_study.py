@@ -273,8 +273,8 @@ def test_setup_seeds_checks_declares_and_writes_only_when_asked(undeclared, tmp_
 
 
 def test_setup_names_a_parameter_of_the_wrong_type(undeclared):
-    namespace = {**parameter_defaults("05_playground"), "k": "four"}
-    with pytest.raises(ParameterError, match="parameter k = 'four'"):
+    namespace = {**parameter_defaults("05_playground"), "seed": "four"}
+    with pytest.raises(ParameterError, match="parameter seed = 'four'"):
         notebook.setup("05_playground", namespace)
 
 
