@@ -158,6 +158,36 @@ def test_the_predictive_signal_is_moderate_and_lora_misses_too_rarely_to_rank(pr
     )
 
 
+@pytest.fixture(scope="module")
+def predictive_paired() -> pd.DataFrame:
+    return _table("02_predictive_paired").set_index("method")
+
+
+@pytest.mark.parametrize("method", ["FT-L", "Patch", "pooled"])
+def test_the_lar_auc_s_interval_lies_above_chance(predictive, method):
+    lar = predictive.loc[(method, "lar")]
+    assert lar.auc_ci_low > 0.5, (
+        f"README / notebook 02 section 5: the LAR AUC's 95% interval lies above chance for {method}; measured "
+        f"[{lar.auc_ci_low:.3f}, {lar.auc_ci_high:.3f}]"
+    )
+
+
+def test_no_paired_interval_resolves_lar_s_edge_over_random_variants(predictive_paired):
+    for method, row in predictive_paired.iterrows():
+        assert row.comparison == "LAR - random" and row.ci_low < 0 < row.ci_high, (
+            f"README / notebook 02 section 5: every interval of the paired AUC difference LAR - random includes zero "
+            f"({method}: {row.mean_diff:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}])"
+        )
+
+
+def test_loras_auc_intervals_span_most_of_the_range(predictive):
+    width = predictive.loc["LoRA", "auc_ci_high"] - predictive.loc["LoRA", "auc_ci_low"]
+    assert (width > 0.5).all(), (
+        f"notebook 02 section 5: LoRA misses too rarely for its AUC to mean anything (intervals wider than one half); "
+        f"measured widths {width.round(3).to_dict()}"
+    )
+
+
 # --- LAR vs random variants over the radius (notebook 02 section 4: results/02_eps_sweep.csv) ------------
 
 

@@ -64,12 +64,15 @@ class Lookup:
         return self.fmt.format(self.number(results))
 
 
-def interval(lookup: Lookup, signed: bool = False) -> Callable[[Path], str]:
-    """``mean [ci_low, ci_high]`` of ``lookup``'s row (a paired table's ``mean_diff`` with signs if ``signed``)."""
+def interval(
+    lookup: Lookup, signed: bool = False, bounds: tuple[str, str] = ("ci_low", "ci_high")
+) -> Callable[[Path], str]:
+    """``mean [ci_low, ci_high]`` of ``lookup``'s row (a paired table's ``mean_diff`` with signs if ``signed``;
+    ``bounds``: the interval's columns where a table names them after their statistic)."""
     fmt = "{:+.3f}" if signed else "{:.3f}"
 
     def value(results: Path) -> str:
-        cells = [Lookup(lookup.table, lookup.where, c, fmt)(results) for c in (lookup.column, "ci_low", "ci_high")]
+        cells = [Lookup(lookup.table, lookup.where, c, fmt)(results) for c in (lookup.column, *bounds)]
         return f"{cells[0]} [{cells[1]}, {cells[2]}]"
 
     return value
@@ -136,6 +139,14 @@ def baseline(method: str, metric: str) -> Lookup:
     return Lookup("01_baselines", {"tier": "standard", "method": method, "metric": metric})
 
 
+AUC_BOUNDS = ("auc_ci_low", "auc_ci_high")  # 02_predictive_summary.csv's interval of the AUC
+
+
+def predictive_auc(method: str, variants: str) -> Lookup:
+    """An AUC of ``02_predictive_summary.csv`` (``method``: an editor or "pooled"; ``variants``: lar / noise)."""
+    return Lookup("02_predictive_summary", {"method": method, "variants": variants}, "auc_loss_for_miss")
+
+
 def _binary_over_hard(task: str, method: str) -> Callable[[Path], str]:
     return difference(main_cell(task, "binary", method, "I-Gen"), main_cell(task, "hard", method, "I-Gen"))
 
@@ -191,11 +202,12 @@ VALUES: dict[str, Callable[[Path], str]] = {
     "design.block1000.iloc": design("block output, lambda=1000", "I-Loc"),
     "design.centred100.rel": design("block output centred, lambda=100", "Rel"),
     # LAR's predictive value (notebook 02)
-    "predictive.pooled.lar.auc": Lookup(
-        "02_predictive_summary", {"method": "pooled", "variants": "lar"}, "auc_loss_for_miss"
-    ),
-    "predictive.pooled.noise.auc": Lookup(
-        "02_predictive_summary", {"method": "pooled", "variants": "noise"}, "auc_loss_for_miss"
+    "predictive.pooled.lar.auc": predictive_auc("pooled", "lar"),
+    "predictive.pooled.noise.auc": predictive_auc("pooled", "noise"),
+    "predictive.pooled.lar.auc.interval": interval(predictive_auc("pooled", "lar"), bounds=AUC_BOUNDS),
+    "predictive.pooled.noise.auc.interval": interval(predictive_auc("pooled", "noise"), bounds=AUC_BOUNDS),
+    "predictive.pooled.lar_random.diff": interval(
+        Lookup("02_predictive_paired", {"method": "pooled"}, "mean_diff"), signed=True
     ),
     # LAR's variants at the default radius (notebook 02's sweep, mean over its edits)
     "eps_sweep.lar.coherence": average("02_eps_sweep", {"eps": DEFAULT_EPS, "variants": "LAR"}, "coherence"),
