@@ -75,3 +75,20 @@ def module_io(module: torch.nn.Module, which: str = "output") -> Iterator[dict[s
         yield captured
     finally:
         handle.remove()
+
+
+@contextmanager
+def call_count(module: torch.nn.Module) -> Iterator[dict[str, int]]:
+    """Inside the context, ``counts["calls"]`` is how often ``module`` has run forward (a batch counts once; a
+    module that wraps it, as an editor's patch does, still calls it). The hook is removed on exit, even on an
+    exception."""
+    counts = {"calls": 0}
+
+    def count(_module, _args):
+        counts["calls"] += 1
+
+    handle = module.register_forward_pre_hook(count)
+    try:
+        yield counts
+    finally:
+        handle.remove()
