@@ -21,6 +21,7 @@ from asam_lib import paths
 from asam_lib.ablations import PATCH_AT_FULL_BUDGET
 from asam_lib.lar import LARConfig
 from asam_lib.pretrain import TARGETS
+from asam_lib.summaries import TARGETS as CLAIM
 
 RESULTS = paths.RESULTS  # ASAM_RESULTS: the claims checked on another run's tables (tools/kernel_sets.py)
 EDITORS = ["FT-L", "LoRA", "Patch"]
@@ -531,3 +532,32 @@ def test_the_sequential_option_leaves_single_edits_as_asams():
     assert len(calibrated) and (calibrated.mean_diff == 0).all(), (
         "README / notebook 04: the sequential option leaves every single-edit metric exactly as ASAM's"
     )
+
+
+# --- the cost of an edit (README: the paper's claim as thresholds; make bench-edits: results/bench/edit_cost.csv) --
+
+
+@pytest.fixture(scope="module")
+def edit_cost() -> pd.DataFrame:
+    return _table("bench/edit_cost").set_index(["task", "method"])
+
+
+def test_asams_time_per_edit_meets_its_3x_budget_on_captions_and_not_on_vqa(edit_cost):
+    # the ratio of two wall times on a shared machine: the verdict holds by a margin of 0.3 on either side of the
+    # threshold (measured 1.5x and 4.4x), wider than the ratio moved between runs
+    ratio = edit_cost.xs("ASAM", level="method").seconds_vs_patch
+    assert ratio["caption"] <= CLAIM.max_time_ratio - 0.3, (
+        f"README: on captions ASAM's time per edit is within {CLAIM.max_time_ratio:g}x Patch's; measured "
+        f"{ratio['caption']:.2f}x"
+    )
+    assert ratio["vqa"] >= CLAIM.max_time_ratio + 0.3, (
+        f"README: on VQA ASAM's time per edit exceeds {CLAIM.max_time_ratio:g}x Patch's; measured {ratio['vqa']:.2f}x"
+    )
+
+
+def test_asam_takes_more_steps_and_forward_passes_per_edit_than_patch(edit_cost):
+    for task in TASKS:
+        asam, patch = edit_cost.loc[(task, "ASAM")], edit_cost.loc[(task, "Patch")]
+        assert (
+            asam.steps_per_edit > patch.steps_per_edit and asam.forward_passes_per_edit > patch.forward_passes_per_edit
+        ), f"README: an ASAM edit ({task}) takes more optimiser steps and forward passes than a Patch edit"

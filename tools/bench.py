@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ import torch
 from asam_lib import paths, provenance
 from asam_lib.harness import save_table
 from asam_lib.pretrain import TARGETS, pretrain
+from tools.kernel_sets import cpu_model
 
 EDIT_COST = "edit_cost"  # results/bench/edit_cost.csv and its sidecar edit_cost.json
 BASE = "Patch"  # the editor ASAM's time is measured against
@@ -60,16 +60,6 @@ def bench_pretraining() -> dict:
         "accuracy": meta["accuracy"],
         "vision": meta["vision_accuracy"],
     }
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` where there is none)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def git_commit() -> str:
@@ -179,6 +169,7 @@ def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path
     from asam_lib.world import World
 
     torch.set_num_threads(1)
+    where = machine(SHARED_NOTE)  # the commit and date as the timing starts
     model, processor = load_model(base_model_folder())
     encoder = PromptEncoder(processor)
     timings = []
@@ -187,7 +178,7 @@ def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path
         for name, editor in tqdm(methods.editors().items(), desc=f"timing {task} edits"):
             timings.append(time_edits(model, encoder, cases, name, editor, task, repeats, seed))
     table = edit_cost_table(timings)
-    path = write_edit_cost(table, machine(SHARED_NOTE), folder)
+    path = write_edit_cost(table, where, folder)
     print(table.round(3).to_string(index=False))
     for task, row in table[table.method == "ASAM"].set_index("task").iterrows():
         print(f"{task}: ASAM / {BASE} = {row.seconds_vs_patch:.2f}x (budget {CLAIM.max_time_ratio:g}x)")

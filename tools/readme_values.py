@@ -147,6 +147,11 @@ def predictive_auc(method: str, variants: str) -> Lookup:
     return Lookup("02_predictive_summary", {"method": method, "variants": variants}, "auc_loss_for_miss")
 
 
+def edit_cost(task: str, method: str, column: str, fmt: str) -> Lookup:
+    """A cell of ``bench/edit_cost.csv`` (``make bench-edits``)."""
+    return Lookup("bench/edit_cost", {"task": task, "method": method}, column, fmt)
+
+
 def _binary_over_hard(task: str, method: str) -> Callable[[Path], str]:
     return difference(main_cell(task, "binary", method, "I-Gen"), main_cell(task, "hard", method, "I-Gen"))
 
@@ -209,6 +214,15 @@ VALUES: dict[str, Callable[[Path], str]] = {
     "predictive.pooled.lar_random.diff": interval(
         Lookup("02_predictive_paired", {"method": "pooled"}, "mean_diff"), signed=True
     ),
+    # the cost of an edit (make bench-edits: results/bench/edit_cost.csv; its sidecar names the machine)
+    "cost.vqa.asam_vs_patch": edit_cost("vqa", "ASAM", "seconds_vs_patch", "{:.2f}"),
+    "cost.caption.asam_vs_patch": edit_cost("caption", "ASAM", "seconds_vs_patch", "{:.2f}"),
+    "cost.vqa.asam.seconds": edit_cost("vqa", "ASAM", "seconds_per_edit", "{:.2f}"),
+    "cost.vqa.patch.seconds": edit_cost("vqa", "Patch", "seconds_per_edit", "{:.2f}"),
+    "cost.vqa.asam.steps": edit_cost("vqa", "ASAM", "steps_per_edit", "{:.1f}"),
+    "cost.vqa.patch.steps": edit_cost("vqa", "Patch", "steps_per_edit", "{:.1f}"),
+    "cost.vqa.asam.forwards": edit_cost("vqa", "ASAM", "forward_passes_per_edit", "{:.0f}"),
+    "cost.vqa.patch.forwards": edit_cost("vqa", "Patch", "forward_passes_per_edit", "{:.0f}"),
     # LAR's variants at the default radius (notebook 02's sweep, mean over its edits)
     "eps_sweep.lar.coherence": average("02_eps_sweep", {"eps": DEFAULT_EPS, "variants": "LAR"}, "coherence"),
     "eps_sweep.lar.failure": average("02_eps_sweep", {"eps": DEFAULT_EPS, "variants": "LAR"}, "edit failure"),
