@@ -19,8 +19,8 @@ from asam_lib.summaries import crossed_weights
 
 
 def synthetic_study(n_cases: int = 20, seeds=(0,), signal: float = 3.0) -> pd.DataFrame:
-    """Two editors on the same cases: half the edits miss a member (Unit < 1); the LAR loss is ``signal`` higher on
-    those, the random variants' loss is unrelated noise."""
+    """Two editors on the same cases: half the edits miss a member (Unit < 1); the log of the LAR loss is ``signal``
+    higher on those (standard deviation 1), the random variants' loss is unrelated noise."""
     rng = np.random.default_rng(0)
     rows = []
     for method in ("A", "B"):
@@ -32,8 +32,8 @@ def synthetic_study(n_cases: int = 20, seeds=(0,), signal: float = 3.0) -> pd.Da
                         "method": method,
                         "case": f"c{i}",
                         "seed": seed,
-                        "lar_loss": rng.normal() + (signal if misses else 0.0),
-                        "noise_loss": rng.normal(),
+                        "lar_loss": float(np.exp(rng.normal() + (signal if misses else 0.0))),  # CE: positive
+                        "noise_loss": float(np.exp(rng.normal())),
                         "Unit": 0.75 if misses else 1.0,
                     }
                 )
@@ -106,3 +106,18 @@ def test_roc_curves_run_from_the_origin_to_one_one_per_editor_and_pooled():
         assert (curve.fpr.iloc[0], curve.tpr.iloc[0]) == (0.0, 0.0)
         assert (curve.fpr.iloc[-1], curve.tpr.iloc[-1]) == (1.0, 1.0)
         assert curve.fpr.is_monotonic_increasing and curve.tpr.is_monotonic_increasing
+
+
+def test_the_figure_draws_the_pooled_and_per_editor_rocs_without_overlapping_labels():
+    from asam_lib import plots
+
+    study = synthetic_study(n_cases=8)
+    colours = {"A": "#1f77b4", "B": "#2ca02c"}
+    fig = plots.predictive_value(study, predictive_summary(study, n_boot=50), roc_curves(study), colours, "#d62728")
+    try:
+        plots.check_layout(fig)
+        pooled, per_editor = fig.axes[1], fig.axes[2]
+        assert len(pooled.get_legend().get_texts()) == 2 and len(per_editor.get_legend().get_texts()) == 4
+        assert all("[" in t.get_text() for t in per_editor.get_legend().get_texts())  # each AUC with its interval
+    finally:
+        plots.plt.close(fig)
