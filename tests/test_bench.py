@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
 
 from asam_lib import paths
+from asam_lib.architectures import edit_layer_mlp
 from asam_lib.hooks import call_count
-from tools.bench import EditTiming, edit_cost_table, machine, write_edit_cost
+from tools.bench import EditTiming, edit_cost_table, machine, time_methods, write_edit_cost
 
 FAKE = [
     EditTiming("vqa", "Patch", (0.30, 0.10, 0.20), steps=24, forward_passes=60, n_edits=4),
@@ -70,3 +72,28 @@ def test_bad_counts_exit_with_status_2_naming_the_option(argument):
         text=True,
     )
     assert run.returncode == 2 and argument.split("=")[0] in run.stderr
+
+
+class CountingEditor:
+    """An editor that runs the edit layer's FFN ``forwards`` times per edit and reports ``steps`` steps."""
+
+    def __init__(self, steps: int, forwards: int, layer: int = 1):
+        self.steps, self.forwards, self.config = steps, forwards, SimpleNamespace(layer=layer)
+
+    def edit(self, model, encoder, request, seed):
+        ffn = edit_layer_mlp(model, self.config.layer)
+        with torch.no_grad():
+            for _ in range(self.forwards):
+                ffn(torch.zeros(1, 3, model.config.text_config.hidden_size))
+        return SimpleNamespace(steps=self.steps, restore=lambda: None)
+
+
+def test_methods_are_timed_in_interleaved_rounds_with_exact_counts_per_edit(tiny_parts):
+    model, _ = tiny_parts
+    cases = [SimpleNamespace(request=None)] * 3
+    editors = {"Patch": CountingEditor(steps=4, forwards=2), "ASAM": CountingEditor(steps=6, forwards=5)}
+    timings = {t.method: t for t in time_methods(model, None, cases, editors, "vqa", repeats=2, seed=0)}
+    assert timings["Patch"] == EditTiming("vqa", "Patch", timings["Patch"].seconds, 12, 6, 3)
+    assert timings["ASAM"].steps == 18 and timings["ASAM"].forward_passes == 15
+    assert all(len(t.seconds) == 2 and min(t.seconds) > 0 for t in timings.values())
+    assert not edit_layer_mlp(model, 1)._forward_pre_hooks  # the counter is gone

@@ -2,15 +2,15 @@
 
 - ``pretraining``: wall time, held-out accuracies against their targets, and peak resident memory.
 - ``edits``: per method, on the same cases, one torch thread, in this process: wall seconds per edit (median over
-  ``--repeats`` passes over the cases), optimiser steps and forward passes per edit (exact counts), and the time
-  relative to Patch, ASAM's base editor (the paper's claim as a threshold: <= 3x,
+  ``--repeats`` rounds over the cases, the methods interleaved), optimiser steps and forward passes per edit (exact
+  counts), and the time relative to Patch, ASAM's base editor (the paper's claim as a threshold: <= 3x,
   :data:`asam_lib.summaries.TARGETS`). Written to ``results/bench/edit_cost.csv`` with a sidecar naming the
   machine (CPU, cores, threads, torch, date, commit); plus a LAR call at the defaults and its growth with K and T,
   printed.
 
 A forward pass is one run of the edit layer's FFN (:func:`asam_lib.hooks.call_count`): a batch of K variants counts
 once, the edited and the unedited model count once each, and a capture that stops at the edit layer counts too. The
-counts are the first pass's (every cache as cold as a single edit finds it); notebook 04's ``04_steps.csv`` counts
+counts are the first round's (every cache as cold as a single edit finds it); notebook 04's ``04_steps.csv`` counts
 the steps the same way (``handle.steps``).
 """
 
@@ -35,6 +35,7 @@ import torch
 from asam_lib import paths, provenance
 from asam_lib.harness import save_table
 from asam_lib.pretrain import TARGETS, pretrain
+from asam_lib.progress import tqdm
 from tools.kernel_sets import cpu_model
 
 EDIT_COST = "edit_cost"  # results/bench/edit_cost.csv and its sidecar edit_cost.json
@@ -89,7 +90,7 @@ def machine(note: str = "") -> dict:
 @dataclass(frozen=True)
 class EditTiming:
     """One method's edits of one task's cases: ``seconds`` per edit of each pass over the cases (one per repeat),
-    and the first pass's optimiser ``steps`` and ``forward_passes`` summed over its ``n_edits`` edits."""
+    and the first round's optimiser ``steps`` and ``forward_passes`` summed over its ``n_edits`` edits."""
 
     task: str
     method: str
@@ -132,27 +133,38 @@ def write_edit_cost(table: pd.DataFrame, where: dict, folder: Path | None = None
     return path
 
 
-def time_edits(model, encoder, cases, name: str, editor, task: str, repeats: int, seed: int) -> EditTiming:
-    """Edit every case with ``editor`` and roll it back, ``repeats`` times; count the first pass's steps and
-    forward passes of the edit layer's FFN."""
+def time_pass(model, encoder, cases, editor, seed: int) -> tuple[float, int, int]:
+    """Edit every case with ``editor`` and roll it back: (seconds per edit, optimiser steps summed, forward passes
+    of the edit layer's FFN summed)."""
     from asam_lib.architectures import edit_layer_mlp
     from asam_lib.hooks import call_count
 
-    seconds, steps, passes = [], 0, 0
-    for repeat in range(repeats):
-        with call_count(edit_layer_mlp(model, editor.config.layer)) as counts:
-            start = time.perf_counter()
-            for case in cases:
-                handle = editor.edit(model, encoder, case.request, seed=seed)
-                steps += handle.steps if repeat == 0 else 0
-                handle.restore()
-            seconds.append((time.perf_counter() - start) / len(cases))
-        passes = counts["calls"] if repeat == 0 else passes
-    return EditTiming(task, name, tuple(seconds), steps, passes, len(cases))
+    steps = 0
+    with call_count(edit_layer_mlp(model, editor.config.layer)) as counts:
+        start = time.perf_counter()
+        for case in cases:
+            handle = editor.edit(model, encoder, case.request, seed=seed)
+            steps += handle.steps
+            handle.restore()
+        seconds = (time.perf_counter() - start) / len(cases)
+    return seconds, steps, counts["calls"]
+
+
+def time_methods(model, encoder, cases, editors: dict, task: str, repeats: int, seed: int) -> list[EditTiming]:
+    """:func:`time_pass` of every editor, ``repeats`` rounds with the editors interleaved (a burst of load on a
+    shared machine falls on one round of every method rather than on all rounds of one), and the counts of the
+    first round."""
+    rounds = [
+        {name: time_pass(model, encoder, cases, editor, seed) for name, editor in editors.items()}
+        for _ in tqdm(range(repeats), desc=f"timing {task} edits, rounds")
+    ]
+    return [
+        EditTiming(task, name, tuple(r[name][0] for r in rounds), *rounds[0][name][1:], len(cases)) for name in editors
+    ]
 
 
 def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path | None = None) -> Path:
-    """Time every method's edits on both tasks (:func:`time_edits`), write :func:`edit_cost_table` with its
+    """Time every method's edits on both tasks (:func:`time_methods`), write :func:`edit_cost_table` with its
     machine (:func:`write_edit_cost`), print ASAM's ratio to Patch per task, then the LAR call's growth with K and
     T. Returns the table's path."""
     from asam_lib import methods
@@ -162,7 +174,6 @@ def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path
     from asam_lib.model import load_model
     from asam_lib.patch import Patch
     from asam_lib.pretrain import base_model_folder
-    from asam_lib.progress import tqdm
     from asam_lib.prompting import PromptEncoder
     from asam_lib.seeding import torch_generator
     from asam_lib.summaries import TARGETS as CLAIM
@@ -175,8 +186,7 @@ def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path
     timings = []
     for task in ("vqa", "caption"):
         cases = build_cases(model, encoder, World(), HarnessConfig(task=task, n_edits=n_edits), seed=seed)
-        for name, editor in tqdm(methods.editors().items(), desc=f"timing {task} edits"):
-            timings.append(time_edits(model, encoder, cases, name, editor, task, repeats, seed))
+        timings += time_methods(model, encoder, cases, methods.editors(), task, repeats, seed)
     table = edit_cost_table(timings)
     path = write_edit_cost(table, where, folder)
     print(table.round(3).to_string(index=False))
