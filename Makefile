@@ -67,7 +67,7 @@ model: $(STAMP) ## Retrain the shipped base model from scratch into checkpoints/
 bench: $(STAMP) ## Time pretraining and report held-out accuracy and peak memory
 	$(PY) -m tools.bench pretraining
 
-bench-edits: $(STAMP) ## Time an edit of every method (one thread) and a LAR call as K and T grow
+bench-edits: $(STAMP) ## Time an edit of every method (one thread): results/bench/edit_cost.csv; and a LAR call as K and T grow
 	$(QUIET) $(PY) -m tools.bench edits
 
 bench-memory: $(STAMP) ## Bytes an edit step keeps for backward, with and without the memory options, on a scaled LLaVA-1.5 shape (CPU, a few minutes)

@@ -20,6 +20,7 @@ import pytest
 from asam_lib.common import paths
 from asam_lib.data.pretrain import TARGETS
 from asam_lib.editors.lar import LARConfig
+from asam_lib.evaluation.summaries import TARGETS as CLAIM
 from asam_lib.experiments.ablations import PATCH_AT_FULL_BUDGET
 
 RESULTS = paths.RESULTS  # ASAM_RESULTS: the claims checked on another run's tables (tools/kernel_sets.py)
@@ -155,6 +156,36 @@ def test_the_predictive_signal_is_moderate_and_lora_misses_too_rarely_to_rank(pr
     lora = predictive.loc["LoRA"]
     assert lora.loc["lar", "n_missing"] <= 5 and (lora.auc_loss_for_miss <= 0.55).all(), (
         "README: LoRA misses a member on too few edits to rank (at most 5), and neither loss does better than chance"
+    )
+
+
+@pytest.fixture(scope="module")
+def predictive_paired() -> pd.DataFrame:
+    return _table("02_predictive_paired").set_index("method")
+
+
+@pytest.mark.parametrize("method", ["FT-L", "Patch", "pooled"])
+def test_the_lar_auc_s_interval_lies_above_chance(predictive, method):
+    lar = predictive.loc[(method, "lar")]
+    assert lar.auc_ci_low > 0.5, (
+        f"README / notebook 02 section 5: the LAR AUC's 95% interval lies above chance for {method}; measured "
+        f"[{lar.auc_ci_low:.3f}, {lar.auc_ci_high:.3f}]"
+    )
+
+
+def test_no_paired_interval_resolves_lar_s_edge_over_random_variants(predictive_paired):
+    for method, row in predictive_paired.iterrows():
+        assert row.comparison == "LAR - random" and row.ci_low < 0 < row.ci_high, (
+            f"README / notebook 02 section 5: every interval of the paired AUC difference LAR - random includes zero "
+            f"({method}: {row.mean_diff:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}])"
+        )
+
+
+def test_loras_auc_intervals_span_most_of_the_range(predictive):
+    width = predictive.loc["LoRA", "auc_ci_high"] - predictive.loc["LoRA", "auc_ci_low"]
+    assert (width > 0.5).all(), (
+        f"notebook 02 section 5: LoRA misses too rarely for its AUC to mean anything (intervals wider than one half); "
+        f"measured widths {width.round(3).to_dict()}"
     )
 
 
@@ -548,3 +579,30 @@ def test_freezing_the_patch_keys_gives_sequential_locality_back_at_a_cost_in_gen
     assert set(causes.index.get_level_values("comparison")) == {f"{s} - ASAM" for s in settings}, (
         "README: the cause study changes each of these ingredients of ASAM, one at a time"
     )
+
+
+# --- the cost of an edit (README: the paper's claim as thresholds; make bench-edits: results/bench/edit_cost.csv) --
+
+
+@pytest.fixture(scope="module")
+def edit_cost() -> pd.DataFrame:
+    return _table("bench/edit_cost").set_index(["task", "method"])
+
+
+def test_asams_time_per_edit_is_within_its_3x_budget_of_patchs(edit_cost):
+    # a committed table, so the check is deterministic; how close the wall-clock ratio is to the threshold is stated
+    # in the README (load on a shared machine moved it between runs: docs/development.md)
+    ratio = edit_cost.xs("ASAM", level="method").seconds_vs_patch
+    for task in TASKS:
+        assert ratio[task] <= CLAIM.max_time_ratio, (
+            f"README: ASAM's time per edit is within {CLAIM.max_time_ratio:g}x Patch's on {task}; measured "
+            f"{ratio[task]:.2f}x (results/bench/edit_cost.csv, make bench-edits)"
+        )
+
+
+def test_asam_takes_more_steps_and_forward_passes_per_edit_than_patch(edit_cost):
+    for task in TASKS:
+        asam, patch = edit_cost.loc[(task, "ASAM")], edit_cost.loc[(task, "Patch")]
+        assert (
+            asam.steps_per_edit > patch.steps_per_edit and asam.forward_passes_per_edit > patch.forward_passes_per_edit
+        ), f"README: an ASAM edit ({task}) takes more optimiser steps and forward passes than a Patch edit"

@@ -193,15 +193,27 @@ def causes_table(results: Path) -> str:
 
 def predictive_table(results: Path) -> str:
     table = pd.read_csv(results / "02_predictive_summary.csv")
+    auc = "AUC (variant loss -> misses a member) [95% CI]"
+    fmt = lambda v: "n/a" if pd.isna(v) else f"{v:.3f}"  # noqa: E731
+    table[auc] = [
+        "n/a"
+        if pd.isna(r.auc_loss_for_miss)
+        else f"{r.auc_loss_for_miss:.3f} [{fmt(r.auc_ci_low)}, {fmt(r.auc_ci_high)}]"
+        for r in table.itertuples()
+    ]
+    table["spearman_loss_vs_unit"] = table["spearman_loss_vs_unit"].map(fmt)
+    paired_path = results / "02_predictive_paired.csv"
+    if paired_path.exists():
+        paired = pd.read_csv(paired_path).set_index("method")
+        diff = paired.apply(lambda r: f"{r.mean_diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", axis=1)
+        table["AUC LAR - random (paired) [95% CI]"] = table.method.map(diff).where(table.variants == "lar", "")
+    table = table.drop(columns=["auc_loss_for_miss", "auc_ci_low", "auc_ci_high"])
     table = table.rename(
         columns={
             "spearman_loss_vs_unit": "Spearman (variant loss, unit consistency)",
-            "auc_loss_for_miss": "AUC (variant loss -> misses a member)",
             "n_missing": "edits missing a member",
         }
     )
-    for col in table.columns[-2:]:
-        table[col] = table[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
     return markdown(table)
 
 

@@ -65,12 +65,15 @@ class Lookup:
         return self.fmt.format(self.number(results))
 
 
-def interval(lookup: Lookup, signed: bool = False) -> Callable[[Path], str]:
-    """``mean [ci_low, ci_high]`` of ``lookup``'s row (a paired table's ``mean_diff`` with signs if ``signed``)."""
+def interval(
+    lookup: Lookup, signed: bool = False, bounds: tuple[str, str] = ("ci_low", "ci_high")
+) -> Callable[[Path], str]:
+    """``mean [ci_low, ci_high]`` of ``lookup``'s row (a paired table's ``mean_diff`` with signs if ``signed``;
+    ``bounds``: the interval's columns where a table names them after their statistic)."""
     fmt = "{:+.3f}" if signed else "{:.3f}"
 
     def value(results: Path) -> str:
-        cells = [Lookup(lookup.table, lookup.where, c, fmt)(results) for c in (lookup.column, "ci_low", "ci_high")]
+        cells = [Lookup(lookup.table, lookup.where, c, fmt)(results) for c in (lookup.column, *bounds)]
         return f"{cells[0]} [{cells[1]}, {cells[2]}]"
 
     return value
@@ -157,6 +160,19 @@ def baseline(method: str, metric: str) -> Lookup:
     return Lookup("01_baselines", {"tier": "standard", "method": method, "metric": metric})
 
 
+AUC_BOUNDS = ("auc_ci_low", "auc_ci_high")  # 02_predictive_summary.csv's interval of the AUC
+
+
+def predictive_auc(method: str, variants: str) -> Lookup:
+    """An AUC of ``02_predictive_summary.csv`` (``method``: an editor or "pooled"; ``variants``: lar / noise)."""
+    return Lookup("02_predictive_summary", {"method": method, "variants": variants}, "auc_loss_for_miss")
+
+
+def edit_cost(task: str, method: str, column: str, fmt: str) -> Lookup:
+    """A cell of ``bench/edit_cost.csv`` (``make bench-edits``)."""
+    return Lookup("bench/edit_cost", {"task": task, "method": method}, column, fmt)
+
+
 def _binary_over_hard(task: str, method: str) -> Callable[[Path], str]:
     return difference(main_cell(task, "binary", method, "I-Gen"), main_cell(task, "hard", method, "I-Gen"))
 
@@ -217,12 +233,22 @@ VALUES: dict[str, Callable[[Path], str]] = {
         for key, metric, tier in (("unit_hard", "Unit", "hard"), ("iloc", "I-Loc", "standard"))
     },
     # LAR's predictive value (notebook 02)
-    "predictive.pooled.lar.auc": Lookup(
-        "02_predictive_summary", {"method": "pooled", "variants": "lar"}, "auc_loss_for_miss"
+    "predictive.pooled.lar.auc": predictive_auc("pooled", "lar"),
+    "predictive.pooled.noise.auc": predictive_auc("pooled", "noise"),
+    "predictive.pooled.lar.auc.interval": interval(predictive_auc("pooled", "lar"), bounds=AUC_BOUNDS),
+    "predictive.pooled.noise.auc.interval": interval(predictive_auc("pooled", "noise"), bounds=AUC_BOUNDS),
+    "predictive.pooled.lar_random.diff": interval(
+        Lookup("02_predictive_paired", {"method": "pooled"}, "mean_diff"), signed=True
     ),
-    "predictive.pooled.noise.auc": Lookup(
-        "02_predictive_summary", {"method": "pooled", "variants": "noise"}, "auc_loss_for_miss"
-    ),
+    # the cost of an edit (make bench-edits: results/bench/edit_cost.csv; its sidecar names the machine)
+    "cost.vqa.asam_vs_patch": edit_cost("vqa", "ASAM", "seconds_vs_patch", "{:.2f}"),
+    "cost.caption.asam_vs_patch": edit_cost("caption", "ASAM", "seconds_vs_patch", "{:.2f}"),
+    "cost.vqa.asam.seconds": edit_cost("vqa", "ASAM", "seconds_per_edit", "{:.2f}"),
+    "cost.vqa.patch.seconds": edit_cost("vqa", "Patch", "seconds_per_edit", "{:.2f}"),
+    "cost.vqa.asam.steps": edit_cost("vqa", "ASAM", "steps_per_edit", "{:.1f}"),
+    "cost.vqa.patch.steps": edit_cost("vqa", "Patch", "steps_per_edit", "{:.1f}"),
+    "cost.vqa.asam.forwards": edit_cost("vqa", "ASAM", "forward_passes_per_edit", "{:.0f}"),
+    "cost.vqa.patch.forwards": edit_cost("vqa", "Patch", "forward_passes_per_edit", "{:.0f}"),
     # LAR's variants at the default radius (notebook 02's sweep, mean over its edits)
     "eps_sweep.lar.coherence": average("02_eps_sweep", {"eps": DEFAULT_EPS, "variants": "LAR"}, "coherence"),
     "eps_sweep.lar.failure": average("02_eps_sweep", {"eps": DEFAULT_EPS, "variants": "LAR"}, "edit failure"),

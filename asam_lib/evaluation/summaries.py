@@ -52,6 +52,17 @@ def ci95(values: Sequence[float], seed: int = 0, n_boot: int = 2000) -> tuple[fl
     return float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def crossed_weights(n_seeds: int, n_cases: int, n_boot: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The crossed bootstrap's replicates (module docstring) as multiplicities: ``(n_boot, n_seeds)`` for the seeds
+    and, drawn independently, ``(n_boot, n_cases)`` for the edits; a row's weight in replicate b is the product of
+    its seed's and its edit's. A fixed bootstrap seed. Means (:func:`crossed_bootstrap`) and rank statistics
+    (:func:`asam_lib.experiments.lar_study.auc_intervals`) draw their replicates here."""
+    rng = np.random.default_rng(seed)
+    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot).astype(float)
+    case_weights = rng.multinomial(n_cases, np.full(n_cases, 1 / n_cases), size=n_boot).astype(float)
+    return seed_weights, case_weights
+
+
 def crossed_bootstrap(values: pd.Series, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Mean of per-edit ``values`` (indexed by ``seed`` and ``case``) and its 95% interval from a bootstrap
     that resamples seeds and edits independently (module docstring); a fixed bootstrap seed."""
@@ -60,10 +71,7 @@ def crossed_bootstrap(values: pd.Series, n_boot: int = 2000, seed: int = 0) -> t
     filled = matrix.fillna(0.0).to_numpy(float)
     if present.sum() == 0:
         return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    n_seeds, n_cases = filled.shape
-    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot).astype(float)
-    case_weights = rng.multinomial(n_cases, np.full(n_cases, 1 / n_cases), size=n_boot).astype(float)
+    seed_weights, case_weights = crossed_weights(*filled.shape, n_boot=n_boot, seed=seed)
     total = np.einsum("bs,sc,bc->b", seed_weights, filled, case_weights)
     count = np.einsum("bs,sc,bc->b", seed_weights, present, case_weights)
     means = total[count > 0] / count[count > 0]

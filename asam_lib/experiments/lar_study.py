@@ -28,6 +28,7 @@ from asam_lib.editors.lar import (
 from asam_lib.editors.overrides import with_overrides
 from asam_lib.evaluation.harness import EditCase
 from asam_lib.evaluation.metrics import evaluate_edit
+from asam_lib.evaluation.summaries import crossed_weights
 from asam_lib.mllm.architectures import edit_layer_mlp
 from asam_lib.mllm.hooks import module_input
 from asam_lib.mllm.prompting import PromptEncoder, answer_positions
@@ -179,15 +180,24 @@ def predictive_study(
     return pd.DataFrame(rows)
 
 
+def weighted_auc(scores: Sequence[float], labels: Sequence[bool], weights: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` with row multiplicities ``weights`` (B, N):
+    (B,), each the Mann-Whitney AUC of the rows repeated as often as their weight (ties count half); NaN where
+    one class has no weight."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = s[y], s[~y]
+    wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])  # (P, Q)
+    w = np.asarray(weights, float)
+    w_pos, w_neg = w[:, y], w[:, ~y]
+    pairs = w_pos.sum(1) * w_neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("bp,pq,bq->b", w_pos, wins, w_neg) / pairs
+
+
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney; ties count half).
     NaN when one class is empty."""
-    s, y = np.asarray(scores, float), np.asarray(labels, bool)
-    pos, neg = s[y], s[~y]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
+    return float(weighted_auc(scores, labels, np.ones((1, len(scores))))[0])
 
 
 def roc_curve(scores: Sequence[float], labels: Sequence[bool]) -> pd.DataFrame:
@@ -202,3 +212,96 @@ def roc_curve(scores: Sequence[float], labels: Sequence[bool]) -> pd.DataFrame:
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman rank correlation (average ranks for ties)."""
     return float(pd.Series(list(x)).rank().corr(pd.Series(list(y)).rank()))
+
+
+# --- the predictive study's summary: AUCs with intervals, LAR against random variants ---------------------
+
+VARIANT_SOURCES = {"lar": "LAR", "noise": "random"}  # the study's columns ``{source}_loss`` and their names
+
+
+def misses_a_member(study: pd.DataFrame) -> pd.Series:
+    """The binary outcome the variants' loss should predict: the edit misses some held-out member (Unit < 1)."""
+    return study.Unit < 1
+
+
+def predictive_groups(study: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The study's rows per editor, then all of them as ``"pooled"``."""
+    return [*study.groupby("method", sort=True), ("pooled", study)]
+
+
+def auc_replicates(group: pd.DataFrame, source: str, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """The AUC of ``{source}_loss`` for :func:`misses_a_member` in each replicate of the crossed bootstrap over
+    ``group``'s seeds and edits (:func:`asam_lib.evaluation.summaries.crossed_weights`; edits by case name, so pooled
+    rows of one fact under several editors are resampled together): (n_boot,), NaN where a replicate holds one class.
+    The same ``seed`` draws the same replicates for every ``source``, so differences of sources are paired."""
+    seeds, cases = pd.Index(sorted(group.seed.unique())), pd.Index(sorted(group.case.unique()))
+    seed_weights, case_weights = crossed_weights(len(seeds), len(cases), n_boot, seed)
+    weights = seed_weights[:, seeds.get_indexer(group.seed)] * case_weights[:, cases.get_indexer(group.case)]
+    return weighted_auc(group[f"{source}_loss"], misses_a_member(group), weights)
+
+
+def interval95(replicates: np.ndarray) -> tuple[float, float]:
+    """The 2.5% and 97.5% quantiles of the replicates that are defined (NaN if none is)."""
+    kept = replicates[~np.isnan(replicates)]
+    if len(kept) == 0:
+        return float("nan"), float("nan")
+    return float(np.quantile(kept, 0.025)), float(np.quantile(kept, 0.975))
+
+
+def predictive_summary(study: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per editor and pooled (``method``), per kind of variants (``variants``: lar / noise): ``n_edits``,
+    ``n_missing`` (edits missing a member), ``spearman_loss_vs_unit``, ``auc_loss_for_miss`` and its 95%
+    interval ``auc_ci_low`` / ``auc_ci_high`` (crossed bootstrap over seeds and edits, :func:`auc_replicates`).
+    ``study``: :func:`predictive_study`'s rows."""
+    rows = []
+    for method, group in predictive_groups(study):
+        for source in VARIANT_SOURCES:
+            low, high = interval95(auc_replicates(group, source, n_boot, seed))
+            rows.append(
+                {
+                    "method": method,
+                    "variants": source,
+                    "n_edits": len(group),
+                    "n_missing": int(misses_a_member(group).sum()),
+                    "spearman_loss_vs_unit": spearman(group[f"{source}_loss"], group.Unit),
+                    "auc_loss_for_miss": roc_auc(group[f"{source}_loss"], misses_a_member(group)),
+                    "auc_ci_low": low,
+                    "auc_ci_high": high,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def predictive_paired(study: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """AUC of the LAR loss minus AUC of the random variants' loss on the same edits, per editor and pooled:
+    ``method``, ``comparison`` ("LAR - random"), ``mean_diff`` and its 95% interval ``ci_low`` / ``ci_high`` (the
+    same bootstrap replicates for both AUCs, :func:`auc_replicates`), ``n_edits``, ``n_seeds``."""
+    lar, noise = VARIANT_SOURCES
+    rows = []
+    for method, group in predictive_groups(study):
+        labels = misses_a_member(group)
+        diff = roc_auc(group[f"{lar}_loss"], labels) - roc_auc(group[f"{noise}_loss"], labels)
+        low, high = interval95(auc_replicates(group, lar, n_boot, seed) - auc_replicates(group, noise, n_boot, seed))
+        rows.append(
+            {
+                "method": method,
+                "comparison": f"{VARIANT_SOURCES[lar]} - {VARIANT_SOURCES[noise]}",
+                "mean_diff": diff,
+                "ci_low": low,
+                "ci_high": high,
+                "n_edits": len(group),
+                "n_seeds": group.seed.nunique(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def roc_curves(study: pd.DataFrame) -> pd.DataFrame:
+    """:func:`roc_curve` of each kind of variants' loss for :func:`misses_a_member`, per editor and pooled:
+    columns method, variants, fpr, tpr."""
+    curves = [
+        roc_curve(group[f"{source}_loss"], misses_a_member(group)).assign(method=method, variants=source)
+        for method, group in predictive_groups(study)
+        for source in VARIANT_SOURCES
+    ]
+    return pd.concat(curves, ignore_index=True)[["method", "variants", "fpr", "tpr"]]

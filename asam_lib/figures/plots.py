@@ -474,6 +474,44 @@ TIER_PANELS = {  # (tier, metric) -> its x label, in reading order: the binary v
 BINARY_SPAN = (0.5, 2.5)  # the x range of the binary view's bars in TIER_PANELS' order (shaded in the figures)
 
 
+def predictive_value(
+    study: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, colours: dict[str, str], lar_colour: str
+) -> plt.Figure:
+    """Left: each edit's loss on its LAR variants against its consistency on the real unit (a point per edit, the
+    editor's colour). Middle: the ROC of the variants' loss for "misses a held-out member", all editors pooled (LAR
+    variants solid in ``lar_colour``, random variants dotted grey). Right: the same ROC per editor (its colour; LAR
+    solid, random dotted). Legends give each AUC with its 95% interval. ``study``, ``summary``, ``curves``:
+    :func:`asam_lib.experiments.lar_study.predictive_study`, :func:`~asam_lib.experiments.lar_study.predictive_summary`
+    and :func:`~asam_lib.experiments.lar_study.roc_curves`; ``colours``: one per editor."""
+    styles = {"lar": ("-", "LAR"), "noise": (":", "random")}
+    aucs = summary.set_index(["method", "variants"])
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.9), layout="constrained")
+    sns.scatterplot(study, x="lar_loss", y="Unit", hue="method", palette=colours, ax=axes[0], s=25, alpha=0.8)
+    axes[0].set(
+        xscale="log",
+        xlabel="edit loss on LAR variants (CE, nats, log scale)",
+        ylabel="unit consistency (held-out members)",
+        title="Variants' loss vs the real unit",
+    )
+    editors = [m for m in colours if m in set(study.method)]
+    for ax, methods_drawn, title in [
+        (axes[1], ["pooled"], "'Misses a held-out member' (pooled)"),
+        (axes[2], editors, "The same, per editor"),
+    ]:
+        for method in methods_drawn:
+            for source, (style, name) in styles.items():
+                curve = curves[(curves.method == method) & (curves.variants == source)]
+                row = aucs.loc[(method, source)]
+                colour = (lar_colour if source == "lar" else "0.45") if method == "pooled" else colours[method]
+                who = f"{name} variants" if method == "pooled" else f"{method}, {name}"
+                label = f"{who}: {row.auc_loss_for_miss:.2f} [{row.auc_ci_low:.2f}, {row.auc_ci_high:.2f}]"
+                ax.plot(curve.fpr, curve.tpr, style, color=colour, label=label)
+        ax.plot([0, 1], [0, 1], color="0.8", linewidth=0.8)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+        ax.legend(fontsize=7, loc="lower right", title="AUC [95% CI]", title_fontsize=7)
+    return fig
+
+
 def tier_labelled(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` (columns tier, metric, ...) that :data:`TIER_PANELS` shows, with their x label in a
     ``label`` column: the binary view beside the unit's slices and its hard tier (notebooks 01 and 04)."""
