@@ -7,6 +7,7 @@ Every function returns a tidy ``pandas.DataFrame``; :mod:`asam_lib.figures.plots
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
@@ -305,3 +306,19 @@ def roc_curves(study: pd.DataFrame) -> pd.DataFrame:
         for source in VARIANT_SOURCES
     ]
     return pd.concat(curves, ignore_index=True)[["method", "variants", "fpr", "tpr"]]
+
+
+def lar_call_times(
+    model, edited, unedited, embeds, batch, ks: Sequence[int], steps: Sequence[int], seed: int
+) -> pd.DataFrame:
+    """Wall-clock milliseconds of one LAR call (:func:`asam_lib.editors.lar.adversarial_variants`) on the edit input
+    for every K in ``ks`` and T in ``steps``: rows K, columns T (this machine, one call each)."""
+    timings = []
+    for k in ks:
+        for t in steps:
+            start = time.perf_counter()
+            adversarial_variants(
+                model, edited, unedited, embeds, batch, LARConfig(k=k, steps=t), torch_generator(seed, "timing")
+            )
+            timings.append({"K": k, "T": t, "ms": 1000 * (time.perf_counter() - start)})
+    return pd.DataFrame(timings).pivot(index="K", columns="T", values="ms")

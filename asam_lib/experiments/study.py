@@ -237,6 +237,19 @@ def save_timings(table: pd.DataFrame, name: str) -> Path:
     return path
 
 
+def predictive_jobs(editors: dict[str, Editor], seed: int, n_edits: int, lar, workers: int) -> list[Job]:
+    """Notebook 02's predictive study (:func:`asam_lib.experiments.lar_study.predictive_study`) as jobs: each editor
+    on ``n_edits`` VQA edits with LAR settings ``lar``, split over ``workers``; the standard unit only."""
+    return [
+        part
+        for name, editor in editors.items()
+        for part in split(
+            Job("predictive", "vqa", seed, n_edits, {name: editor}, mode="predictive", lar=lar, hard_strength=0.0),
+            workers,
+        )
+    ]
+
+
 def sequential_study_editors() -> dict[str, Editor]:
     """Notebook 04's sequential study: ASAM's base editor (Patch), the sequential baseline (GRACE), paper-faithful
     ASAM, and this companion's option for sequential editing (:data:`asam_lib.experiments.ablations.CALIBRATED`:
