@@ -506,6 +506,16 @@ def test_calibrated_asam_gets_locality_back_and_keeps_earlier_edits(at_50):
     assert calibrated["Rel"] > asam["Rel"], "README / notebook 04: and it keeps earlier edits better (Rel)"
 
 
+def test_the_calibrated_options_image_locality_is_below_patchs_early_and_crosses_above_by_T_50():
+    table = _table("04_sequential_summary")
+    iloc = table[table.metric == "I-Loc"].pivot(index="T", columns="method", values="mean")
+    for T in (10, 25):
+        assert iloc.loc[T, "ASAM calibrated"] < iloc.loc[T, "Patch"], (
+            f"README: at T = {T} the calibrated option's image locality is below Patch's"
+        )
+    assert iloc.loc[50, "ASAM calibrated"] > iloc.loc[50, "Patch"], "README: ... and above it at T = 50"
+
+
 def test_grace_stays_local_in_sequence_and_generalises_little(at_50):
     grace = at_50.loc["GRACE"]
     assert min(grace["T-Loc"], grace["I-Loc"]) >= 0.95 and grace["TI-Gen"] < 0.5, (

@@ -276,6 +276,11 @@ VALUES: dict[str, Callable[[Path], str]] = {
     "firing.calibrated.50.own.mean": firing("ASAM calibrated", "own patch fires", "{:.0%}"),
     "firing.calibrated.50.own.min": firing("ASAM calibrated", "own patch fires", "{:.0%}", how="min"),
     "sequential.calibrated.100.iloc": sequential("ASAM calibrated", 100, "I-Loc"),
+    **{
+        f"sequential.{key}.{T}.iloc": sequential(method, T, "I-Loc")
+        for key, method in (("calibrated", "ASAM calibrated"), ("patch", "Patch"))
+        for T in (10, 25)
+    },
     "sequential.patch.100.iloc": sequential("Patch", 100, "I-Loc"),
     # make sequential-causes: the ingredients of ASAM's leak, and the calibrated option on the development edits
     "causes.keys_frozen.tloc": causes("keys frozen", "T-Loc"),
