@@ -591,6 +591,16 @@ def test_freezing_the_patch_keys_gives_sequential_locality_back_at_a_cost_in_gen
     )
 
 
+def test_in_sequence_lars_variants_are_part_of_the_leak_and_rcsl_is_not():
+    causes = _paired_after("sequential_causes_paired", 50)
+    for metric in ["T-Loc", "I-Loc"]:
+        assert causes.loc[("without LAR - ASAM", metric), "ci_low"] > 0, (
+            f"README: with random variants in place of LAR's, {metric} after 50 sequential edits is above ASAM's"
+        )
+        rcsl = causes.loc[("without RCSL - ASAM", metric)]
+        assert rcsl.ci_low < 0 < rcsl.ci_high, f"README: without RCSL, {metric} after 50 edits does not move"
+
+
 # --- the cost of an edit (README: the paper's claim as thresholds; make bench-edits: results/bench/edit_cost.csv) --
 
 

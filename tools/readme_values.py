@@ -286,6 +286,11 @@ VALUES: dict[str, Callable[[Path], str]] = {
     "causes.keys_frozen.tloc": causes("keys frozen", "T-Loc"),
     "causes.keys_frozen.iloc": causes("keys frozen", "I-Loc"),
     "causes.keys_frozen.tigen": causes("keys frozen", "TI-Gen"),
+    **{
+        f"causes.{key}.{name}": causes(setting, metric)
+        for key, setting in (("without_lar", "without LAR"), ("without_rcsl", "without RCSL"))
+        for name, metric in (("tloc", "T-Loc"), ("iloc", "I-Loc"))
+    },
     "dev.calibrated_patch.tloc": calibration_dev("T-Loc"),
     "dev.calibrated_patch.iloc": calibration_dev("I-Loc"),
     "dev.calibrated_patch.tigen": calibration_dev("TI-Gen"),
