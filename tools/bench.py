@@ -39,7 +39,6 @@ from tools.kernel_sets import cpu_model
 
 EDIT_COST = "edit_cost"  # results/bench/edit_cost.csv and its sidecar edit_cost.json
 BASE = "Patch"  # the editor ASAM's time is measured against
-SHARED_NOTE = "the machine was shared with other jobs: wall times are upper bounds"
 
 
 def peak_memory_gb() -> float:
@@ -160,7 +159,7 @@ def time_methods(model, encoder, cases, editors: dict, task: str, repeats: int, 
     ]
 
 
-def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path | None = None) -> Path:
+def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path | None = None, note: str = "") -> Path:
     """Time every method's edits on both tasks (:func:`time_methods`), write :func:`edit_cost_table` with its
     machine (:func:`write_edit_cost`), print ASAM's ratio to Patch per task, then the LAR call's growth with K and
     T. Returns the table's path."""
@@ -177,7 +176,7 @@ def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path
     from asam_lib.mllm.prompting import PromptEncoder
 
     torch.set_num_threads(1)
-    where = machine(SHARED_NOTE)  # the commit and date as the timing starts
+    where = machine(note)  # the commit and date as the timing starts
     model, processor = load_model(base_model_folder())
     encoder = PromptEncoder(processor)
     timings = []
@@ -223,10 +222,11 @@ def main() -> None:
     parser.add_argument("what", nargs="?", choices=["pretraining", "edits"], default="pretraining")
     parser.add_argument("--n-edits", type=positive_int, default=12, help="edits: cases per task")
     parser.add_argument("--repeats", type=positive_int, default=3, help="edits: passes over the cases (median)")
+    parser.add_argument("--note", default="", help="edits: a note for the sidecar (e.g. other jobs ran)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.what == "edits":
-        bench_edits(args.n_edits, args.repeats)
+        bench_edits(args.n_edits, args.repeats, note=args.note)
         return
     r = bench_pretraining()
     print(f"pretraining (cold, images rendered): {r['seconds'] / 60:.1f} min, peak memory {r['peak_gb']:.2f} GB")
