@@ -40,7 +40,7 @@ FIXED = {
     "above 0.01;": "test_claims.py asserts this bound on the paired ablations",
     "(+0.03 with an interval": "RCSL's threshold, a setting (asam_lib.evaluation.summaries)",
     "its +0.03 threshold": "RCSL's threshold, a setting (asam_lib.evaluation.summaries)",
-    "about 17 minutes": "timing (docs/development.md holds the measurements)",
+    "took 13 minutes": "timing, measured (docs/development.md holds the measurements)",
     "95% CI": "the intervals' level, a setting",
     "95% interval": "the intervals' level, a setting",
     "95% bootstrap": "the intervals' level, a setting",
