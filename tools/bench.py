@@ -163,15 +163,14 @@ def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path
     """Time every method's edits on both tasks (:func:`time_methods`), write :func:`edit_cost_table` with its
     machine (:func:`write_edit_cost`), print ASAM's ratio to Patch per task, then the LAR call's growth with K and
     T. Returns the table's path."""
-    from asam_lib.common.seeding import torch_generator
     from asam_lib.data.pretrain import base_model_folder
     from asam_lib.data.world import World
     from asam_lib.editors import methods
     from asam_lib.editors.editing import edited_forward, joint_embeddings, unedited_forward
-    from asam_lib.editors.lar import LARConfig, adversarial_variants
     from asam_lib.editors.patch import Patch
     from asam_lib.evaluation.harness import HarnessConfig, build_cases
     from asam_lib.evaluation.summaries import TARGETS as CLAIM
+    from asam_lib.experiments.lar_study import lar_call_times
     from asam_lib.mllm.model import load_model
     from asam_lib.mllm.prompting import PromptEncoder
 
@@ -192,20 +191,11 @@ def bench_edits(n_edits: int = 12, repeats: int = 3, seed: int = 0, folder: Path
     case = cases[0]
     batch = encoder.batch([case.request.anchor_item])
     embeds = joint_embeddings(model, batch)
-    handle = Patch().edit(model, encoder, case.request, seed=seed)
-    edited, unedited = edited_forward(model), unedited_forward(model, handle.originals)
-    print("milliseconds per LAR call (K variants, T PGD steps):")
-    for k in (1, 4, 16):
-        row = []
-        for steps in (1, 4, 8):
-            start = time.perf_counter()
-            for _ in range(3):
-                adversarial_variants(
-                    model, edited, unedited, embeds, batch, LARConfig(k=k, steps=steps), torch_generator(seed, "bench")
-                )
-            row.append(f"T={steps}: {1000 * (time.perf_counter() - start) / 3:6.0f}")
-        print(f"  K={k:2d}  " + "  ".join(row))
-    handle.restore()
+    with Patch().edit(model, encoder, case.request, seed=seed) as handle:
+        edited, unedited = edited_forward(model), unedited_forward(model, handle.originals)
+        calls = [lar_call_times(model, edited, unedited, embeds, batch, (1, 4, 16), (1, 4, 8), seed) for _ in range(3)]
+    print("milliseconds per LAR call (rows: K variants, columns: T PGD steps; mean of 3 calls):")
+    print((sum(calls) / len(calls)).round(0).to_string())
     return path
 
 

@@ -205,7 +205,7 @@ def predictive_table(results: Path) -> str:
     paired_path = results / "02_predictive_paired.csv"
     if paired_path.exists():
         paired = pd.read_csv(paired_path).set_index("method")
-        diff = paired.apply(lambda r: f"{r.mean_diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", axis=1)
+        diff = paired.apply(_paired_cell, axis=1)
         table["AUC LAR - random (paired) [95% CI]"] = table.method.map(diff).where(table.variants == "lar", "")
     table = table.drop(columns=["auc_loss_for_miss", "auc_ci_low", "auc_ci_high"])
     table = table.rename(
